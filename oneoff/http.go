@@ -1,0 +1,199 @@
+package oneoff
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// request is one HTTP call to the API or the attach service.
+type request struct {
+	op          string
+	svc         service
+	method      string
+	url         string
+	auth        string // the Authorization header value
+	contentType string
+	body        io.Reader
+	length      int64         // body length, known up front
+	timeout     time.Duration // 0: bounded by ctx only
+}
+
+// answer is a response with its body read, capped at maxAnswerBytes.
+type answer struct {
+	status    int
+	header    http.Header
+	body      []byte
+	oversized bool
+}
+
+func (a answer) ok() bool { return a.status >= 200 && a.status < 300 }
+
+// send performs r and reads its answer. A transport failure is
+// ErrUnreachable, unless ctx ended, which is reported as ctx's cause.
+func (c *Client) send(ctx context.Context, r request) (answer, error) {
+	rctx := ctx
+	if r.timeout > 0 {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(rctx, r.method, r.url, r.body)
+	if err != nil {
+		return answer{}, malformed(r.op, 0, "bad url", err)
+	}
+	if r.body != nil {
+		req.ContentLength = r.length
+		if r.length == 0 {
+			req.Body = http.NoBody
+		}
+	}
+	if r.auth != "" {
+		req.Header.Set("Authorization", r.auth)
+	}
+	if r.contentType != "" {
+		req.Header.Set("Content-Type", r.contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", userAgent)
+
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return answer{}, transportError(ctx, r.op, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
+	if err != nil {
+		return answer{}, transportError(ctx, r.op, err)
+	}
+	a := answer{status: resp.StatusCode, header: resp.Header, body: body}
+	if len(body) > maxAnswerBytes {
+		a.body, a.oversized = nil, true
+	}
+	// No URL in the log: attach URLs carry a secret.
+	c.log.Debug("one-off api call", "op", r.op, "status", a.status, "took", time.Since(start).Round(time.Millisecond))
+	return a, nil
+}
+
+const userAgent = "sshbridge-oneoff/1"
+
+// transportError classifies a failure to get an answer.
+func transportError(ctx context.Context, op string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", op, context.Cause(ctx))
+	}
+	// url.Error repeats the URL, and attach URLs are secrets.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return &APIError{Op: op, Kind: ErrUnreachable, Err: err}
+}
+
+// failure turns a non-success answer into an *APIError.
+func failure(op string, svc service, a answer) *APIError {
+	return &APIError{Op: op, Status: a.status, Message: errorMessage(a.body), Kind: statusKind(svc, a.status)}
+}
+
+// errorMessage extracts the platform's words from an error body:
+// {"error": "..."}, {"message": "..."}, {"errors": {"field": ["msg"]}}, or
+// short plain text.
+func errorMessage(body []byte) string {
+	var m struct {
+		Error   json.RawMessage `json:"error"`
+		Message json.RawMessage `json:"message"`
+		Errors  json.RawMessage `json:"errors"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		if json.Valid(body) {
+			return ""
+		}
+		return cleanMessage(string(body))
+	}
+	if s, ok := jsonString(m.Error); ok && s != "" {
+		return cleanMessage(s)
+	}
+	if s, ok := jsonString(m.Message); ok && s != "" {
+		return cleanMessage(s)
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(m.Errors, &fields) == nil && len(fields) > 0 {
+		names := make([]string, 0, len(fields))
+		for k := range fields {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		parts := make([]string, 0, len(names))
+		for _, k := range names {
+			var msgs []string
+			if json.Unmarshal(fields[k], &msgs) != nil {
+				if s, ok := jsonString(fields[k]); ok {
+					msgs = []string{s}
+				}
+			}
+			parts = append(parts, k+" "+strings.Join(msgs, ", "))
+		}
+		return cleanMessage(strings.Join(parts, "; "))
+	}
+	return ""
+}
+
+func jsonString(raw json.RawMessage) (string, bool) {
+	var s string
+	if len(raw) == 0 || json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+const maxMessageRunes = 300
+
+// cleanMessage makes platform text safe to print on one line of a user's
+// terminal: no control characters, bounded length.
+func cleanMessage(s string) string {
+	var b strings.Builder
+	n := 0
+	space := false
+	for _, r := range s {
+		if r == unicode.ReplacementChar || unicode.IsControl(r) || unicode.IsSpace(r) {
+			space = b.Len() > 0
+			continue
+		}
+		if !unicode.IsPrint(r) {
+			continue
+		}
+		if space {
+			b.WriteByte(' ')
+			n++
+			space = false
+		}
+		if n >= maxMessageRunes {
+			b.WriteString("…")
+			break
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+func basicAuth(token string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(":"+token))
+}
+
+func bearerAuth(token string) string {
+	return "Bearer " + token
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
