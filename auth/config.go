@@ -1,0 +1,62 @@
+package auth
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config says where the keys are and how to throttle. Zero values are
+// documented per field.
+type Config struct {
+	// AuthorizedKeysFile is an OpenSSH authorized_keys file; "" for none.
+	AuthorizedKeysFile string
+	// AuthorizedKeysFiles are more files of the same format (such as
+	// DefaultAuthorizedKeys' ~/.ssh/id_*.pub), read after AuthorizedKeysFile.
+	AuthorizedKeysFiles []string
+	// TrustedUserCAKeysFile lists CA keys whose user certificates are
+	// accepted for the apps named in their principals (sshd's
+	// TrustedUserCAKeys); "" for none.
+	TrustedUserCAKeysFile string
+	// RevokedKeysFile is an OpenSSH KRL or a list of public keys (sshd's
+	// RevokedKeys); "" for none.
+	RevokedKeysFile string
+
+	// MaxFailuresPerAddr failed connections (ones that offered keys and
+	// closed without authenticating) from one source address within
+	// FailureWindow make that address refused for FailureWindow.
+	// IPv6 addresses count per /64. 0 => 10; negative disables the throttle.
+	MaxFailuresPerAddr int
+	// FailureWindow: 0 => 1 minute.
+	FailureWindow time.Duration
+
+	// ReloadInterval is how often the files are checked for changes.
+	// 0 => 1 s; negative: only Reload reloads.
+	ReloadInterval time.Duration
+
+	// Logger receives the audit log; nil discards it.
+	Logger *slog.Logger
+	// Now is the clock for expiry, certificates and the throttle; nil => time.Now.
+	Now func() time.Time
+	// Location is the time zone of expiry-time values without a Z suffix
+	// (sshd uses local time); nil => time.Local.
+	Location *time.Location
+}
+
+func (c *Config) keyFiles() []string {
+	var files []string
+	if c.AuthorizedKeysFile != "" {
+		files = append(files, c.AuthorizedKeysFile)
+	}
+	return append(files, c.AuthorizedKeysFiles...)
+}
+
+func (c *Config) watchedFiles() []string {
+	files := c.keyFiles()
+	if c.TrustedUserCAKeysFile != "" {
+		files = append(files, c.TrustedUserCAKeysFile)
+	}
+	if c.RevokedKeysFile != "" {
+		files = append(files, c.RevokedKeysFile)
+	}
+	return files
+}

@@ -1,0 +1,72 @@
+package auth
+
+import (
+	"context"
+	"net"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// watchedKey marks a connection whose close is already being watched by
+// the throttle.
+type watchedKey struct{}
+
+// PublicKeyHandler is the gliderlabs ssh.Server.PublicKeyHandler. It
+// accepts a key that may use some app; the Grant of the key, for the app
+// named by the user name, is stored in ctx for GrantFrom, replaced at every
+// accepted key and cleared at every refused one. x/crypto (>= 0.31) calls
+// the handler last with the key whose signature it verified, so GrantFrom
+// gives the rights of the key the client proved it holds, not of a key it
+// merely offered.
+func (a *Authority) PublicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool {
+	a.maybeReload()
+	remote := ctx.RemoteAddr()
+	app := ctx.User()
+	now := a.now()
+	a.watchConn(ctx, remote)
+
+	var d decision
+	if a.throttle.blocked(remote, now) {
+		d = decision{reason: "too many failed connections from this address"}
+	} else {
+		addr, _ := addrOf(remote)
+		d = a.keys.Load().decide(app, key, addr, now)
+	}
+	a.audit(remote, app, key, d)
+	if d.grant == nil {
+		ctx.SetValue(grantKey{}, (*Grant)(nil))
+		return false
+	}
+	ctx.SetValue(grantKey{}, copyGrant(d.grant))
+	return true
+}
+
+// watchConn counts the connection as failed for the throttle if it closes
+// without authenticating.
+func (a *Authority) watchConn(ctx ssh.Context, remote net.Addr) {
+	if ctx.Value(watchedKey{}) != nil {
+		return
+	}
+	ctx.SetValue(watchedKey{}, true)
+	context.AfterFunc(ctx, func() {
+		// gliderlabs sets the connection in the context only once the
+		// handshake, authentication included, succeeded.
+		if _, ok := ctx.Value(ssh.ContextKeyConn).(gossh.Conn); ok {
+			return
+		}
+		if a.throttle.fail(remote, a.now()) {
+			a.log.Warn("auth throttle: address refused for a while", "remote", remote.String(), "window", a.throttle.window.String())
+		}
+	})
+}
+
+// AllowConn reports whether a new connection from remote may proceed, for
+// the server's ConnCallback: false while the address is throttled.
+func (a *Authority) AllowConn(remote net.Addr) bool {
+	if a.throttle.blocked(remote, a.now()) {
+		a.log.Debug("auth: connection refused, address throttled", "remote", remote.String())
+		return false
+	}
+	return true
+}

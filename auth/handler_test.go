@@ -1,0 +1,64 @@
+package auth
+
+import (
+	"testing"
+)
+
+// TestHandlerLastKeyWins is CVE-2024-45337 at the handler: the client
+// offers key A then authenticates with key B; x/crypto calls the handler
+// last with B, and the grant must be B's.
+func TestHandlerLastKeyWins(t *testing.T) {
+	dir := t.TempDir()
+	a, b := newKey(t), newKey(t)
+	file := writeFile(t, dir, "authorized_keys",
+		authLine(`apps="prod-*",command="echo A"`, a.PublicKey())+
+			authLine(`apps="prod-*",environment="WHO=b"`, b.PublicKey()))
+	auth, _ := newAuthority(t, Config{AuthorizedKeysFile: file})
+	ctx, _ := newCtx(t, "prod-app", "192.0.2.1:4000")
+
+	if !auth.PublicKeyHandler(ctx, a.PublicKey()) {
+		t.Fatal("key A refused")
+	}
+	if !auth.PublicKeyHandler(ctx, b.PublicKey()) {
+		t.Fatal("key B refused")
+	}
+	g, ok := GrantFrom(ctx)
+	if !ok {
+		t.Fatal("no grant")
+	}
+	if g.ForceCommand != "" || g.Env["WHO"] != "b" || !g.Allowed {
+		t.Fatalf("grant is not B's: %+v", g)
+	}
+
+	// A refused key clears the grant: nothing from an earlier key survives.
+	if auth.PublicKeyHandler(ctx, newKey(t).PublicKey()) {
+		t.Fatal("unknown key accepted")
+	}
+	if _, ok := GrantFrom(ctx); ok {
+		t.Fatal("grant left after a refused key")
+	}
+}
+
+func TestHandlerAppDenied(t *testing.T) {
+	dir := t.TempDir()
+	k := newKey(t)
+	file := writeFile(t, dir, "authorized_keys", authLine(`apps="demo-*"`, k.PublicKey()))
+	auth, logs := newAuthority(t, Config{AuthorizedKeysFile: file})
+
+	ctx, _ := newCtx(t, "demo-app", "127.0.0.1:5000")
+	if !auth.PublicKeyHandler(ctx, k.PublicKey()) {
+		t.Fatal("refused")
+	}
+	if g, _ := GrantFrom(ctx); !g.Allowed || g.App != "demo-app" {
+		t.Fatalf("grant %+v", g)
+	}
+
+	ctx, _ = newCtx(t, "other-app", "127.0.0.1:5000")
+	if !auth.PublicKeyHandler(ctx, k.PublicKey()) {
+		t.Fatal("a valid key for another app must authenticate, with Allowed=false")
+	}
+	if g, _ := GrantFrom(ctx); g.Allowed || g.App != "other-app" {
+		t.Fatalf("grant %+v", g)
+	}
+	t.Log(logs.String())
+}
