@@ -1,0 +1,26 @@
+// Package uploads is the staging area between SSH file transfers and the
+// one-off containers that receive them.
+//
+// SSH users upload first and run later, often in another connection, while
+// the platform takes files only after a one-off is ready and before anyone
+// attaches. A Store keeps, on the bridge's disk, the files pending for each
+// (user, app) scope as a small virtual tree; the next shell or exec session
+// of that scope delivers them (Scope.Deliver) and removes each one only after
+// the platform accepted it.
+//
+// A file becomes pending only when its writer is closed after a clean
+// transfer: a refused or broken transfer leaves nothing pending. Writes go
+// straight to a staging file at their offsets (SFTP writes arrive
+// concurrently and out of order), so no file is ever held in memory.
+//
+// On disk, under the Store's directory:
+//
+//	lock                          held (flock) by the one process using the directory
+//	staging/                      files being written; emptied at Open
+//	scopes/<user>/<app>/manifest.json  the scope's tree, replaced atomically
+//	scopes/<user>/<app>/blobs/<id>     one file per pending file
+//
+// <user> and <app> are hashes, so any identity string is safe; the tree's
+// names live only in the manifest, so no user-chosen name is ever a path on
+// the bridge's disk.
+package uploads
