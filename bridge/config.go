@@ -1,0 +1,108 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config holds the SSH-side settings. The zero value of each field means the
+// default documented beside it; Validate fills them in.
+type Config struct {
+	// DefaultCommand is what a shell request runs. Default "bash".
+	DefaultCommand string
+	// EnvAllow lists the names of client environment variables (SendEnv,
+	// SetEnv) passed into the one-off, besides LANG and LC_*. A trailing "*"
+	// matches a prefix.
+	EnvAllow []string
+	// Size is the container size asked for. Default "" lets the platform choose.
+	Size string
+	// MaxSessions caps the session channels open at once on one connection,
+	// as OpenSSH's MaxSessions. Default 10.
+	MaxSessions int
+	// LoginGraceTime is how long a connection may take to authenticate,
+	// as OpenSSH's LoginGraceTime. Default 30 s.
+	LoginGraceTime time.Duration
+	// KeepaliveInterval is the time between keepalive requests the bridge
+	// sends, as OpenSSH's ClientAliveInterval. Default 15 s; negative turns
+	// them off.
+	KeepaliveInterval time.Duration
+	// KeepaliveCountMax is how many keepalive intervals may pass without an
+	// answer before the connection is dropped. Default 3.
+	KeepaliveCountMax int
+	// IdleTimeout closes a connection that has had no session open for
+	// this long. Zero means never.
+	IdleTimeout time.Duration
+	// WaitTimeout bounds reading the exit code after the output ended.
+	// Default 30 s.
+	WaitTimeout time.Duration
+	// Version is the software version in the SSH identification string.
+	Version string
+}
+
+var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\*?$`)
+
+// Validate checks the settings and fills in the defaults.
+func (c *Config) Validate() error {
+	if c.DefaultCommand == "" {
+		c.DefaultCommand = "bash"
+	}
+	for _, name := range c.EnvAllow {
+		if !envNamePattern.MatchString(name) {
+			return fmt.Errorf("env allow-list: %q is not a variable name (letters, digits, underscore, optional trailing *)", name)
+		}
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = 10
+	}
+	if c.MaxSessions < 0 {
+		return errors.New("max sessions must be positive")
+	}
+	if c.LoginGraceTime == 0 {
+		c.LoginGraceTime = 30 * time.Second
+	}
+	if c.LoginGraceTime < 0 {
+		return errors.New("login grace time must be positive")
+	}
+	if c.KeepaliveInterval == 0 {
+		c.KeepaliveInterval = 15 * time.Second
+	}
+	if c.KeepaliveCountMax == 0 {
+		c.KeepaliveCountMax = 3
+	}
+	if c.KeepaliveCountMax < 0 {
+		return errors.New("keepalive count must be positive")
+	}
+	if c.IdleTimeout < 0 {
+		return errors.New("idle timeout must not be negative")
+	}
+	if c.WaitTimeout == 0 {
+		c.WaitTimeout = 30 * time.Second
+	}
+	if c.Version == "" {
+		c.Version = "sshbridge"
+	}
+	if strings.ContainsAny(c.Version, " \r\n-") {
+		return fmt.Errorf("version %q: no spaces, dashes or line breaks", c.Version)
+	}
+	return nil
+}
+
+// envAllowed says whether a client may set the variable name.
+func (c *Config) envAllowed(name string) bool {
+	if name == "LANG" || strings.HasPrefix(name, "LC_") {
+		return true
+	}
+	for _, pattern := range c.EnvAllow {
+		if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+			if strings.HasPrefix(name, prefix) {
+				return true
+			}
+		} else if name == pattern {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,28 @@
+package bridge
+
+import (
+	"context"
+	"net"
+
+	"github.com/gliderlabs/ssh"
+
+	"sshbridge/oneoff"
+)
+
+// Platform is the part of the one-off container API the bridge uses.
+type Platform interface {
+	// Start asks for a one-off container and returns it once it is ready to
+	// take uploads and an attach.
+	Start(ctx context.Context, req oneoff.RunRequest) (*oneoff.OneOff, error)
+}
+
+var _ Platform = (*oneoff.Client)(nil)
+
+// Authenticator decides who may connect; the grant it leaves in the
+// connection's context decides what the session may do.
+type Authenticator interface {
+	PublicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool
+	// AllowConn is asked before the handshake, so that an address that
+	// failed too often is turned away without costing a key exchange.
+	AllowConn(remote net.Addr) bool
+}

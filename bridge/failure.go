@@ -1,0 +1,79 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+
+	"sshbridge/oneoff"
+)
+
+// failure is what the user is told when the bridge ends a session itself:
+// one fixed sentence and an exit code. The cause goes to the log only.
+type failure struct {
+	code    int
+	message string
+	cause   error
+}
+
+func (f *failure) Error() string {
+	if f.cause == nil {
+		return f.message
+	}
+	return fmt.Sprintf("%s: %v", f.message, f.cause)
+}
+
+func (f *failure) Unwrap() error { return f.cause }
+
+// classify turns an error from the one-off API into the sentence and exit
+// code the user sees. Messages never carry the raw error: it may hold URLs
+// or tokens of the platform.
+func classify(app string, err error) *failure {
+	var f *failure
+	if errors.As(err, &f) {
+		return f
+	}
+	switch {
+	case errors.Is(err, oneoff.ErrAppNotFound):
+		return &failure{ExitAppNotFound, fmt.Sprintf("App %q was not found on the platform.", app), err}
+	case errors.Is(err, oneoff.ErrQuota):
+		return &failure{ExitQuota, fmt.Sprintf("The platform refused to start another one-off container for %s (quota or rate limit); try again later.", app), err}
+	case errors.Is(err, oneoff.ErrInvalid):
+		return &failure{ExitRequestRefused, "The platform refused the run request as invalid.", err}
+	case errors.Is(err, oneoff.ErrOperationFailed):
+		msg := "The one-off container failed to start."
+		var apiErr *oneoff.APIError
+		if errors.As(err, &apiErr) && apiErr.Message != "" {
+			msg = fmt.Sprintf("The one-off container failed to start: %s", oneLine(apiErr.Message))
+		}
+		return &failure{ExitStartFailed, msg, err}
+	case errors.Is(err, oneoff.ErrOperationTimeout):
+		return &failure{ExitStartFailed, "The one-off container did not start in time.", err}
+	case errors.Is(err, oneoff.ErrUploadRefused):
+		return &failure{ExitUploadRefused, "The platform refused an upload; it stays pending.", err}
+	case errors.Is(err, oneoff.ErrInactivity):
+		return &failure{ExitInactivity, "The platform stopped the one-off container after a period of inactivity.", err}
+	case errors.Is(err, oneoff.ErrUnauthorized):
+		return &failure{ExitPlatformDown, "The bridge could not authenticate to the platform; tell its operator.", err}
+	case errors.Is(err, oneoff.ErrUnreachable), errors.Is(err, oneoff.ErrMalformed), errors.Is(err, oneoff.ErrAttachRefused):
+		return &failure{ExitPlatformDown, "The platform is unavailable; try again later.", err}
+	}
+	return &failure{ExitInternal, "The bridge failed to run the session; the cause is in its log.", err}
+}
+
+// oneLine keeps a platform's message to one printable line of bounded size,
+// so that a hostile or broken answer cannot paint the user's terminal.
+func oneLine(s string) string {
+	const max = 200
+	out := make([]rune, 0, len(s))
+	for _, r := range s {
+		if len(out) == max {
+			out = append(out, '…')
+			break
+		}
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			r = ' '
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}

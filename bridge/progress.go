@@ -1,0 +1,70 @@
+package bridge
+
+import (
+	"fmt"
+	"io"
+)
+
+// Progress and failures go to the client's stderr. Progress only on pty
+// sessions: on the others any stray byte could break scp, sftp, rsync or an
+// IDE's protocol. Failures always, as one line, since the exit code alone
+// would not say what happened.
+
+func (sess *session) stderr() io.Writer { return sess.ch.Stderr() }
+
+// lineEnd is what ends a line on the client's terminal: in raw mode a bare
+// \n would not return the cursor.
+func (sess *session) lineEnd() string {
+	if sess.pty != nil {
+		return "\r\n"
+	}
+	return "\n"
+}
+
+func (sess *session) progress(line string) {
+	if sess.pty != nil {
+		fmt.Fprint(sess.stderr(), line+"\r\n")
+	}
+}
+
+func (sess *session) progressStart(text string) {
+	if sess.pty != nil {
+		fmt.Fprint(sess.stderr(), text+" ")
+	}
+}
+
+func (sess *session) progressEnd(text string) {
+	sess.progress(text)
+}
+
+func (sess *session) tell(message string) {
+	fmt.Fprint(sess.stderr(), message+sess.lineEnd())
+}
+
+// uploadProgress reports each delivered file on pty sessions.
+func (sess *session) uploadProgress() func(name string, done, total int64) {
+	if sess.pty == nil {
+		return nil
+	}
+	return func(name string, done, total int64) {
+		if done == 0 {
+			sess.progressStart(fmt.Sprintf("Uploading %s (%s)...", name, humanBytes(total)))
+		}
+		if done == total {
+			sess.progressEnd("done")
+		}
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,182 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"sshbridge/oneoff"
+)
+
+// work runs what the client asked for and ends the channel with an exit
+// status.
+func (sess *session) work(kind, arg string) {
+	start := time.Now()
+	command := arg
+	if kind == "shell" {
+		command = sess.srv.cfg.DefaultCommand
+	}
+	log := sess.log.With("kind", kind, "command", command)
+	log.Info("session start")
+	code, err := sess.dispatch(kind, arg)
+	if err != nil {
+		f := classify(sess.app, err)
+		code = f.code
+		if cause := context.Cause(sess.ctx); sess.ctx.Err() != nil && errors.Is(cause, errClientGone) {
+			log.Info("session end", "duration", time.Since(start), "reason", "client gone", "err", err)
+			return
+		}
+		log.Warn("session failed", "exit_code", code, "err", err)
+		sess.tell(f.message)
+	}
+	log.Info("session end", "duration", time.Since(start), "exit_code", code)
+	sess.finish(code)
+}
+
+func (sess *session) dispatch(kind, arg string) (int, error) {
+	if sess.grant == nil || !sess.grant.Allowed {
+		return 0, &failure{ExitAccessDenied, fmt.Sprintf("This key may not use app %q.", sess.app), errors.New("app not allowed for this key")}
+	}
+	for _, msg := range sess.refused {
+		sess.progress(msg)
+	}
+	command := arg
+	env := map[string]string{}
+	for k, v := range sess.env {
+		env[k] = v
+	}
+	if sess.grant.ForceCommand != "" {
+		// As OpenSSH: the forced command runs whatever was asked, and the
+		// command asked for is in SSH_ORIGINAL_COMMAND.
+		if kind == "exec" {
+			env["SSH_ORIGINAL_COMMAND"] = arg
+		}
+		kind, command = "exec", sess.grant.ForceCommand
+	}
+	switch kind {
+	case "subsystem":
+		return sess.srv.serveSubsystem(sess, arg)
+	case "shell":
+		command = sess.srv.cfg.DefaultCommand
+	case "exec":
+		if isSCP(command) && sess.srv.deps.Uploads != nil {
+			return sess.srv.deps.Uploads.SCP(sess.ctx, sess.identity(), sess.app, command, sess.ch, sess.ch.Stderr()), nil
+		}
+	}
+	for k, v := range sess.grant.Env {
+		env[k] = v
+	}
+	req := oneoff.RunRequest{App: sess.app, Command: command, Env: env, Size: sess.srv.cfg.Size, TTY: sess.pty != nil}
+	if sess.pty != nil {
+		env["TERM"] = sess.pty.Term
+	}
+	return sess.runOneOff(req)
+}
+
+func (sess *session) identity() string {
+	return sess.grant.Identity
+}
+
+// runOneOff starts a one-off, delivers the pending uploads, attaches and
+// pumps bytes until the output ends, then reads the exit code.
+func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
+	ctx := sess.ctx
+	t0 := time.Now()
+	sess.progressStart(fmt.Sprintf("Starting one-off container for %s...", sess.app))
+	o, err := sess.srv.deps.Platform.Start(ctx, req)
+	if err != nil {
+		sess.progressEnd("failed")
+		return 0, fmt.Errorf("start one-off: %w", err)
+	}
+	sess.progressEnd(fmt.Sprintf("done in %s", elapsed(time.Since(t0))))
+	sess.log.Info("one-off started", "container", o.ContainerID(), "pipe_mode", o.PipeMode(), "after", time.Since(t0))
+
+	if up := sess.srv.deps.Uploads; up != nil {
+		if err := up.Deliver(ctx, sess.identity(), sess.app, o.Upload, sess.uploadProgress()); err != nil {
+			return 0, err
+		}
+	}
+	stream, err := o.Attach(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("attach: %w", err)
+	}
+	attached, detach := context.WithCancel(ctx)
+	defer detach()
+	go func() {
+		// The client going away ends the attach, which ends the one-off.
+		<-attached.Done()
+		stream.Close()
+	}()
+	if sess.pty != nil {
+		go sess.win.follow(attached, o.Resize, sess.log)
+		go sess.forwardSignals(attached, stream)
+	}
+	var inputDone sync.WaitGroup
+	inputDone.Go(func() {
+		// io.Copy ends at the client's EOF; the one-off then gets its EOF
+		// (a half-close in pipe mode, ^D on a terminal).
+		if _, err := io.Copy(stream, sess.ch); err == nil {
+			stream.CloseWrite()
+		}
+	})
+	_, copyErr := io.Copy(sess.ch, stream)
+	if ctx.Err() != nil {
+		return 0, context.Cause(ctx)
+	}
+	if copyErr != nil {
+		sess.log.Warn("output stream broke", "err", copyErr)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, sess.srv.cfg.WaitTimeout)
+	defer cancel()
+	code, err := o.Wait(waitCtx)
+	if err != nil {
+		if !errors.Is(err, oneoff.ErrInactivity) && errors.Is(err, context.DeadlineExceeded) {
+			return 0, &failure{ExitPlatformLostExit, "The command's exit code could not be read from the platform.", err}
+		}
+		return 0, fmt.Errorf("wait: %w", err)
+	}
+	return code, nil
+}
+
+// forwardSignals turns signal requests into the terminal's control bytes,
+// as a user pressing the keys would: the one-off's terminal sends the signal
+// to its foreground job.
+func (sess *session) forwardSignals(ctx context.Context, w io.Writer) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case name := <-sess.signals:
+			if b, ok := signalBytes[name]; ok {
+				w.Write([]byte{b})
+			} else {
+				sess.log.Debug("signal not forwarded", "signal", name)
+			}
+		}
+	}
+}
+
+var signalBytes = map[string]byte{"INT": 0x03, "QUIT": 0x1c, "TSTP": 0x1a}
+
+// isSCP recognises the command legacy scp (scp -O) runs on the server side
+// of a transfer: "scp" with -t (upload) or -f (download) among its options.
+// The bridge answers it itself, so the image needs no scp binary.
+func isSCP(command string) bool {
+	fields := strings.Fields(command)
+	if len(fields) < 2 || fields[0] != "scp" {
+		return false
+	}
+	for _, f := range fields[1:] {
+		if !strings.HasPrefix(f, "-") || f == "--" {
+			return false
+		}
+		if strings.ContainsAny(f, "tf") {
+			return true
+		}
+	}
+	return false
+}

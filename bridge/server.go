@@ -1,0 +1,113 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// Deps are the parts the server drives. Platform, Auth and HostKey are
+// required; Uploads may be nil, which turns SFTP and scp away.
+type Deps struct {
+	Platform Platform
+	Auth     Authenticator
+	HostKey  gossh.Signer
+	Uploads  Uploads
+	Logger   *slog.Logger
+}
+
+// Server is the bridge's SSH server.
+type Server struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	ssh  *ssh.Server
+}
+
+// New checks the configuration and builds a server; Serve starts it.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Platform == nil || deps.Auth == nil || deps.HostKey == nil {
+		return nil, errors.New("bridge: platform, authenticator and host key are required")
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, deps: deps, log: log}
+	s.ssh = &ssh.Server{
+		Version:              cfg.Version,
+		HostSigners:          []ssh.Signer{deps.HostKey},
+		PublicKeyHandler:     deps.Auth.PublicKeyHandler,
+		ConnCallback:         s.onConn,
+		ServerConfigCallback: s.serverConfig,
+		// Our own session handler: gliderlabs' rewrites \n to \r\n on pty
+		// sessions, answers yes to agent forwarding and blocks its request
+		// loop on a window change that comes before exec.
+		ChannelHandlers: map[string]ssh.ChannelHandler{
+			"session":      s.handleSession,
+			"direct-tcpip": refuseChannel,
+		},
+		RequestHandlers: map[string]ssh.RequestHandler{
+			"tcpip-forward":        s.refuseGlobal,
+			"cancel-tcpip-forward": s.refuseGlobal,
+		},
+	}
+	return s, nil
+}
+
+func (s *Server) serverConfig(ssh.Context) *gossh.ServerConfig {
+	cfg := &gossh.ServerConfig{
+		MaxAuthTries:            maxAuthTries,
+		PublicKeyAuthAlgorithms: publicKeyAuthAlgorithms,
+	}
+	cfg.KeyExchanges = keyExchanges
+	cfg.Ciphers = ciphers
+	cfg.MACs = macs
+	return cfg
+}
+
+// maxAuthTries is OpenSSH's MaxAuthTries default.
+const maxAuthTries = 6
+
+// Serve accepts connections on l until Shutdown or Close.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.ssh.Serve(l)
+	if errors.Is(err, ssh.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and waits for the open ones to end
+// until ctx is done; then it closes them, which ends their one-offs.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.ssh.Shutdown(ctx)
+	if err != nil {
+		s.ssh.Close()
+	}
+	return err
+}
+
+func refuseChannel(_ *ssh.Server, _ *gossh.ServerConn, newChan gossh.NewChannel, _ ssh.Context) {
+	newChan.Reject(gossh.Prohibited, "port forwarding is not supported by this bridge")
+}
+
+func (s *Server) refuseGlobal(ctx ssh.Context, _ *ssh.Server, req *gossh.Request) (bool, []byte) {
+	connLogger(ctx, s.log).Info("refused request", "request", req.Type)
+	return false, nil
+}
+
+func newConnID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,207 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"sshbridge/auth"
+)
+
+// Payloads of the session requests of RFC 4254 section 6.
+type (
+	ptyRequestMsg struct {
+		Term                   string
+		Columns, Rows          uint32
+		WidthPixels, HeightPix uint32
+		Modes                  string
+	}
+	windowChangeMsg struct {
+		Columns, Rows          uint32
+		WidthPixels, HeightPix uint32
+	}
+	envMsg struct {
+		Name, Value string
+	}
+	stringMsg struct {
+		Value string
+	}
+	exitStatusMsg struct {
+		Status uint32
+	}
+)
+
+// errClientGone is the cause of a session's cancellation when the client
+// closed the channel or the connection.
+var errClientGone = errors.New("client closed the session")
+
+// session is one session channel: requests gather the pty, environment and
+// window size until shell, exec or subsystem starts the work.
+type session struct {
+	srv   *Server
+	ch    gossh.Channel
+	conn  *gossh.ServerConn
+	log   *slog.Logger
+	app   string
+	grant *auth.Grant
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	// Set by the request loop before the work starts, read after.
+	pty     *ptyRequestMsg
+	env     map[string]string
+	refused []string // forwarding requests refused, told to pty users
+
+	win     *window
+	signals chan string
+	started bool
+	done    chan struct{}
+}
+
+func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx ssh.Context) {
+	st := stateOf(ctx)
+	if st == nil || !st.openSession(s.cfg.MaxSessions) {
+		newChan.Reject(gossh.ResourceShortage, "too many sessions on this connection")
+		return
+	}
+	defer st.closeSession(s.cfg.IdleTimeout)
+	ch, reqs, err := newChan.Accept()
+	if err != nil {
+		return
+	}
+	grant, _ := auth.GrantFrom(ctx)
+	sess := &session{
+		srv:     s,
+		ch:      ch,
+		conn:    conn,
+		log:     st.log.With("user", identityOf(grant), "app", conn.User()),
+		app:     conn.User(),
+		grant:   grant,
+		env:     map[string]string{},
+		win:     newWindow(),
+		signals: make(chan string, 16),
+		done:    make(chan struct{}),
+	}
+	sess.ctx, sess.cancel = context.WithCancelCause(ctx)
+	defer sess.cancel(errClientGone)
+	sess.serveRequests(reqs)
+	// The client closed the channel: stop the work (which ends the one-off)
+	// and wait for it, so that nothing of this session outlives it.
+	sess.cancel(errClientGone)
+	if sess.started {
+		<-sess.done
+	}
+	ch.Close()
+}
+
+func identityOf(g *auth.Grant) string {
+	if g == nil {
+		return ""
+	}
+	return g.Identity
+}
+
+func (sess *session) serveRequests(reqs <-chan *gossh.Request) {
+	for req := range reqs {
+		ok := sess.handleRequest(req)
+		if req.WantReply {
+			req.Reply(ok, nil)
+		}
+	}
+}
+
+func (sess *session) handleRequest(req *gossh.Request) bool {
+	switch req.Type {
+	case "pty-req":
+		var msg ptyRequestMsg
+		if sess.started || sess.pty != nil || gossh.Unmarshal(req.Payload, &msg) != nil {
+			return false
+		}
+		if sess.grant != nil && sess.grant.NoPTY {
+			sess.log.Info("refused pty: not allowed for this key")
+			return false
+		}
+		sess.pty = &msg
+		sess.win.set(int(msg.Columns), int(msg.Rows))
+		return true
+	case "window-change":
+		var msg windowChangeMsg
+		if gossh.Unmarshal(req.Payload, &msg) != nil {
+			return false
+		}
+		sess.win.set(int(msg.Columns), int(msg.Rows))
+		return true
+	case "env":
+		var msg envMsg
+		if sess.started || gossh.Unmarshal(req.Payload, &msg) != nil {
+			return false
+		}
+		if !sess.srv.cfg.envAllowed(msg.Name) {
+			sess.log.Debug("ignored environment variable", "name", msg.Name)
+			return false
+		}
+		sess.env[msg.Name] = msg.Value
+		return true
+	case "signal":
+		var msg stringMsg
+		if gossh.Unmarshal(req.Payload, &msg) != nil {
+			return false
+		}
+		select {
+		case sess.signals <- msg.Value:
+			return true
+		default:
+			return false
+		}
+	case "shell", "exec", "subsystem":
+		if sess.started {
+			return false
+		}
+		var msg stringMsg
+		if req.Type != "shell" && gossh.Unmarshal(req.Payload, &msg) != nil {
+			return false
+		}
+		if req.Type == "subsystem" && !sess.srv.subsystemSupported(msg.Value) {
+			sess.log.Info("refused subsystem", "subsystem", msg.Value)
+			return false
+		}
+		sess.started = true
+		go func() {
+			defer close(sess.done)
+			sess.work(req.Type, msg.Value)
+		}()
+		return true
+	case "auth-agent-req@openssh.com":
+		sess.refuse("Agent forwarding is not supported by this bridge.", req.Type)
+		return false
+	case "x11-req":
+		sess.refuse("X11 forwarding is not supported by this bridge.", req.Type)
+		return false
+	}
+	return false
+}
+
+func (sess *session) refuse(message, request string) {
+	sess.log.Info("refused request", "request", request)
+	if !sess.started {
+		sess.refused = append(sess.refused, message)
+	}
+}
+
+// finish ends the channel in the order OpenSSH's clients expect: the
+// output is already drained, then exit-status, then EOF, then close.
+func (sess *session) finish(code int) {
+	sess.ch.SendRequest("exit-status", false, gossh.Marshal(&exitStatusMsg{Status: uint32(code)}))
+	sess.ch.CloseWrite()
+	sess.ch.Close()
+}
+
+// elapsed formats a duration as the progress line shows it.
+func elapsed(d time.Duration) string {
+	return d.Round(100 * time.Millisecond).String()
+}

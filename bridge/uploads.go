@@ -1,0 +1,41 @@
+package bridge
+
+import (
+	"context"
+	"io"
+)
+
+// Uploads is the staging area as the SSH side sees it: files arrive by SFTP
+// or legacy scp and leave, before attach, for the next one-off of the same
+// (user, app).
+type Uploads interface {
+	// ServeSFTP serves the SFTP subsystem on the channel until the client
+	// ends it; nil means a clean end.
+	ServeSFTP(ctx context.Context, user, app string, ch io.ReadWriteCloser) error
+	// SCP answers the server side of legacy scp for the command line
+	// ("scp -t …" or "scp -f …") and returns the exit code.
+	SCP(ctx context.Context, user, app, command string, rw io.ReadWriter, stderr io.Writer) int
+	// Deliver sends every pending file of (user, app) through send, removing
+	// each only once sent.
+	Deliver(ctx context.Context, user, app string,
+		send func(ctx context.Context, name string, size int64, r io.Reader) error,
+		progress func(name string, done, total int64)) error
+}
+
+func (s *Server) subsystemSupported(name string) bool {
+	return name == "sftp" && s.deps.Uploads != nil
+}
+
+func (s *Server) serveSubsystem(sess *session, name string) (int, error) {
+	if err := s.deps.Uploads.ServeSFTP(sess.ctx, sess.identity(), sess.app, keepOpen{sess.ch}); err != nil {
+		sess.log.Warn("sftp ended with an error", "err", err)
+		return 1, nil
+	}
+	return 0, nil
+}
+
+// keepOpen hides Close from the SFTP server: the channel must stay open for
+// the exit status that follows the end of the subsystem.
+type keepOpen struct{ io.ReadWriter }
+
+func (keepOpen) Close() error { return nil }

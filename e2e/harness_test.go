@@ -1,0 +1,331 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the bridge built once for the whole run.
+var binary string
+
+// keysDir holds client keys made once for the whole run.
+var keysDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "bridge-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "bridge")
+	build := exec.Command("go", "build", "-o", binary, "..")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build bridge:", err)
+		return 1
+	}
+	keysDir = filepath.Join(dir, "keys")
+	if err := os.Mkdir(keysDir, 0o700); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// need returns the path of a program the test needs, failing the test when
+// it is missing.
+func need(t testing.TB, program string) string {
+	t.Helper()
+	p, err := exec.LookPath(program)
+	if err != nil {
+		t.Fatalf("%s is needed by this test and is not installed (.ci/run installs it)", program)
+	}
+	return p
+}
+
+var keyMu sync.Mutex
+
+// clientKey returns the path of a private ed25519 key named name, made on
+// first use; its public half is name + ".pub".
+func clientKey(t testing.TB, name string) string {
+	t.Helper()
+	keyMu.Lock()
+	defer keyMu.Unlock()
+	path := filepath.Join(keysDir, name)
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	out, err := exec.Command(need(t, "ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	return path
+}
+
+func publicKey(t testing.TB, key string) string {
+	t.Helper()
+	raw, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+// Bridge is one running bridge process.
+type Bridge struct {
+	t              testing.TB
+	Addr, Host     string
+	Port           string
+	DataDir        string
+	AuthorizedKeys string
+	KnownHosts     string
+	Key            string // default client private key
+	cmd            *exec.Cmd
+	log            *syncBuffer
+	exited         chan struct{}
+	args           []string
+	env            []string
+}
+
+// Options change how a bridge is started.
+type Options struct {
+	Args []string // more flags
+	Env  []string // more environment, "NAME=value"
+	// AuthorizedKeys is the file's content; empty means the default
+	// client key with no options.
+	AuthorizedKeys string
+	DataDir        string // reuse a data directory (restart tests)
+}
+
+// StartBridge starts the built bridge on a free loopback port with the
+// embedded platform and waits until it says it is listening.
+func StartBridge(t testing.TB, opts Options) *Bridge {
+	t.Helper()
+	b := &Bridge{t: t, Key: clientKey(t, "default")}
+	dir := t.TempDir()
+	b.DataDir = opts.DataDir
+	if b.DataDir == "" {
+		b.DataDir = filepath.Join(dir, "data")
+	}
+	b.AuthorizedKeys = filepath.Join(dir, "authorized_keys")
+	content := opts.AuthorizedKeys
+	if content == "" {
+		content = publicKey(t, b.Key) + "\n"
+	}
+	if err := os.WriteFile(b.AuthorizedKeys, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.KnownHosts = filepath.Join(dir, "known_hosts")
+	b.args = append([]string{
+		"--listen", "127.0.0.1:0",
+		"--data-dir", b.DataDir,
+		"--authorized-keys", b.AuthorizedKeys,
+		"--log-level", "debug",
+	}, opts.Args...)
+	b.env = opts.Env
+	b.start()
+	t.Cleanup(b.Stop)
+	return b
+}
+
+var listeningRE = regexp.MustCompile(`msg="bridge listening" addr=(\S+)`)
+
+func (b *Bridge) start() {
+	t := b.t
+	t.Helper()
+	cmd := exec.Command(binary, b.args...)
+	cmd.Env = append(os.Environ(), b.env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	b.log = &syncBuffer{}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b.cmd = cmd
+	b.exited = make(chan struct{})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			b.log.WriteString(line + "\n")
+			if m := listeningRE.FindStringSubmatch(line); m != nil && !sent {
+				addr <- m[1]
+				sent = true
+			}
+		}
+		if !sent {
+			close(addr)
+		}
+	}()
+	go func() {
+		cmd.Wait()
+		close(b.exited)
+	}()
+	select {
+	case a, ok := <-addr:
+		if !ok {
+			<-b.exited
+			t.Fatalf("bridge exited before listening:\n%s", b.log.String())
+		}
+		b.Addr = a
+	case <-time.After(30 * time.Second):
+		t.Fatalf("bridge did not listen within 30 s:\n%s", b.log.String())
+	}
+	b.Host, b.Port, _ = strings.Cut(b.Addr, ":")
+	b.writeKnownHosts()
+}
+
+// writeKnownHosts pins the bridge's host key, so that the clients check it
+// as they would in real use.
+func (b *Bridge) writeKnownHosts() {
+	t := b.t
+	out, err := exec.Command(need(t, "ssh-keygen"), "-y", "-f", filepath.Join(b.DataDir, "ssh_host_ed25519_key")).Output()
+	if err != nil {
+		t.Fatalf("read host key: %v", err)
+	}
+	line := fmt.Sprintf("[%s]:%s %s\n", b.Host, b.Port, strings.TrimSpace(string(out)))
+	if err := os.WriteFile(b.KnownHosts, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Stop ends the bridge with SIGTERM, and SIGKILL if it does not go.
+func (b *Bridge) Stop() {
+	if b.cmd == nil {
+		return
+	}
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.exited:
+	case <-time.After(15 * time.Second):
+		syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
+		<-b.exited
+	}
+	b.cmd = nil
+	if b.t.Failed() {
+		b.t.Logf("bridge log:\n%s", b.log.String())
+	}
+}
+
+// Restart stops the bridge and starts it again on the same data directory.
+func (b *Bridge) Restart() {
+	b.Stop()
+	b.args = replaceListen(b.args, b.Addr)
+	b.start()
+}
+
+func replaceListen(args []string, addr string) []string {
+	out := append([]string(nil), args...)
+	for i := range out {
+		if out[i] == "--listen" && i+1 < len(out) {
+			out[i+1] = addr
+		}
+	}
+	return out
+}
+
+// Log returns what the bridge logged so far.
+func (b *Bridge) Log() string { return b.log.String() }
+
+// SSHArgs are the options every OpenSSH client invocation gets: no user
+// config, the test key only, the pinned host key, no prompts.
+func (b *Bridge) SSHArgs(key string) []string {
+	if key == "" {
+		key = b.Key
+	}
+	return []string{
+		"-F", "/dev/null",
+		"-i", key,
+		"-o", "IdentitiesOnly=yes",
+		"-o", "IdentityAgent=none",
+		"-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=yes",
+		"-o", "UserKnownHostsFile=" + b.KnownHosts,
+		"-o", "LogLevel=ERROR",
+		"-o", "ConnectTimeout=20",
+	}
+}
+
+// SSH builds an ssh command for app running command (none: a shell).
+func (b *Bridge) SSH(ctx context.Context, app string, extra []string, command ...string) *exec.Cmd {
+	args := append(b.SSHArgs(""), "-p", b.Port)
+	args = append(args, extra...)
+	args = append(args, app+"@"+b.Host)
+	args = append(args, command...)
+	return exec.CommandContext(ctx, need(b.t, "ssh"), args...)
+}
+
+// Result is what a finished client command gave.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// Run runs command in app through ssh with stdin and returns its output
+// and exit code.
+func (b *Bridge) Run(app string, stdin io.Reader, command ...string) Result {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := b.SSH(ctx, app, nil, command...)
+	return runCmd(b.t, cmd, stdin)
+}
+
+func runCmd(t testing.TB, cmd *exec.Cmd, stdin io.Reader) Result {
+	var stdout, stderr bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		// No t.Fatal here: Run is called from goroutines too.
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			stderr.WriteString(fmt.Sprintf("\n[test harness: %s: %v]", cmd.Path, err))
+			code = -1
+		} else {
+			code = ee.ExitCode()
+		}
+	}
+	return Result{Stdout: stdout.String(), Stderr: stderr.String(), Code: code}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and many readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) WriteString(str string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.WriteString(str)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
