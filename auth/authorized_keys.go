@@ -65,7 +65,7 @@ func parseAuthorizedKeyLine(line []byte, loc *time.Location) (kl keyLine, ok boo
 		kl.key = key
 		return kl, true, nil
 	}
-	if first, _, _ := strings.Cut(s, " "); keyTypes[first] {
+	if f := strings.Fields(s); isKeyType(f[0]) {
 		return kl, false, bareErr
 	}
 	optText, rest, err := splitOptions(s)
@@ -84,15 +84,17 @@ func parseAuthorizedKeyLine(line []byte, loc *time.Location) (kl keyLine, ok boo
 	return kl, true, nil
 }
 
-// keyTypes are the key type names, to report a bad key as such rather
+// isKeyType tells a key type name, to report a bad key as such rather
 // than as an unknown option.
-var keyTypes = map[string]bool{
-	gossh.KeyAlgoRSA: true, gossh.KeyAlgoDSA: true, gossh.KeyAlgoECDSA256: true,
-	gossh.KeyAlgoECDSA384: true, gossh.KeyAlgoECDSA521: true, gossh.KeyAlgoED25519: true,
-	gossh.KeyAlgoSKECDSA256: true, gossh.KeyAlgoSKED25519: true,
-	gossh.CertAlgoRSAv01: true, gossh.CertAlgoDSAv01: true, gossh.CertAlgoECDSA256v01: true,
-	gossh.CertAlgoECDSA384v01: true, gossh.CertAlgoECDSA521v01: true, gossh.CertAlgoED25519v01: true,
-	gossh.CertAlgoSKECDSA256v01: true, gossh.CertAlgoSKED25519v01: true,
+func isKeyType(name string) bool {
+	switch name {
+	case gossh.KeyAlgoRSA, gossh.KeyAlgoDSA, gossh.KeyAlgoECDSA256, gossh.KeyAlgoECDSA384,
+		gossh.KeyAlgoECDSA521, gossh.KeyAlgoED25519, gossh.KeyAlgoSKECDSA256, gossh.KeyAlgoSKED25519,
+		gossh.CertAlgoRSAv01, gossh.CertAlgoDSAv01, gossh.CertAlgoECDSA256v01, gossh.CertAlgoECDSA384v01,
+		gossh.CertAlgoECDSA521v01, gossh.CertAlgoED25519v01, gossh.CertAlgoSKECDSA256v01, gossh.CertAlgoSKED25519v01:
+		return true
+	}
+	return false
 }
 
 // splitOptions cuts the option list at the first blank outside quotes.

@@ -56,13 +56,15 @@ func (c *fakeCtx) SetValue(k, v any) {
 	c.values[k] = v
 }
 
-func (c *fakeCtx) User() string                  { return c.user }
-func (c *fakeCtx) SessionID() string             { return "0" }
-func (c *fakeCtx) ClientVersion() string         { return "SSH-2.0-test" }
-func (c *fakeCtx) ServerVersion() string         { return "SSH-2.0-test" }
-func (c *fakeCtx) RemoteAddr() net.Addr          { return c.remote }
-func (c *fakeCtx) LocalAddr() net.Addr           { return c.remote }
-func (c *fakeCtx) Permissions() *ssh.Permissions { return &ssh.Permissions{Permissions: &gossh.Permissions{}} }
+func (c *fakeCtx) User() string          { return c.user }
+func (c *fakeCtx) SessionID() string     { return "0" }
+func (c *fakeCtx) ClientVersion() string { return "SSH-2.0-test" }
+func (c *fakeCtx) ServerVersion() string { return "SSH-2.0-test" }
+func (c *fakeCtx) RemoteAddr() net.Addr  { return c.remote }
+func (c *fakeCtx) LocalAddr() net.Addr   { return c.remote }
+func (c *fakeCtx) Permissions() *ssh.Permissions {
+	return &ssh.Permissions{Permissions: &gossh.Permissions{}}
+}
 
 var _ ssh.Context = (*fakeCtx)(nil)
 

@@ -107,34 +107,50 @@ func nextOption(s string) (name, value string, hasValue bool, rest string, err e
 	return name, b.String(), true, rest, nil
 }
 
-// flagOptions are the options without a value.
-var flagOptions = map[string]func(o *keyOptions){
-	"cert-authority":      func(o *keyOptions) { o.certAuthority = true },
-	"no-pty":              func(o *keyOptions) { o.noPTY = true },
-	"pty":                 func(o *keyOptions) { o.noPTY = false },
-	"no-port-forwarding":  func(o *keyOptions) { o.noPortFwd = true },
-	"port-forwarding":     func(o *keyOptions) { o.noPortFwd = false },
-	"no-agent-forwarding": func(o *keyOptions) { o.noAgentFwd = true },
-	"agent-forwarding":    func(o *keyOptions) { o.noAgentFwd = false },
-	"no-x11-forwarding":   func(o *keyOptions) { o.noX11Fwd = true },
-	"x11-forwarding":      func(o *keyOptions) { o.noX11Fwd = false },
-	"no-user-rc":          func(o *keyOptions) { o.noUserRC = true },
-	"user-rc":             func(o *keyOptions) { o.noUserRC = false },
-	"no-touch-required":   func(o *keyOptions) { o.noTouch = true },
-	// restrict enables every restriction; options after it may lift one,
-	// as in sshd ("restrict,pty").
-	"restrict": func(o *keyOptions) {
+// setFlag applies an option without a value; false for any other name.
+func (o *keyOptions) setFlag(name string) bool {
+	switch name {
+	case "cert-authority":
+		o.certAuthority = true
+	case "no-pty":
+		o.noPTY = true
+	case "pty":
+		o.noPTY = false
+	case "no-port-forwarding":
+		o.noPortFwd = true
+	case "port-forwarding":
+		o.noPortFwd = false
+	case "no-agent-forwarding":
+		o.noAgentFwd = true
+	case "agent-forwarding":
+		o.noAgentFwd = false
+	case "no-x11-forwarding":
+		o.noX11Fwd = true
+	case "x11-forwarding":
+		o.noX11Fwd = false
+	case "no-user-rc":
+		o.noUserRC = true
+	case "user-rc":
+		o.noUserRC = false
+	case "no-touch-required":
+		o.noTouch = true
+	case "restrict":
+		// Every restriction; options after it may lift one, as in sshd
+		// ("restrict,pty").
 		o.noPTY, o.noPortFwd, o.noAgentFwd, o.noX11Fwd, o.noUserRC = true, true, true, true, true
-	},
+	default:
+		return false
+	}
+	return true
 }
 
 func (o *keyOptions) apply(name, value string, hasValue bool, seen map[string]bool, loc *time.Location) error {
-	if set, ok := flagOptions[name]; ok {
-		if hasValue {
-			return fmt.Errorf("option %q takes no value", name)
+	if !hasValue {
+		if o.setFlag(name) {
+			return nil
 		}
-		set(o)
-		return nil
+	} else if (&keyOptions{}).setFlag(name) {
+		return fmt.Errorf("option %q takes no value", name)
 	}
 	switch name {
 	case "apps", "from", "command", "expiry-time", "environment", "permitopen", "permitlisten", "principals", "tunnel":
