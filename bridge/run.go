@@ -26,7 +26,7 @@ func (sess *session) work(kind, arg string) {
 	if err != nil {
 		f := classify(sess.app, err)
 		code = f.code
-		if cause := context.Cause(sess.ctx); sess.ctx.Err() != nil && errors.Is(cause, errClientGone) {
+		if sess.ctx.Err() != nil {
 			log.Info("session end", "duration", time.Since(start), "reason", "client gone", "err", err)
 			return
 		}

@@ -21,7 +21,8 @@ func TestExecOutputAndExitCodes(t *testing.T) {
 		{"echo hello from the one-off", "hello from the one-off\n", 0},
 		{"exit 1", "", 1},
 		{"echo partial; exit 3", "partial\n", 3},
-		{"no-such-command-anywhere", "", 127},
+		// stdout and stderr share the one-off's stream (PROTOCOL.md 4).
+		{"no-such-command-anywhere", "sh: 1: no-such-command-anywhere: not found\n", 127},
 		// The command string reaches the shell verbatim: quoting and
 		// double spaces survive.
 		{`printf '%s|' "a  b" 'c d'`, "a  b|c d|", 0},

@@ -252,6 +252,7 @@ func (b *Bridge) Log() string { return b.log.String() }
 
 // SSHArgs are the options every OpenSSH client invocation gets: no user
 // config, the test key only, the pinned host key, no prompts.
+// (ssh, scp and sftp all take them.)
 func (b *Bridge) SSHArgs(key string) []string {
 	if key == "" {
 		key = b.Key
@@ -264,7 +265,6 @@ func (b *Bridge) SSHArgs(key string) []string {
 		"-o", "BatchMode=yes",
 		"-o", "StrictHostKeyChecking=yes",
 		"-o", "UserKnownHostsFile=" + b.KnownHosts,
-		"-o", "LogLevel=ERROR",
 		"-o", "ConnectTimeout=20",
 	}
 }
@@ -272,8 +272,9 @@ func (b *Bridge) SSHArgs(key string) []string {
 // SSH builds an ssh command for app running command (none: a shell).
 func (b *Bridge) SSH(ctx context.Context, app string, extra []string, command ...string) *exec.Cmd {
 	args := append(b.SSHArgs(""), "-p", b.Port)
+	// ssh takes the first value of an option: extra may set LogLevel.
 	args = append(args, extra...)
-	args = append(args, app+"@"+b.Host)
+	args = append(args, "-o", "LogLevel=ERROR", app+"@"+b.Host)
 	args = append(args, command...)
 	return exec.CommandContext(ctx, need(b.t, "ssh"), args...)
 }

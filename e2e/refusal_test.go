@@ -16,7 +16,7 @@ func TestForwardingRefused(t *testing.T) {
 	defer cancel()
 
 	// -W opens a direct-tcpip channel: local port forwarding.
-	r := runCmd(t, b.SSH(ctx, "demo-app", []string{"-W", "127.0.0.1:9"}), nil)
+	r := runCmd(t, b.SSH(ctx, "demo-app", []string{"-o", "LogLevel=INFO", "-W", "127.0.0.1:9"}), nil)
 	if r.Code != 255 || !strings.Contains(r.Stderr, "administratively prohibited: port forwarding is not supported by this bridge") {
 		t.Fatalf("local forwarding: %+v", r)
 	}

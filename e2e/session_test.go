@@ -123,13 +123,14 @@ func TestControlMasterTwoSessions(t *testing.T) {
 	if r2.Code != 0 {
 		t.Fatalf("second session saw the first one-off's /tmp: %+v", r2)
 	}
-	started := regexp.MustCompile(`msg="one-off started" container=(\S+)`).FindAllStringSubmatch(b.Log(), -1)
+	started := regexp.MustCompile(`msg="one-off started".* container=(\S+)`).FindAllStringSubmatch(b.Log(), -1)
 	if len(started) != 2 || started[0][1] == started[1][1] {
 		t.Fatalf("want two distinct one-offs, log has %v", started)
 	}
 }
 
-// findProcesses lists the pids whose command line contains marker.
+// findProcesses lists the pids whose command line is exactly marker
+// (arguments joined by spaces).
 func findProcesses(marker string) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
@@ -142,7 +143,7 @@ func findProcesses(marker string) []int {
 		if err != nil {
 			continue
 		}
-		if strings.Contains(strings.ReplaceAll(string(raw), "\x00", " "), marker) {
+		if strings.TrimSuffix(strings.ReplaceAll(string(raw), "\x00", " "), " ") == marker {
 			pids = append(pids, pid)
 		}
 	}
