@@ -1,0 +1,107 @@
+package platform
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config of the embedded platform. Zero values have the documented defaults.
+type Config struct {
+	APIToken          string            // required: the API token clients exchange for a bearer token
+	Apps              []string          // empty: any name matching ^[a-z0-9][a-z0-9-]*$ exists
+	AppQuota          int               // one-offs alive per app; 0 => 10
+	TotalQuota        int               // one-offs alive in all; 0 => 50
+	MaxUploadBytes    int64             // per uploaded file; 0 => 100 MiB
+	AttachTimeout     time.Duration     // a one-off never attached is dropped; 0 => 2 min
+	InactivityTimeout time.Duration     // no data either way => kill, /wait 408; 0 => 30 min
+	TokenTTL          time.Duration     // bearer token lifetime; 0 => 1 h
+	Env               map[string]string // the app environment, added to every one-off
+	RunAs             string            // user to run one-offs as when root; "" => "nobody"
+	StateDir          string            // per-one-off dirs (private /tmp); "" => os.MkdirTemp
+	PublicURL         string            // base of operation and attach URLs; "" => from the listener
+	Logger            *slog.Logger      // nil => discard
+}
+
+// Defaults, as Scalingo documents its own limits.
+const (
+	defaultAppQuota          = 10
+	defaultTotalQuota        = 50
+	defaultMaxUploadBytes    = 100 << 20
+	defaultAttachTimeout     = 2 * time.Minute
+	defaultInactivityTimeout = 30 * time.Minute
+	defaultTokenTTL          = time.Hour
+	defaultRunAs             = "nobody"
+)
+
+var appNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+// validAppName reports whether name can be an app; it also keeps app names
+// safe in URLs and logs.
+func validAppName(name string) bool {
+	return len(name) <= 64 && appNamePattern.MatchString(name)
+}
+
+// Validate reports the first problem of the configuration.
+func (c Config) Validate() error {
+	if c.APIToken == "" {
+		return errors.New("platform config: an API token is required")
+	}
+	for _, a := range c.Apps {
+		if !validAppName(a) {
+			return fmt.Errorf("platform config: invalid app name %q", a)
+		}
+	}
+	if c.AppQuota < 0 || c.TotalQuota < 0 || c.MaxUploadBytes < 0 {
+		return errors.New("platform config: quotas and sizes must not be negative")
+	}
+	if c.AttachTimeout < 0 || c.InactivityTimeout < 0 || c.TokenTTL < 0 {
+		return errors.New("platform config: timeouts must not be negative")
+	}
+	for k := range c.Env {
+		if !validEnvName(k) {
+			return fmt.Errorf("platform config: invalid environment variable name %q", k)
+		}
+	}
+	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
+		return fmt.Errorf("platform config: public URL %q is not http(s)", c.PublicURL)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.AppQuota == 0 {
+		c.AppQuota = defaultAppQuota
+	}
+	if c.TotalQuota == 0 {
+		c.TotalQuota = defaultTotalQuota
+	}
+	if c.MaxUploadBytes == 0 {
+		c.MaxUploadBytes = defaultMaxUploadBytes
+	}
+	if c.AttachTimeout == 0 {
+		c.AttachTimeout = defaultAttachTimeout
+	}
+	if c.InactivityTimeout == 0 {
+		c.InactivityTimeout = defaultInactivityTimeout
+	}
+	if c.TokenTTL == 0 {
+		c.TokenTTL = defaultTokenTTL
+	}
+	if c.RunAs == "" {
+		c.RunAs = defaultRunAs
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	return c
+}
+
+// validEnvName refuses names the environment block cannot carry.
+func validEnvName(k string) bool {
+	return k != "" && !strings.ContainsAny(k, "=\x00")
+}

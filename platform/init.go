@@ -1,0 +1,175 @@
+package platform
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// A one-off's init is this binary re-executed with initEnvVar set. It gets
+// its initSpec and the one-off's stdin, stdout and stderr over a socket on
+// fd initSocketFD, so that it can be started ahead of need: a Go binary
+// takes tens of milliseconds to start, far more than the rest of a run.
+const (
+	initEnvVar   = "SSHBRIDGE_PLATFORM_ONEOFF_INIT"
+	initArg0     = "oneoff-init"
+	initSocketFD = 3
+	maxInitSpec  = 4 << 20
+)
+
+// initSpec is what the init needs to prepare and run one one-off.
+type initSpec struct {
+	Command string   `json:"command"`
+	Env     []string `json:"env"`
+	TmpDir  string   `json:"tmp_dir"` // bound on /tmp
+	Home    string   `json:"home"`    // working directory
+	TTY     bool     `json:"tty"`
+	SetUser bool     `json:"set_user"`
+	UID     uint32   `json:"uid"`
+	GID     uint32   `json:"gid"`
+}
+
+// exitInitFailed is the code of a one-off whose init could not run the
+// command (the reason is written on its output).
+const exitInitFailed = 125
+
+// RunInitIfRequested turns this process into a one-off's init when the
+// platform started it as one, and then never returns. main() and the tests'
+// TestMain must call it first thing, before any other work.
+func RunInitIfRequested() {
+	if _, ok := os.LookupEnv(initEnvVar); !ok {
+		return
+	}
+	os.Exit(runInit())
+}
+
+// runInit is PID 1 of the one-off's PID namespace: it makes the mounts
+// private, mounts a /proc of its own, waits for its one-off, binds the
+// one-off's dir on /tmp, starts the shell as its child and reaps every
+// orphan until the shell exits. Its exit then takes the whole namespace
+// down, and its status is the shell's (128+N for signal N): a shell that
+// were PID 1 itself would ignore the signals it has no handler for,
+// `kill -9 $$` included.
+func runInit() int {
+	// Errors before the one-off's stdio arrives have nowhere to go but the
+	// exit status: the platform sees the init die.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return exitInitFailed
+	}
+	// A /proc of the new PID namespace, so that ps shows this one-off only.
+	_ = unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	s, err := receiveInitSpec()
+	if err != nil {
+		return exitInitFailed
+	}
+	if err := unix.Mount(s.TmpDir, "/tmp", "", unix.MS_BIND, ""); err != nil {
+		return initFail("bind private /tmp", err)
+	}
+	sys := &syscall.SysProcAttr{Setsid: true, Setctty: s.TTY, Ctty: 0}
+	if s.SetUser {
+		sys.Credential = &syscall.Credential{Uid: s.UID, Gid: s.GID, Groups: []uint32{}}
+	}
+	child, err := os.StartProcess("/bin/sh", []string{"sh", "-c", s.Command}, &os.ProcAttr{
+		Dir:   s.Home,
+		Env:   s.Env,
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Sys:   sys,
+	})
+	if err != nil {
+		return initFail("start shell", err)
+	}
+	// Let go of the terminal and pipes: their other end sees EOF as soon as
+	// the tree is gone.
+	if null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0); err == nil {
+		for fd := 0; fd <= 2; fd++ {
+			_ = unix.Dup3(null, fd, 0)
+		}
+		unix.Close(null)
+	}
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return exitInitFailed
+		}
+		if pid != child.Pid {
+			continue
+		}
+		if ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ws.ExitStatus()
+	}
+}
+
+// receiveInitSpec reads the spec and the one-off's three stdio descriptors
+// from the socket, installs them as fds 0, 1 and 2 and closes the socket.
+// The frame is an 8-byte length carrying the descriptors, then the JSON.
+func receiveInitSpec() (initSpec, error) {
+	var s initSpec
+	head := make([]byte, 8)
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	n, oobn, _, _, err := unix.Recvmsg(initSocketFD, head, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil || n == 0 {
+		return s, fmt.Errorf("receive init spec: %w", err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return s, fmt.Errorf("receive init spec: no descriptors")
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 3 {
+		return s, fmt.Errorf("receive init spec: want 3 descriptors")
+	}
+	if err := readFull(initSocketFD, head[n:]); err != nil {
+		return s, err
+	}
+	size := binary.BigEndian.Uint64(head)
+	if size > maxInitSpec {
+		return s, fmt.Errorf("receive init spec: %d bytes is too large", size)
+	}
+	body := make([]byte, size)
+	if err := readFull(initSocketFD, body); err != nil {
+		return s, err
+	}
+	unix.Close(initSocketFD)
+	for i, fd := range fds {
+		if err := unix.Dup3(fd, i, 0); err != nil {
+			return s, fmt.Errorf("install stdio: %w", err)
+		}
+		unix.Close(fd)
+	}
+	if err := json.Unmarshal(body, &s); err != nil {
+		return s, fmt.Errorf("decode init spec: %w", err)
+	}
+	return s, nil
+}
+
+func readFull(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Read(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("receive init spec: %w", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("receive init spec: short read")
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+func initFail(what string, err error) int {
+	fmt.Fprintf(os.Stderr, "one-off init: %s: %v\r\n", what, err)
+	return exitInitFailed
+}

@@ -1,0 +1,167 @@
+package platform
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// spareInits is how many inits wait ready for the next one-offs. An init is
+// a Go process whose start costs far more than running `sh -c`; a spare
+// takes that cost off the path from attach to first output.
+const spareInits = 2
+
+// initProc is a started init waiting for its one-off on conn.
+type initProc struct {
+	cmd  *exec.Cmd
+	conn *net.UnixConn
+}
+
+// initPool keeps spare inits, refilled in the background.
+type initPool struct {
+	r      *runner
+	spares chan *initProc
+	refill chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+}
+
+func newInitPool(r *runner) *initPool {
+	ip := &initPool{
+		r:      r,
+		spares: make(chan *initProc, spareInits),
+		refill: make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go ip.loop()
+	ip.refill <- struct{}{}
+	return ip
+}
+
+func (ip *initPool) loop() {
+	defer close(ip.done)
+	for {
+		select {
+		case <-ip.stop:
+			return
+		case <-ip.refill:
+		}
+		for len(ip.spares) < cap(ip.spares) {
+			select {
+			case <-ip.stop:
+				return
+			default:
+			}
+			in, err := ip.r.spawnInit()
+			if err != nil {
+				ip.r.log.Warn("start spare one-off init", "err", err)
+				break
+			}
+			ip.spares <- in
+		}
+	}
+}
+
+// take returns a spare init, or a fresh one when none is ready.
+func (ip *initPool) take() (*initProc, error) {
+	defer func() {
+		select {
+		case ip.refill <- struct{}{}:
+		default:
+		}
+	}()
+	select {
+	case in := <-ip.spares:
+		return in, nil
+	default:
+		return ip.r.spawnInit()
+	}
+}
+
+// close stops refilling and kills the spares.
+func (ip *initPool) close() {
+	ip.once.Do(func() {
+		close(ip.stop)
+		<-ip.done
+		for {
+			select {
+			case in := <-ip.spares:
+				in.discard()
+			default:
+				return
+			}
+		}
+	})
+}
+
+// spawnInit starts an init in new PID and mount namespaces (and a user
+// namespace when not root), waiting on a socket for its one-off.
+func (r *runner) spawnInit() (*initProc, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("init socket: %w", err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "init"), os.NewFile(uintptr(fds[1]), "init")
+	defer theirs.Close()
+	c, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		return nil, fmt.Errorf("init socket: %w", err)
+	}
+	cmd := &exec.Cmd{
+		Path: "/proc/self/exe",
+		Args: []string{initArg0},
+		// GORACE: a race-enabled build would otherwise sleep a second at exit.
+		Env:        []string{initEnvVar + "=1", "GORACE=atexit_sleep_ms=0"},
+		ExtraFiles: []*os.File{theirs}, // fd 3: initSocketFD
+		SysProcAttr: &syscall.SysProcAttr{
+			Setsid:     true,
+			Pdeathsig:  syscall.SIGKILL, // the platform gone, the tree goes too
+			Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
+		},
+	}
+	if r.isolation == isolationUserNS {
+		userNSAttr(cmd.SysProcAttr)
+	}
+	if err := cmd.Start(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("start one-off init: %w", err)
+	}
+	return &initProc{cmd: cmd, conn: c.(*net.UnixConn)}, nil
+}
+
+// send hands the init its one-off: the spec and the stdio descriptors.
+func (in *initProc) send(s initSpec, stdio [3]*os.File) error {
+	body, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("send init spec: %w", err)
+	}
+	head := binary.BigEndian.AppendUint64(nil, uint64(len(body)))
+	rights := unix.UnixRights(int(stdio[0].Fd()), int(stdio[1].Fd()), int(stdio[2].Fd()))
+	_ = in.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	defer in.conn.Close()
+	if _, _, err := in.conn.WriteMsgUnix(head, rights, nil); err != nil {
+		return fmt.Errorf("send init spec: %w", err)
+	}
+	if _, err := in.conn.Write(body); err != nil {
+		return fmt.Errorf("send init spec: %w", err)
+	}
+	return nil
+}
+
+// discard kills an init that will not be used and reaps it.
+func (in *initProc) discard() {
+	in.conn.Close()
+	_ = in.cmd.Process.Kill()
+	_ = in.cmd.Wait()
+}

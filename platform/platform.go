@@ -1,0 +1,187 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Platform is the embedded platform: an HTTP server of the one-off API that
+// runs each one-off as a local process tree.
+type Platform struct {
+	cfg      Config
+	log      *slog.Logger
+	tokens   *tokenSigner
+	runner   *runner
+	stateDir string
+	ownState bool // stateDir was made by New and is removed by Shutdown
+	started  time.Time
+	srv      *http.Server
+	mux      *http.ServeMux
+
+	mu       sync.Mutex
+	url      string
+	closed   bool
+	byToken  map[string]*oneOff // attach token => one-off
+	byOp     map[string]*oneOff // operation id => one-off
+	alive    map[string]int     // app => one-offs not yet ended
+	total    int                // one-offs not yet ended, in all
+	indexes  map[string]int     // app => last type_index given
+	sessions sync.WaitGroup     // attach streams and their one-offs' ends
+}
+
+// New checks cfg and prepares a platform; Serve starts it.
+func New(cfg Config) (*Platform, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	tokens, err := newTokenSigner(cfg.TokenTTL)
+	if err != nil {
+		return nil, fmt.Errorf("new platform: %w", err)
+	}
+	p := &Platform{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		tokens:  tokens,
+		started: time.Now(),
+		byToken: map[string]*oneOff{},
+		byOp:    map[string]*oneOff{},
+		alive:   map[string]int{},
+		indexes: map[string]int{},
+	}
+	p.stateDir = cfg.StateDir
+	if p.stateDir == "" {
+		dir, err := os.MkdirTemp("", "platform-")
+		if err != nil {
+			return nil, fmt.Errorf("new platform: state dir: %w", err)
+		}
+		p.stateDir, p.ownState = dir, true
+	} else if err := os.MkdirAll(p.stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("new platform: state dir: %w", err)
+	}
+	p.runner, err = newRunner(cfg.RunAs, p.log)
+	if err != nil {
+		p.removeStateDir()
+		return nil, fmt.Errorf("new platform: %w", err)
+	}
+	p.mux = p.routes()
+	p.srv = &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	return p, nil
+}
+
+// Serve answers on l until Shutdown; it returns http.ErrServerClosed then.
+func (p *Platform) Serve(l net.Listener) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	if p.url == "" {
+		p.url = p.cfg.PublicURL
+		if p.url == "" {
+			p.url = "http://" + reachableAddr(l.Addr())
+		}
+	}
+	p.mu.Unlock()
+	p.log.Info("platform serving", "url", p.URL(), "isolation", p.runner.isolation.String())
+	return p.srv.Serve(l)
+}
+
+// reachableAddr turns a wildcard listen address into a loopback one that
+// clients on this host can dial.
+func reachableAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	ip := tcp.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), fmt.Sprint(tcp.Port))
+}
+
+// URL is the base URL of the API, like "http://127.0.0.1:PORT", once serving.
+func (p *Platform) URL() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.url
+}
+
+// Shutdown stops accepting, kills every one-off, waits for their ends and
+// removes their directories.
+func (p *Platform) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	all := make([]*oneOff, 0, len(p.byToken))
+	for _, o := range p.byToken {
+		all = append(all, o)
+	}
+	p.mu.Unlock()
+	err := p.srv.Shutdown(ctx)
+	for _, o := range all {
+		o.end(endShutdown)
+	}
+	done := make(chan struct{})
+	go func() { p.sessions.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("platform shutdown: %w", ctx.Err()))
+	}
+	p.mu.Lock()
+	for _, o := range p.byToken {
+		o.stopTimers()
+	}
+	p.mu.Unlock()
+	p.runner.close()
+	p.removeStateDir()
+	return err
+}
+
+func (p *Platform) removeStateDir() {
+	if p.ownState {
+		if err := os.RemoveAll(p.stateDir); err != nil {
+			p.log.Warn("remove state dir", "err", err)
+		}
+	}
+}
+
+// ServeHTTP sends /v1/ to the API and every other path to the attach service,
+// whose URLs are /<token>[/files|/wait] (CONNECT does not suit ServeMux).
+func (p *Platform) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/v1/") {
+		p.mux.ServeHTTP(w, r)
+		return
+	}
+	p.serveAttachService(w, r)
+}
+
+func (p *Platform) routes() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("POST /v1/tokens/exchange", p.handleTokenExchange)
+	m.HandleFunc("GET /v1/users/self", p.requireBearer(p.handleUserSelf))
+	m.HandleFunc("GET /v1/regions", p.requireBearer(p.handleRegions))
+	m.HandleFunc("GET /v1/apps/{app}", p.requireBearer(p.requireApp(p.handleApp)))
+	m.HandleFunc("POST /v1/apps/{app}/run", p.requireBearer(p.requireApp(p.handleRun)))
+	m.HandleFunc("GET /v1/apps/{app}/operations/{op}", p.requireBearer(p.requireApp(p.handleOperation)))
+	m.HandleFunc("GET /v1/operations/{op}", p.requireBearer(p.handleOperation))
+	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})
+	return m
+}

@@ -1,0 +1,92 @@
+package platform
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"time"
+)
+
+// lingerAfterExit bounds how long the stream waits for the client to close
+// after the process exited and its output was sent. Closing at once while
+// client bytes are unread would send a reset that can destroy output the
+// client has not read yet.
+const lingerAfterExit = 2 * time.Second
+
+// Copy buffers: large, so a bulk transfer costs few system calls.
+const (
+	outBufSize = 256 << 10
+	inBufSize  = 64 << 10
+)
+
+// stream pumps the one-off's output to conn and conn to its input until the
+// process has exited and all its output is written, then closes conn.
+func (o *oneOff) stream(proc *process, conn net.Conn, br *bufio.Reader) {
+	defer o.p.sessions.Done()
+	inDone := make(chan struct{})
+	go func() {
+		defer close(inDone)
+		o.copyIn(proc, br)
+	}()
+	o.copyOut(proc, conn)
+	<-proc.done
+	_ = proc.in.Close() // frees a copyIn blocked on a full terminal
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(lingerAfterExit))
+	<-inDone
+	_ = conn.Close()
+	_ = proc.out.Close()
+}
+
+// copyOut sends the merged output until the tree is gone (EOF on a pipe,
+// EIO on a terminal).
+func (o *oneOff) copyOut(proc *process, conn net.Conn) {
+	buf := make([]byte, outBufSize)
+	for {
+		n, err := proc.out.Read(buf)
+		if n > 0 {
+			o.touch()
+			if _, werr := conn.Write(buf[:n]); werr != nil {
+				o.end(endClientGone)
+				return
+			}
+			o.touch()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// copyIn feeds the client's bytes to the process. In pipe mode EOF is the
+// client's half-close and closes stdin; otherwise a read error or EOF while
+// the process runs means the client is gone, and the tree is killed.
+func (o *oneOff) copyIn(proc *process, br *bufio.Reader) {
+	buf := make([]byte, inBufSize)
+	stdinOpen := true
+	for {
+		n, err := br.Read(buf)
+		if n > 0 {
+			o.touch()
+			if stdinOpen {
+				if _, werr := proc.in.Write(buf[:n]); werr != nil {
+					stdinOpen = false // the process closed its stdin or ended
+				}
+			}
+		}
+		if err == nil {
+			continue
+		}
+		switch {
+		case proc.exited():
+		case errors.Is(err, io.EOF) && proc.pty == nil:
+			_ = proc.in.Close()
+		default:
+			o.end(endClientGone)
+		}
+		return
+	}
+}
