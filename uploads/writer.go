@@ -39,7 +39,8 @@ type Writer struct {
 	unlinked bool   // removed while being written: dropped at Close
 	mode     fs.FileMode
 	modTime  time.Time // zero: the time it becomes pending
-	reserved int64     // bytes counted against the user's quota
+	started  time.Time
+	reserved int64 // bytes counted against the user's quota
 
 	mu   sync.Mutex
 	err  error // first failure; sticky
@@ -114,6 +115,7 @@ func (sc *Scope) register(w *Writer, name string, flag int) (*os.File, error) {
 	}
 	w.st = st
 	w.path = name
+	w.started = sc.s.now()
 	sc.s.seq++
 	w.seq = sc.s.seq
 	st.writers[w] = struct{}{}
@@ -137,7 +139,11 @@ func (w *Writer) Name() string {
 }
 
 func (w *Writer) entryLocked() Entry {
-	return Entry{Name: w.path, Size: w.size.Load(), Mode: w.mode, ModTime: w.modTime, Writing: true}
+	mtime := w.modTime
+	if mtime.IsZero() {
+		mtime = w.started
+	}
+	return Entry{Name: w.path, Size: w.size.Load(), Mode: w.mode, ModTime: mtime, Created: w.started, Writing: true}
 }
 
 // WriteAt writes p at off, refusing (and failing the writer) past the

@@ -1,0 +1,310 @@
+package sftp
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"sync"
+	"time"
+
+	pkgsftp "github.com/pkg/sftp"
+
+	"sshbridge/uploads"
+)
+
+// handlers implements every pkg/sftp handler interface over one scope.
+type handlers struct {
+	sc  *uploads.Scope
+	log *slog.Logger
+
+	stderrMu sync.Mutex
+	stderr   io.Writer // nil: no explanations on stderr
+}
+
+var (
+	_ pkgsftp.FileReader           = (*handlers)(nil)
+	_ pkgsftp.OpenFileWriter       = (*handlers)(nil)
+	_ pkgsftp.PosixRenameFileCmder = (*handlers)(nil)
+	_ pkgsftp.StatVFSFileCmder     = (*handlers)(nil)
+	_ pkgsftp.LstatFileLister      = (*handlers)(nil)
+	_ pkgsftp.RealPathFileLister   = (*handlers)(nil)
+	_ pkgsftp.ReadlinkFileLister   = (*handlers)(nil)
+)
+
+// explain tells the user on the channel's stderr why a transfer was
+// refused, once per cause.
+func (h *handlers) explain(err error) {
+	if !userError(err) {
+		return
+	}
+	h.log.Info("sftp: refused", "reason", err.Error())
+	if h.stderr == nil {
+		return
+	}
+	h.stderrMu.Lock()
+	defer h.stderrMu.Unlock()
+	fmt.Fprintf(h.stderr, "upload refused: %s\n", err.Error())
+}
+
+// Fileread opens a pending file for reading back.
+func (h *handlers) Fileread(r *pkgsftp.Request) (io.ReaderAt, error) {
+	rel, err := resolve(r.Filepath)
+	if err != nil {
+		return nil, err
+	}
+	f, _, err := h.sc.Open(rel)
+	if err != nil {
+		return nil, h.status("open", err)
+	}
+	return f, nil
+}
+
+// Filewrite opens a file for writing: it becomes pending at a clean close.
+func (h *handlers) Filewrite(r *pkgsftp.Request) (io.WriterAt, error) {
+	return h.openWriter(r)
+}
+
+// OpenFile serves an open for reading and writing, as some clients ask
+// even to upload.
+func (h *handlers) OpenFile(r *pkgsftp.Request) (pkgsftp.WriterAtReaderAt, error) {
+	return h.openWriter(r)
+}
+
+func (h *handlers) openWriter(r *pkgsftp.Request) (*fileWriter, error) {
+	rel, err := resolve(r.Filepath)
+	if err != nil {
+		h.explain(err)
+		return nil, err
+	}
+	pf := r.Pflags()
+	flag := 0
+	if pf.Creat {
+		flag |= os.O_CREATE
+	}
+	if pf.Trunc {
+		flag |= os.O_TRUNC
+	}
+	if pf.Excl {
+		flag |= os.O_EXCL
+	}
+	w, err := h.sc.Create(rel, flag, openMode(r))
+	if err != nil {
+		h.explain(err)
+		return nil, h.status("create", err)
+	}
+	return &fileWriter{w: w, h: h}, nil
+}
+
+// openMode reads the permissions an SSH_FXP_OPEN carries (its attributes
+// start with their own flags word); 0 when it carries none.
+func openMode(r *pkgsftp.Request) fs.FileMode {
+	if len(r.Attrs) < 4 {
+		return 0
+	}
+	attrs := &pkgsftp.Request{Flags: binary.BigEndian.Uint32(r.Attrs), Attrs: r.Attrs[4:]}
+	if !attrs.AttrFlags().Permissions {
+		return 0
+	}
+	return attrs.Attributes().FileMode().Perm()
+}
+
+// fileWriter turns the staging writer's errors into SFTP statuses.
+type fileWriter struct {
+	w         *uploads.Writer
+	h         *handlers
+	explained sync.Once
+}
+
+func (f *fileWriter) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.w.WriteAt(p, off)
+	if err != nil {
+		f.explained.Do(func() { f.h.explain(err) })
+		return n, f.h.status("write", err)
+	}
+	return n, nil
+}
+
+func (f *fileWriter) ReadAt(p []byte, off int64) (int, error) {
+	n, err := f.w.ReadAt(p, off)
+	if err != nil && err != io.EOF {
+		return n, f.h.status("read", err)
+	}
+	return n, err
+}
+
+// TransferError is called by pkg/sftp when the session ended with the file
+// open: the transfer is incomplete, so nothing may become pending.
+func (f *fileWriter) TransferError(err error) { f.w.TransferError(err) }
+
+func (f *fileWriter) Close() error {
+	return f.h.status("close", f.w.Close())
+}
+
+// Filecmd serves setstat, rename, rmdir, mkdir, remove; links are refused.
+func (h *handlers) Filecmd(r *pkgsftp.Request) error {
+	rel, err := resolve(r.Filepath)
+	if err != nil {
+		return err
+	}
+	switch r.Method {
+	case "Setstat":
+		return h.status("setstat", h.sc.Setattr(rel, setAttrs(r)))
+	case "Rename":
+		return h.rename(rel, r.Target)
+	case "Rmdir":
+		return h.status("rmdir", h.sc.Rmdir(rel))
+	case "Mkdir":
+		err := h.sc.Mkdir(rel, 0)
+		h.explain(err)
+		return h.status("mkdir", err)
+	case "Remove":
+		return h.status("remove", h.sc.Remove(rel))
+	}
+	// Link and Symlink: the platform takes plain files only.
+	return &statusError{code: pkgsftp.ErrSSHFxOpUnsupported, msg: "links are not supported in " + Home}
+}
+
+func setAttrs(r *pkgsftp.Request) uploads.Attrs {
+	flags := r.AttrFlags()
+	st := r.Attributes()
+	var a uploads.Attrs
+	if flags.Permissions {
+		m := st.FileMode().Perm()
+		a.Mode = &m
+	}
+	if flags.Acmodtime {
+		t := time.Unix(int64(st.Mtime), 0)
+		a.ModTime = &t
+	}
+	if flags.Size {
+		n := int64(st.Size)
+		a.Size = &n
+	}
+	// Owner changes are accepted and ignored: the platform owns its files.
+	return a
+}
+
+func (h *handlers) rename(from, target string) error {
+	to, err := resolve(target)
+	if err != nil {
+		h.explain(err)
+		return err
+	}
+	err = h.sc.Rename(from, to)
+	h.explain(err)
+	return h.status("rename", err)
+}
+
+// PosixRename serves posix-rename@openssh.com: replace the target, as the
+// upload-then-rename of IDEs and rclone expects. Plain rename does the same.
+func (h *handlers) PosixRename(r *pkgsftp.Request) error {
+	rel, err := resolve(r.Filepath)
+	if err != nil {
+		return err
+	}
+	return h.rename(rel, r.Target)
+}
+
+// StatVFS answers statvfs@openssh.com (df) from the user's quota.
+func (h *handlers) StatVFS(r *pkgsftp.Request) (*pkgsftp.StatVFS, error) {
+	if _, err := resolve(r.Filepath); err != nil {
+		return nil, err
+	}
+	const bsize = 4096
+	used, quota := h.sc.Usage()
+	if quota < 0 {
+		quota = 1 << 50 // no quota: a large round number
+	}
+	total := uint64(quota) / bsize
+	free := uint64(max(quota-used, 0)) / bsize
+	return &pkgsftp.StatVFS{Bsize: bsize, Frsize: bsize, Blocks: total, Bfree: free, Bavail: free,
+		Files: 1 << 20, Ffree: 1 << 20, Favail: 1 << 20, Namemax: 255}, nil
+}
+
+// Filelist serves readdir and stat.
+func (h *handlers) Filelist(r *pkgsftp.Request) (pkgsftp.ListerAt, error) {
+	rel, err := resolve(r.Filepath)
+	if err != nil {
+		return nil, err
+	}
+	switch r.Method {
+	case "List":
+		es, err := h.sc.List(rel)
+		if err != nil {
+			return nil, h.status("list", err)
+		}
+		l := make(listerAt, len(es))
+		for i, e := range es {
+			l[i] = fileInfo{e}
+		}
+		return l, nil
+	case "Stat":
+		return h.stat(rel)
+	}
+	return nil, &statusError{code: pkgsftp.ErrSSHFxOpUnsupported, msg: "unsupported request " + r.Method}
+}
+
+func (h *handlers) stat(rel string) (pkgsftp.ListerAt, error) {
+	e, err := h.sc.Stat(rel)
+	if err != nil {
+		return nil, h.status("stat", err)
+	}
+	return listerAt{fileInfo{e}}, nil
+}
+
+// Lstat is Stat: there are no links.
+func (h *handlers) Lstat(r *pkgsftp.Request) (pkgsftp.ListerAt, error) {
+	rel, err := resolve(r.Filepath)
+	if err != nil {
+		return nil, err
+	}
+	return h.stat(rel)
+}
+
+// RealPath makes a path absolute from Home and clean. It refuses nothing:
+// clients ask it for "/" too, and learn at the next stat that it is closed.
+func (h *handlers) RealPath(p string) (string, error) { return realPath(p), nil }
+
+// Readlink fails: there are no links.
+func (h *handlers) Readlink(p string) (string, error) {
+	rel, err := resolve(p)
+	if err != nil {
+		return "", err
+	}
+	if _, err := h.sc.Stat(rel); err != nil {
+		return "", h.status("readlink", err)
+	}
+	return "", &statusError{code: pkgsftp.ErrSSHFxFailure, msg: "not a symbolic link"}
+}
+
+type listerAt []os.FileInfo
+
+func (l listerAt) ListAt(out []os.FileInfo, off int64) (int, error) {
+	if off >= int64(len(l)) {
+		return 0, io.EOF
+	}
+	n := copy(out, l[off:])
+	if n < len(out) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// fileInfo shows an entry of the scope as a file of /tmp/uploads.
+type fileInfo struct{ e uploads.Entry }
+
+func (f fileInfo) Name() string {
+	if f.e.Name == "" {
+		return path.Base(Home)
+	}
+	return path.Base(f.e.Name)
+}
+func (f fileInfo) Size() int64        { return f.e.Size }
+func (f fileInfo) Mode() fs.FileMode  { return f.e.Mode }
+func (f fileInfo) ModTime() time.Time { return f.e.ModTime }
+func (f fileInfo) IsDir() bool        { return f.e.IsDir() }
+func (f fileInfo) Sys() any           { return nil }

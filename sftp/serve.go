@@ -1,0 +1,65 @@
+package sftp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	pkgsftp "github.com/pkg/sftp"
+
+	"sshbridge/uploads"
+)
+
+// Options tune Serve; the zero value is fine.
+type Options struct {
+	// Logger receives refusals and internal errors; nil discards.
+	Logger *slog.Logger
+	// Stderr, when set (the channel's stderr), gets one line per refused
+	// upload (size, quota, name): OpenSSH's sftp prints only a status code's
+	// generic text ("Failure"), so without it the user would not know why.
+	Stderr io.Writer
+}
+
+// Serve runs the SFTP subsystem on ch over the scope until the client ends
+// the session. It returns nil on a clean end (the bridge then sends
+// exit-status 0: scp and sftp report a failure otherwise), the context's
+// cause when ctx ended it, and an error for a broken or bad stream. Files
+// still open when the session ends never become pending.
+//
+// Writes: pkg/sftp v1.13 runs 8 workers for reads and writes
+// (SftpServerWorkerCount), a process-wide variable with no per-server
+// option; setting it here would race with other sessions, so Serve keeps 8.
+// That suits the staging area: each write is a pwrite at its offset, safe
+// concurrently and out of order, and the workers bound what a session holds
+// in memory to a few dozen 32 KiB packets however many requests the client
+// pipelines (OpenSSH's sftp keeps 64 in flight).
+func Serve(ctx context.Context, ch io.ReadWriteCloser, sc *uploads.Scope, opts Options) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &handlers{sc: sc, log: log, stderr: opts.Stderr}
+	rs := pkgsftp.NewRequestServer(ch,
+		pkgsftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
+		pkgsftp.WithStartDirectory(Home))
+	// Closing the channel is the only way to stop the request server.
+	stop := context.AfterFunc(ctx, func() { rs.Close() })
+	defer stop()
+	err := rs.Serve()
+	switch {
+	case err == nil || errors.Is(err, io.EOF):
+		return nil
+	case ctx.Err() != nil:
+		return context.Cause(ctx)
+	}
+	return fmt.Errorf("serve sftp: %w", err)
+}
+
+// Handler adapts Serve to a subsystem handler that owns the channel.
+func Handler(sc *uploads.Scope, log *slog.Logger) func(io.ReadWriteCloser) error {
+	return func(ch io.ReadWriteCloser) error {
+		return Serve(context.Background(), ch, sc, Options{Logger: log})
+	}
+}
