@@ -43,6 +43,7 @@ func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
 	st := &connState{id: newConnID()}
 	st.log = s.log.With("conn", st.id, "remote", conn.RemoteAddr().String())
 	ctx.SetValue(connStateKey{}, st)
+	s.startIdleTimer(st, conn)
 	go s.watchConn(ctx, st, conn)
 	return conn
 }
@@ -54,59 +55,69 @@ func authenticated(ctx ssh.Context) *gossh.ServerConn {
 	return sc
 }
 
-// watchConn enforces the login grace time, then sends keepalives for the
+// watchConn enforces the login grace time and sends keepalives for the
 // life of the connection. gliderlabs has neither: a client that never
-// finishes the handshake would hold its goroutines forever.
+// finishes the handshake would hold its goroutines forever, and a client
+// that vanished without a FIN would hold its one-offs.
 func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
+	defer st.stopIdle()
 	grace := time.NewTimer(s.cfg.LoginGraceTime)
-	select {
-	case <-ctx.Done():
-		grace.Stop()
-		return
-	case <-grace.C:
+	defer grace.Stop()
+	var tick <-chan time.Time
+	if s.cfg.KeepaliveInterval > 0 {
+		t := time.NewTicker(s.cfg.KeepaliveInterval)
+		defer t.Stop()
+		tick = t.C
 	}
-	sc := authenticated(ctx)
-	if sc == nil {
-		st.log.Info("connection closed: not authenticated within the login grace time")
-		conn.Close()
-		return
-	}
-	s.startIdleTimer(st, sc)
-	if s.cfg.KeepaliveInterval < 0 {
-		return
-	}
-	tick := time.NewTicker(s.cfg.KeepaliveInterval)
-	defer tick.Stop()
 	deadline := s.cfg.KeepaliveInterval * time.Duration(s.cfg.KeepaliveCountMax)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-		}
-		answered := make(chan struct{})
-		go func() {
-			// Any answer, even a failure, proves the client is alive.
-			sc.SendRequest("keepalive@openssh.com", true, nil)
-			close(answered)
-		}()
-		timeout := time.NewTimer(deadline)
-		select {
-		case <-answered:
-			timeout.Stop()
-		case <-ctx.Done():
-			timeout.Stop()
-			return
-		case <-timeout.C:
-			st.log.Info("connection closed: no answer to keepalives", "after", deadline)
-			sc.Close()
-			return
+		case <-grace.C:
+			if authenticated(ctx) == nil {
+				st.log.Info("connection closed: not authenticated within the login grace time", "grace", s.cfg.LoginGraceTime)
+				conn.Close()
+				return
+			}
+		case <-tick:
+			sc := authenticated(ctx)
+			if sc == nil {
+				continue
+			}
+			if !s.keepalive(ctx, sc, deadline) {
+				st.log.Info("connection closed: no answer to keepalives", "after", deadline)
+				sc.Close()
+				return
+			}
 		}
 	}
 }
 
-// startIdleTimer arms the idle timeout if the connection has no session yet.
-func (s *Server) startIdleTimer(st *connState, sc *gossh.ServerConn) {
+// keepalive sends one keepalive request and says whether the client
+// answered within the deadline. Any answer, even a failure, proves the
+// client is alive.
+func (s *Server) keepalive(ctx ssh.Context, sc *gossh.ServerConn, deadline time.Duration) bool {
+	answered := make(chan struct{})
+	go func() {
+		sc.SendRequest("keepalive@openssh.com", true, nil)
+		close(answered)
+	}()
+	timeout := time.NewTimer(deadline)
+	defer timeout.Stop()
+	select {
+	case <-answered:
+		return true
+	case <-ctx.Done():
+		return true
+	case <-timeout.C:
+		return false
+	}
+}
+
+// startIdleTimer arms the idle timeout, which runs while the connection
+// has no session open.
+func (s *Server) startIdleTimer(st *connState, conn net.Conn) {
 	if s.cfg.IdleTimeout <= 0 {
 		return
 	}
@@ -118,12 +129,9 @@ func (s *Server) startIdleTimer(st *connState, sc *gossh.ServerConn) {
 		st.mu.Unlock()
 		if open == 0 {
 			st.log.Info("connection closed: idle timeout", "after", s.cfg.IdleTimeout)
-			sc.Close()
+			conn.Close()
 		}
 	})
-	if st.sessions > 0 {
-		st.idle.Stop()
-	}
 }
 
 // openSession counts a new session channel; false when the connection
@@ -147,5 +155,13 @@ func (st *connState) closeSession(idleTimeout time.Duration) {
 	st.sessions--
 	if st.sessions == 0 && st.idle != nil {
 		st.idle.Reset(idleTimeout)
+	}
+}
+
+func (st *connState) stopIdle() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.idle != nil {
+		st.idle.Stop()
 	}
 }
