@@ -122,6 +122,9 @@ func parseKeyText(s string) (gossh.PublicKey, error) {
 	if len(f) < 2 {
 		return nil, errors.New("no key found")
 	}
+	if !isKeyType(f[0]) && !validOptionName(f[0]) {
+		return nil, errors.New("no key found")
+	}
 	blob, err := base64.StdEncoding.DecodeString(f[1])
 	if err != nil {
 		return nil, fmt.Errorf("bad base64 in %s key", f[0])

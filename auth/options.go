@@ -62,6 +62,9 @@ func nextOption(s string) (name, value string, hasValue bool, rest string, err e
 	if name == "" {
 		return "", "", false, "", errors.New("empty option")
 	}
+	if !validOptionName(name) {
+		return "", "", false, "", errors.New("malformed option list")
+	}
 	if i == len(s) {
 		return name, "", false, "", nil
 	}
@@ -196,7 +199,8 @@ func (o *keyOptions) apply(name, value string, hasValue bool, seen map[string]bo
 	case "environment":
 		n, v, ok := strings.Cut(value, "=")
 		if !ok || !validEnvName(n) {
-			return fmt.Errorf("environment: %q is not NAME=value", n)
+			// The value is not quoted back: it may be a secret.
+			return errors.New("environment: value is not NAME=value")
 		}
 		for _, e := range o.env {
 			if e.name == n {
@@ -224,6 +228,21 @@ func (o *keyOptions) apply(name, value string, hasValue bool, seen map[string]bo
 		o.tunnel = value
 	}
 	return nil
+}
+
+// validOptionName tells a word worth quoting back in an error from
+// text that may be anything (a pasted secret).
+func validOptionName(n string) bool {
+	if len(n) > 40 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c == '-' || c == '_' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 func validEnvName(n string) bool {
