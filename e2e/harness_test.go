@@ -202,7 +202,13 @@ func (b *Bridge) start() {
 // as they would in real use.
 func (b *Bridge) writeKnownHosts() {
 	t := b.t
-	out, err := exec.Command(need(t, "ssh-keygen"), "-y", "-f", filepath.Join(b.DataDir, "ssh_host_ed25519_key")).Output()
+	keyFile := filepath.Join(b.DataDir, "ssh_host_ed25519_key")
+	for i, a := range b.args {
+		if a == "--host-key" && i+1 < len(b.args) {
+			keyFile = b.args[i+1]
+		}
+	}
+	out, err := exec.Command(need(t, "ssh-keygen"), "-y", "-f", keyFile).Output()
 	if err != nil {
 		t.Fatalf("read host key: %v", err)
 	}

@@ -1,0 +1,628 @@
+package e2e
+
+// The benchmarks of SSH sessions: each compares the bridge with OpenSSH's
+// sshd started in the same run, or checks an absolute memory budget, and
+// fails when its target is missed. Run them with
+//
+//	go test -run '^$' -bench . -benchtime 1x -timeout 30m ./e2e/
+//
+// and record the figures in BENCHMARKS.md.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// Targets of issue 3.
+const (
+	setupRatioMax      = 1.0 // bridge set-up time over sshd's
+	throughputRatioMin = 0.8 // bridge MB/s over sshd's
+	idleConnKiBMax     = 100 // bridge RSS per idle authenticated connection
+	shellSessionKiBMax = 256 // bridge RSS per open shell session
+)
+
+const (
+	setupRuns      = 20 // alternating runs of each server per iteration
+	throughputRuns = 3
+	throughputSize = 1 << 30 // head -c 1G
+	idleConns      = 1000
+	shellSessions  = 200
+)
+
+// benchArgs run the bridge as it runs by default: the harness asks for
+// debug logs, which cost time per session that users do not pay.
+var benchArgs = []string{"--log-level", "info"}
+
+// sshCommand builds an OpenSSH client command for one server.
+type sshCommand func(ctx context.Context, extra []string, command ...string) *exec.Cmd
+
+func bridgeCommand(br *Bridge) sshCommand {
+	return func(ctx context.Context, extra []string, command ...string) *exec.Cmd {
+		return br.SSH(ctx, "demo-app", extra, command...)
+	}
+}
+
+// runTimed runs command through ssh with stdout to /dev/null and returns
+// the wall time; any failure ends the benchmark.
+func runTimed(b *testing.B, name string, ssh sshCommand, command string) time.Duration {
+	b.Helper()
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devNull.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := ssh(ctx, nil, command)
+	var stderr bytes.Buffer
+	// An *os.File goes to the client as is: no copy through this process.
+	cmd.Stdout, cmd.Stderr = devNull, &stderr
+	start := time.Now()
+	err = cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		b.Fatalf("%s: ssh %q: %v\n%s", name, command, err, stderr.String())
+	}
+	return d
+}
+
+var cipherRE = regexp.MustCompile(`kex: server->client cipher: (\S+) MAC: (\S+)`)
+
+// negotiated returns the cipher and MAC the client chose, from `ssh -v`.
+func negotiated(b *testing.B, ssh sshCommand) string {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := ssh(ctx, []string{"-v"}, "true").CombinedOutput()
+	if err != nil {
+		b.Fatalf("ssh -v: %v\n%s", err, out)
+	}
+	m := cipherRE.FindSubmatch(out)
+	if m == nil {
+		b.Fatalf("no cipher in ssh -v output:\n%s", out)
+	}
+	return string(m[1]) + " " + string(m[2])
+}
+
+func median(ds []float64) float64 {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// BenchmarkSessionSetup compares the median wall time of `ssh … true`
+// through the bridge (a one-off started, run and waited for) with the same
+// through sshd.
+func BenchmarkSessionSetup(b *testing.B) {
+	br := StartBridge(b, Options{Args: benchArgs})
+	d := StartSSHD(b, br.Key)
+	servers := []struct {
+		name string
+		ssh  sshCommand
+	}{{"bridge", bridgeCommand(br)}, {"sshd", d.SSH}}
+	for _, s := range servers {
+		b.Logf("%s: %s", s.name, negotiated(b, s.ssh))
+	}
+	times := map[string][]float64{}
+	for b.Loop() {
+		for i := range setupRuns {
+			// Alternate which goes first, so that neither always runs
+			// right after the other's teardown.
+			for j := range servers {
+				s := servers[(i+j)%2]
+				times[s.name] = append(times[s.name], runTimed(b, s.name, s.ssh, "true").Seconds()*1000)
+			}
+		}
+	}
+	bridgeMs, sshdMs := median(times["bridge"]), median(times["sshd"])
+	ratio := bridgeMs / sshdMs
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(bridgeMs, "bridge-ms")
+	b.ReportMetric(sshdMs, "sshd-ms")
+	b.ReportMetric(ratio, "ratio")
+	b.Logf("median of %d runs: bridge %.1f ms, sshd %.1f ms, ratio %.2f (target ≤ %.1f)", len(times["bridge"]), bridgeMs, sshdMs, ratio, setupRatioMax)
+	if ratio > setupRatioMax {
+		b.Errorf("session set-up: bridge %.1f ms over sshd %.1f ms = %.2f, want at most %.1f", bridgeMs, sshdMs, ratio, setupRatioMax)
+	}
+}
+
+// BenchmarkThroughput compares the rate of `head -c 1G /dev/zero` through
+// an exec session, the client's stdout on /dev/null.
+func BenchmarkThroughput(b *testing.B) {
+	br := StartBridge(b, Options{Args: benchArgs})
+	d := StartSSHD(b, br.Key)
+	servers := []struct {
+		name string
+		ssh  sshCommand
+	}{{"bridge", bridgeCommand(br)}, {"sshd", d.SSH}}
+	for _, s := range servers {
+		b.Logf("%s: %s", s.name, negotiated(b, s.ssh))
+	}
+	rates := map[string][]float64{}
+	for b.Loop() {
+		for i := range throughputRuns {
+			for j := range servers {
+				s := servers[(i+j)%2]
+				t := runTimed(b, s.name, s.ssh, fmt.Sprintf("head -c %d /dev/zero", throughputSize))
+				rates[s.name] = append(rates[s.name], throughputSize/1e6/t.Seconds())
+			}
+		}
+	}
+	bridgeRate, sshdRate := median(rates["bridge"]), median(rates["sshd"])
+	ratio := bridgeRate / sshdRate
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(bridgeRate, "bridge-MB/s")
+	b.ReportMetric(sshdRate, "sshd-MB/s")
+	b.ReportMetric(ratio, "ratio")
+	b.Logf("median of %d runs: bridge %.0f MB/s %v, sshd %.0f MB/s %v, ratio %.2f (target ≥ %.1f)",
+		len(rates["bridge"]), bridgeRate, rates["bridge"], sshdRate, rates["sshd"], ratio, throughputRatioMin)
+	if ratio < throughputRatioMin {
+		b.Errorf("throughput: bridge %.0f MB/s over sshd %.0f MB/s = %.2f, want at least %.1f", bridgeRate, sshdRate, ratio, throughputRatioMin)
+	}
+}
+
+// BenchmarkIdleConnectionMemory measures the bridge's RSS growth per idle
+// authenticated connection, over many held open at once.
+func BenchmarkIdleConnectionMemory(b *testing.B) {
+	raiseFileLimit(b, 2*idleConns+200)
+	var perConn []float64
+	for b.Loop() {
+		br := StartBridge(b, Options{Args: benchArgs})
+		dial := newDialer(b, br, "demo-app")
+		warmUp(b, dial)
+		before := settledRSS(b, br.cmd.Process.Pid)
+		clients := dialMany(b, dial, idleConns)
+		after := settledRSS(b, br.cmd.Process.Pid)
+		for _, c := range clients {
+			// Any answer shows the connection is still up.
+			if _, _, err := c.SendRequest("keepalive@openssh.com", true, nil); err != nil {
+				b.Fatalf("a held connection broke: %v", err)
+			}
+		}
+		kib := float64(after-before) / idleConns
+		b.Logf("bridge RSS %d KiB before, %d KiB with %d idle connections: %.1f KiB each (target ≤ %d)", before, after, idleConns, kib, idleConnKiBMax)
+		perConn = append(perConn, kib)
+		closeAll(clients)
+		br.Stop()
+	}
+	kib := median(perConn)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(kib, "KiB/conn")
+	if kib > idleConnKiBMax {
+		b.Errorf("idle connection memory: %.1f KiB each, want at most %d", kib, idleConnKiBMax)
+	}
+}
+
+// BenchmarkShellSessionMemory measures the bridge's RSS growth per open
+// shell session (a pty and a shell in a one-off), on connections opened
+// beforehand: with the embedded platform, whose per-one-off state is in the
+// bridge's process, and with the platform as a process of its own. The
+// one-offs' own processes are not counted.
+func BenchmarkShellSessionMemory(b *testing.B) {
+	raiseFileLimit(b, 4*shellSessions+200)
+	quota := strconv.Itoa(shellSessions + 50)
+	b.Run("embedded", func(b *testing.B) {
+		var perSession []float64
+		for b.Loop() {
+			br := StartBridge(b, Options{Args: append(slices.Clone(benchArgs),
+				"--platform-app-quota", quota, "--platform-total-quota", quota)})
+			kib, _ := shellSessionGrowth(b, br, 0)
+			perSession = append(perSession, kib)
+			br.Stop()
+		}
+		reportSessionMemory(b, median(perSession))
+	})
+	b.Run("separate-platform", func(b *testing.B) {
+		var perSession, platformPer []float64
+		for b.Loop() {
+			p := startPlatformProcess(b, "--app-quota", quota, "--total-quota", quota, "--log-level", "info")
+			br := StartBridge(b, Options{
+				Args: append(slices.Clone(benchArgs), "--api-url", p.url),
+				Env:  []string{"ONEOFF_API_TOKEN=" + canaryToken},
+			})
+			kib, platformKiB := shellSessionGrowth(b, br, p.pid)
+			perSession = append(perSession, kib)
+			platformPer = append(platformPer, platformKiB)
+			br.Stop()
+			p.stop()
+		}
+		b.ReportMetric(median(platformPer), "platform-KiB/session")
+		reportSessionMemory(b, median(perSession))
+	})
+}
+
+func reportSessionMemory(b *testing.B, kib float64) {
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(kib, "KiB/session")
+	if kib > shellSessionKiBMax {
+		b.Errorf("shell session memory: %.1f KiB each, want at most %d", kib, shellSessionKiBMax)
+	}
+}
+
+// shellSessionGrowth opens shellSessions connections, then a shell session
+// on each, and returns the bridge's RSS growth per session and, when
+// platformPid is not 0, that platform process's.
+func shellSessionGrowth(b *testing.B, br *Bridge, platformPid int) (bridgeKiB, platformKiB float64) {
+	dial := newDialer(b, br, "demo-app")
+	warmUp(b, dial)
+	// A first shell session starts what lives for the whole process.
+	c, err := dial()
+	if err != nil {
+		b.Fatal(err)
+	}
+	first := openShell(b, c, 0)
+	first.close()
+	c.Close()
+
+	clients := dialMany(b, dial, shellSessions)
+	defer closeAll(clients)
+	before := settledRSS(b, br.cmd.Process.Pid)
+	var platformBefore int
+	if platformPid != 0 {
+		platformBefore = settledRSS(b, platformPid)
+	}
+	shells := make([]*shell, len(clients))
+	var wg sync.WaitGroup
+	errs := make(chan error, len(clients))
+	next := make(chan int)
+	for range 8 {
+		wg.Go(func() {
+			for i := range next {
+				sh, err := startShell(clients[i], i+1)
+				if err != nil {
+					errs <- fmt.Errorf("shell %d: %w", i+1, err)
+					continue
+				}
+				shells[i] = sh
+			}
+		})
+	}
+	for i := range clients {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	defer func() {
+		for _, sh := range shells {
+			if sh != nil {
+				sh.close()
+			}
+		}
+	}()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatalf("%v\nbridge log:\n%s", err, tail(br.Log(), 30))
+	}
+	after := settledRSS(b, br.cmd.Process.Pid)
+	bridgeKiB = float64(after-before) / float64(len(shells))
+	b.Logf("bridge RSS %d KiB with %d connections, %d KiB with a shell on each: %.1f KiB per session (target ≤ %d)",
+		before, len(clients), after, bridgeKiB, shellSessionKiBMax)
+	if platformPid != 0 {
+		platformAfter := settledRSS(b, platformPid)
+		platformKiB = float64(platformAfter-platformBefore) / float64(len(shells))
+		b.Logf("platform process RSS %d KiB before, %d KiB after: %.1f KiB per one-off", platformBefore, platformAfter, platformKiB)
+	}
+	return bridgeKiB, platformKiB
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// shell is an open interactive session whose output is drained.
+type shell struct {
+	s       *gossh.Session
+	drained chan struct{}
+}
+
+func (sh *shell) close() {
+	sh.s.Close()
+	<-sh.drained
+}
+
+func openShell(b *testing.B, c *gossh.Client, n int) *shell {
+	b.Helper()
+	sh, err := startShell(c, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return sh
+}
+
+// startShell opens a pty and a shell and returns once the shell has run a
+// command: its one-off is up and attached.
+func startShell(c *gossh.Client, n int) (*shell, error) {
+	s, err := c.NewSession()
+	if err != nil {
+		return nil, err
+	}
+	stdin, err := s.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := s.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	s.Stderr = io.Discard
+	if err := s.RequestPty("xterm", 24, 80, gossh.TerminalModes{gossh.ECHO: 1}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("pty: %w", err)
+	}
+	if err := s.Shell(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("shell: %w", err)
+	}
+	// The sum is in the output only, not in the echo of the command.
+	want := []byte(strconv.Itoa(n+1000) + "ready")
+	fmt.Fprintf(stdin, "echo $((%d+1000))ready\n", n)
+	sh := &shell{s: s, drained: make(chan struct{})}
+	ready := make(chan bool, 1)
+	go func() {
+		defer close(sh.drained)
+		var seen []byte
+		buf := make([]byte, 4096)
+		found := false
+		for {
+			k, err := stdout.Read(buf)
+			if !found {
+				seen = append(seen, buf[:k]...)
+				if bytes.Contains(seen, want) {
+					found = true
+					seen = nil
+					ready <- true
+				}
+			}
+			if err != nil {
+				if !found {
+					ready <- false
+				}
+				return
+			}
+		}
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			s.Close()
+			<-sh.drained
+			return nil, errors.New("session ended before the shell answered")
+		}
+	case <-time.After(2 * time.Minute):
+		s.Close()
+		<-sh.drained
+		return nil, errors.New("the shell did not answer within 2 minutes")
+	}
+	return sh, nil
+}
+
+// newDialer returns a function dialing br as app with x/crypto's client
+// and the default test key.
+func newDialer(b *testing.B, br *Bridge, app string) func() (*gossh.Client, error) {
+	b.Helper()
+	raw, err := os.ReadFile(br.Key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	signer, err := gossh.ParsePrivateKey(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	known, err := os.ReadFile(br.KnownHosts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _, hostKey, _, _, err := gossh.ParseKnownHosts(known)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := &gossh.ClientConfig{
+		User:            app,
+		Auth:            []gossh.AuthMethod{gossh.PublicKeys(signer)},
+		HostKeyCallback: gossh.FixedHostKey(hostKey),
+		Timeout:         30 * time.Second,
+	}
+	return func() (*gossh.Client, error) { return gossh.Dial("tcp", br.Addr, cfg) }
+}
+
+// warmUp opens and closes a few connections, so that what the bridge sets
+// up once (handshake tables, buffers pools) is in the baseline.
+func warmUp(b *testing.B, dial func() (*gossh.Client, error)) {
+	b.Helper()
+	for range 10 {
+		c, err := dial()
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
+// dialMany opens n authenticated connections, a few at a time, as clients
+// arriving together would.
+func dialMany(b *testing.B, dial func() (*gossh.Client, error), n int) []*gossh.Client {
+	b.Helper()
+	clients := make([]*gossh.Client, n)
+	errs := make(chan error, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := range next {
+				c, err := dial()
+				if err != nil {
+					errs <- err
+					continue
+				}
+				clients[i] = c
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		closeAll(clients)
+		b.Fatalf("dial: %v", err)
+	}
+	return clients
+}
+
+func closeAll(clients []*gossh.Client) {
+	for _, c := range clients {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// raiseFileLimit lets this process hold n descriptors; the bridge, started
+// after, inherits the limit.
+func raiseFileLimit(b *testing.B, n uint64) {
+	b.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatal(err)
+	}
+	if lim.Cur >= n {
+		return
+	}
+	if lim.Max < n {
+		b.Fatalf("RLIMIT_NOFILE hard limit %d is below the %d descriptors this benchmark holds", lim.Max, n)
+	}
+	lim.Cur = n
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// settledRSS reads a process's RSS in KiB once its memory has settled:
+// two readings a second apart, after a pause for the collector and the
+// connections' last writes, the lower of them.
+func settledRSS(b *testing.B, pid int) int {
+	b.Helper()
+	time.Sleep(2 * time.Second) // not waiting for a port: letting a heap settle
+	first := rssKiB(b, pid)
+	time.Sleep(time.Second)
+	return min(first, rssKiB(b, pid))
+}
+
+func rssKiB(b *testing.B, pid int) int {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			if err != nil {
+				b.Fatalf("VmRSS %q: %v", rest, err)
+			}
+			return kib
+		}
+	}
+	b.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+// platformProcess is `bridge platform` running as its own process.
+type platformProcess struct {
+	url  string
+	pid  int
+	stop func()
+}
+
+// startPlatformProcess starts `bridge platform` on a free loopback port
+// with the test API token; stop ends it (also done at cleanup).
+func startPlatformProcess(b *testing.B, args ...string) *platformProcess {
+	b.Helper()
+	cmd := exec.Command(binary, append([]string{"platform", "--listen", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(os.Environ(), "ONEOFF_API_TOKEN="+canaryToken)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	exited := make(chan struct{})
+	found := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`msg="platform listening" url=(\S+)`)
+		sent := false
+		buf := make([]byte, 0, 4096)
+		chunk := make([]byte, 4096)
+		for {
+			n, err := stderr.Read(chunk)
+			if !sent {
+				buf = append(buf, chunk[:n]...)
+				if m := re.FindSubmatch(buf); m != nil {
+					found <- string(m[1])
+					sent = true
+					buf = nil
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		if !sent {
+			close(found)
+		}
+	}()
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(15 * time.Second):
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-exited
+			}
+		})
+	}
+	b.Cleanup(stop)
+	select {
+	case u, ok := <-found:
+		if !ok {
+			b.Fatal("platform exited before listening")
+		}
+		return &platformProcess{url: u, pid: cmd.Process.Pid, stop: stop}
+	case <-time.After(30 * time.Second):
+		b.Fatal("platform did not listen within 30 s")
+	}
+	return nil
+}
