@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,4 +177,70 @@ func TestClientKilledLeavesNothing(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	waitFor(t, 2*time.Second, "one-off processes gone after the client was killed", func() bool { return len(findProcesses("sleep "+marker)) == 0 })
+}
+
+// A signal request on a terminal session becomes the control byte, so the
+// remote foreground command gets the signal as from a keyboard.
+func TestSignalRequestInterrupts(t *testing.T) {
+	b := StartBridge(t, Options{})
+	c := goClient(t, b, "demo-app")
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start("sleep 5151.5"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "sleep running", func() bool { return len(findProcesses("sleep 5151.5")) > 0 })
+	if err := s.Signal(gossh.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Wait()
+	var exit *gossh.ExitError
+	if !errors.As(err, &exit) || exit.ExitStatus() != 130 {
+		t.Fatalf("after SIGINT: %v, want exit status 130", err)
+	}
+}
+
+// The end of a session goes out as OpenSSH sends it: output, exit-status,
+// EOF, close.
+func TestTeardownOrder(t *testing.T) {
+	b := StartBridge(t, Options{})
+	c := goClient(t, b, "demo-app")
+	ch, reqs, err := c.OpenChannel("session", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := ch.SendRequest("exec", true, gossh.Marshal(struct{ Command string }{"printf last-output; exit 4"}))
+	if err != nil || !ok {
+		t.Fatalf("exec: %v %v", ok, err)
+	}
+	out, err := io.ReadAll(ch) // returns at EOF
+	if err != nil || string(out) != "last-output" {
+		t.Fatalf("output %q, %v", out, err)
+	}
+	// x/crypto handles a channel's messages in order: at EOF the
+	// exit-status must already be queued, and the close not yet seen.
+	select {
+	case req, open := <-reqs:
+		if !open || req.Type != "exit-status" {
+			t.Fatalf("at EOF: got %v (open %v), want exit-status first", req, open)
+		}
+		var st struct{ Status uint32 }
+		gossh.Unmarshal(req.Payload, &st)
+		if st.Status != 4 {
+			t.Fatalf("exit-status %d, want 4", st.Status)
+		}
+	default:
+		t.Fatal("EOF came before exit-status")
+	}
+	// Then the close: the request channel ends.
+	for req := range reqs {
+		t.Fatalf("unexpected request after exit-status: %s", req.Type)
+	}
+	ch.Close()
 }
