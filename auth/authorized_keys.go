@@ -122,8 +122,9 @@ func parseKeyText(s string) (gossh.PublicKey, error) {
 	if len(f) < 2 {
 		return nil, errors.New("no key found")
 	}
-	if !isKeyType(f[0]) && !validOptionName(f[0]) {
-		return nil, errors.New("no key found")
+	if !isKeyType(f[0]) {
+		// Not quoted back: the text may be anything, a secret included.
+		return nil, errors.New("no key of a known type found")
 	}
 	blob, err := base64.StdEncoding.DecodeString(f[1])
 	if err != nil {

@@ -55,7 +55,7 @@ func TestParseAuthorizedKeysErrorsNameLine(t *testing.T) {
 		{"ssh-rsa " + strings.Fields(k)[1], "does not match"},
 		{"no-pty", "no key after the options"},
 		{`command="x y`, "missing closing quote"},
-		{`no-pty notakey AAAA`, "bad notakey key"},
+		{`no-pty notakey AAAA`, "no key of a known type"},
 		{"no-pty " + strings.TrimSpace(string(gossh.MarshalAuthorizedKey(cert))), "certificate is not an authorized key"},
 		{"justoneword", "no key"},
 	}

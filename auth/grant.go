@@ -29,6 +29,8 @@ type Grant struct {
 	// Source says what authorized the key: "file:line", or the trusted
 	// user CA keys file for a certificate.
 	Source string
+
+	keyBlob string // the key this grant is for, checked by VerifiedPublicKeyCallback
 }
 
 // grantKey is the context key of the Grant; unexported so only this package

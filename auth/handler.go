@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"net"
 
 	"github.com/gliderlabs/ssh"
@@ -38,8 +39,28 @@ func (a *Authority) PublicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool {
 		ctx.SetValue(grantKey{}, (*Grant)(nil))
 		return false
 	}
-	ctx.SetValue(grantKey{}, copyGrant(d.grant))
+	g := copyGrant(d.grant)
+	g.keyBlob = string(key.Marshal())
+	ctx.SetValue(grantKey{}, g)
 	return true
+}
+
+// VerifiedPublicKeyCallback returns, for the connection of ctx, a value for
+// x/crypto's ServerConfig.VerifiedPublicKeyCallback (set it in the
+// gliderlabs ServerConfigCallback). x/crypto calls it only once it verified
+// the client's signature; it refuses authentication unless the grant in ctx
+// is the one of that key, so the rights never come from a key that was
+// merely offered even if the call order guarantee were ever lost.
+func (a *Authority) VerifiedPublicKeyCallback(ctx ssh.Context) func(gossh.ConnMetadata, gossh.PublicKey, *gossh.Permissions, string) (*gossh.Permissions, error) {
+	return func(_ gossh.ConnMetadata, key gossh.PublicKey, perms *gossh.Permissions, _ string) (*gossh.Permissions, error) {
+		if g, ok := GrantFrom(ctx); ok && g.keyBlob == string(key.Marshal()) {
+			return perms, nil
+		}
+		ctx.SetValue(grantKey{}, (*Grant)(nil))
+		a.log.Error("auth refused: the verified key is not the key granted", "remote", addrString(ctx.RemoteAddr()),
+			"app", ctx.User(), "fingerprint", gossh.FingerprintSHA256(key), "decision", "refuse")
+		return nil, errors.New("auth: verified key has no grant")
+	}
 }
 
 // watchConn counts the connection as failed for the throttle if it closes

@@ -62,3 +62,26 @@ func TestHandlerAppDenied(t *testing.T) {
 	}
 	t.Log(logs.String())
 }
+
+func TestVerifiedPublicKeyCallback(t *testing.T) {
+	dir := t.TempDir()
+	a, b := newKey(t), newKey(t)
+	file := writeFile(t, dir, "authorized_keys", authLine("", a.PublicKey())+authLine("", b.PublicKey()))
+	auth, _ := newAuthority(t, Config{AuthorizedKeysFile: file})
+	ctx, _ := newCtx(t, "app", "192.0.2.1:4000")
+	verified := auth.VerifiedPublicKeyCallback(ctx)
+
+	auth.PublicKeyHandler(ctx, a.PublicKey())
+	auth.PublicKeyHandler(ctx, b.PublicKey())
+	if _, err := verified(nil, b.PublicKey(), nil, "ssh-ed25519"); err != nil {
+		t.Fatalf("B verified after B granted: %v", err)
+	}
+	// Were x/crypto ever to verify A after granting B, authentication fails
+	// and no grant is left.
+	if _, err := verified(nil, a.PublicKey(), nil, "ssh-ed25519"); err == nil {
+		t.Fatal("A verified with B's grant")
+	}
+	if _, ok := GrantFrom(ctx); ok {
+		t.Fatal("grant left after a mismatch")
+	}
+}

@@ -62,7 +62,8 @@ func nextOption(s string) (name, value string, hasValue bool, rest string, err e
 	if name == "" {
 		return "", "", false, "", errors.New("empty option")
 	}
-	if !validOptionName(name) {
+	if !looksLikeOptionName(name) {
+		// Not quoted back: it may be a pasted secret.
 		return "", "", false, "", errors.New("malformed option list")
 	}
 	if i == len(s) {
@@ -230,19 +231,12 @@ func (o *keyOptions) apply(name, value string, hasValue bool, seen map[string]bo
 	return nil
 }
 
-// validOptionName tells a word worth quoting back in an error from
-// text that may be anything (a pasted secret).
-func validOptionName(n string) bool {
-	if len(n) > 40 {
-		return false
-	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		if !(c == '-' || c == '_' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
+// looksLikeOptionName tells a name safe to quote in an error (letters and
+// dashes, as every option name but x11 ones): a typo is worth showing, a
+// token with digits is not.
+func looksLikeOptionName(n string) bool {
+	n = strings.ReplaceAll(n, "x11", "")
+	return strings.Trim(n, "abcdefghijklmnopqrstuvwxyz-") == ""
 }
 
 func validEnvName(n string) bool {

@@ -41,8 +41,8 @@ func startServer(t *testing.T, a *Authority) string {
 			}
 			return conn
 		},
-		ServerConfigCallback: func(ssh.Context) *gossh.ServerConfig {
-			return &gossh.ServerConfig{MaxAuthTries: MaxAuthTries}
+		ServerConfigCallback: func(ctx ssh.Context) *gossh.ServerConfig {
+			return &gossh.ServerConfig{MaxAuthTries: MaxAuthTries, VerifiedPublicKeyCallback: a.VerifiedPublicKeyCallback(ctx)}
 		},
 	}
 	srv.AddHostKey(host)
