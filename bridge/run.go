@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -63,7 +62,7 @@ func (sess *session) dispatch(kind, arg string) (int, error) {
 	case "shell":
 		command = sess.srv.cfg.DefaultCommand
 	case "exec":
-		if isSCP(command) && sess.srv.deps.Uploads != nil {
+		if up := sess.srv.deps.Uploads; up != nil && up.IsSCP(command) {
 			return sess.srv.deps.Uploads.SCP(sess.ctx, sess.identity(), sess.app, command, sess.ch, sess.ch.Stderr()), nil
 		}
 	}
@@ -161,22 +160,3 @@ func (sess *session) forwardSignals(ctx context.Context, w io.Writer) {
 }
 
 var signalBytes = map[string]byte{"INT": 0x03, "QUIT": 0x1c, "TSTP": 0x1a}
-
-// isSCP recognises the command legacy scp (scp -O) runs on the server side
-// of a transfer: "scp" with -t (upload) or -f (download) among its options.
-// The bridge answers it itself, so the image needs no scp binary.
-func isSCP(command string) bool {
-	fields := strings.Fields(command)
-	if len(fields) < 2 || fields[0] != "scp" {
-		return false
-	}
-	for _, f := range fields[1:] {
-		if !strings.HasPrefix(f, "-") || f == "--" {
-			return false
-		}
-		if strings.ContainsAny(f, "tf") {
-			return true
-		}
-	}
-	return false
-}

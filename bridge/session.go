@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/gliderlabs/ssh"
@@ -173,6 +174,7 @@ func (sess *session) handleRequest(req *gossh.Request) bool {
 		sess.started = true
 		go func() {
 			defer close(sess.done)
+			defer sess.recoverPanic()
 			sess.work(req.Type, msg.Value)
 		}()
 		return true
@@ -204,4 +206,14 @@ func (sess *session) finish(code int) {
 // elapsed formats a duration as the progress line shows it.
 func elapsed(d time.Duration) string {
 	return d.Round(100 * time.Millisecond).String()
+}
+
+// recoverPanic keeps a bug in one session from taking down every other
+// session of the bridge: the user gets the internal-error line and code.
+func (sess *session) recoverPanic() {
+	if r := recover(); r != nil {
+		sess.log.Error("session panicked", "panic", r, "stack", string(debug.Stack()))
+		sess.tell("The bridge failed to run the session; the cause is in its log.")
+		sess.finish(ExitInternal)
+	}
 }

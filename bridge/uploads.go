@@ -11,7 +11,12 @@ import (
 type Uploads interface {
 	// ServeSFTP serves the SFTP subsystem on the channel until the client
 	// ends it; nil means a clean end.
-	ServeSFTP(ctx context.Context, user, app string, ch io.ReadWriteCloser) error
+	// stderr gets one line per refused upload: sftp clients print only a
+	// status code's generic text.
+	ServeSFTP(ctx context.Context, user, app string, ch io.ReadWriteCloser, stderr io.Writer) error
+	// IsSCP says whether an exec command is the server side of legacy scp
+	// (scp -O), which the bridge answers itself: the image needs no scp.
+	IsSCP(command string) bool
 	// SCP answers the server side of legacy scp for the command line
 	// ("scp -t …" or "scp -f …") and returns the exit code.
 	SCP(ctx context.Context, user, app, command string, rw io.ReadWriter, stderr io.Writer) int
@@ -27,7 +32,7 @@ func (s *Server) subsystemSupported(name string) bool {
 }
 
 func (s *Server) serveSubsystem(sess *session, name string) (int, error) {
-	if err := s.deps.Uploads.ServeSFTP(sess.ctx, sess.identity(), sess.app, keepOpen{sess.ch}); err != nil {
+	if err := s.deps.Uploads.ServeSFTP(sess.ctx, sess.identity(), sess.app, keepOpen{sess.ch}, sess.ch.Stderr()); err != nil {
 		sess.log.Warn("sftp ended with an error", "err", err)
 		return 1, nil
 	}
