@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"sshbridge/oneoff"
@@ -114,14 +113,14 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 		go sess.win.follow(attached, o.Resize, sess.log)
 		go sess.forwardSignals(attached, stream)
 	}
-	var inputDone sync.WaitGroup
-	inputDone.Go(func() {
+	go func() {
 		// io.Copy ends at the client's EOF; the one-off then gets its EOF
-		// (a half-close in pipe mode, ^D on a terminal).
+		// (a half-close in pipe mode, ^D on a terminal). When the output
+		// ends first, closing the channel ends this copy.
 		if _, err := io.Copy(stream, sess.ch); err == nil {
 			stream.CloseWrite()
 		}
-	})
+	}()
 	_, copyErr := io.Copy(sess.ch, stream)
 	if ctx.Err() != nil {
 		return 0, context.Cause(ctx)
