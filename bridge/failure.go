@@ -48,8 +48,6 @@ func classify(app string, err error) *failure {
 		return &failure{ExitStartFailed, msg, err}
 	case errors.Is(err, oneoff.ErrOperationTimeout):
 		return &failure{ExitStartFailed, "The one-off container did not start in time.", err}
-	case errors.Is(err, oneoff.ErrUploadRefused):
-		return &failure{ExitUploadRefused, "The platform refused an upload; it stays pending.", err}
 	case errors.Is(err, oneoff.ErrInactivity):
 		return &failure{ExitInactivity, "The platform stopped the one-off container after a period of inactivity.", err}
 	case errors.Is(err, oneoff.ErrUnauthorized):

@@ -46,11 +46,14 @@ func (sess *session) uploadProgress() func(name string, done, total int64) {
 	if sess.pty == nil {
 		return nil
 	}
+	started := ""
 	return func(name string, done, total int64) {
-		if done == 0 {
+		if done == 0 && started != name {
+			started = name
 			sess.progressStart(fmt.Sprintf("Uploading %s (%s)...", name, humanBytes(total)))
 		}
-		if done == total {
+		if done == total && started == name {
+			started = ""
 			sess.progressEnd("done")
 		}
 	}

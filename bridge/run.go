@@ -93,10 +93,8 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 	sess.progressEnd(fmt.Sprintf("done in %s", elapsed(time.Since(t0))))
 	sess.log.Info("one-off started", "container", o.ContainerID(), "pipe_mode", o.PipeMode(), "after", time.Since(t0))
 
-	if up := sess.srv.deps.Uploads; up != nil {
-		if err := up.Deliver(ctx, sess.identity(), sess.app, o.Upload, sess.uploadProgress()); err != nil {
-			return 0, err
-		}
+	if err := sess.deliver(ctx, o); err != nil {
+		return 0, err
 	}
 	stream, err := o.Attach(ctx)
 	if err != nil {
