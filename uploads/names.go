@@ -82,3 +82,32 @@ func checkNonRoot(rel string) error {
 	}
 	return CheckPath(rel)
 }
+
+// Home is where the user sees the scope's tree, in SSH tools and in the
+// container alike.
+const Home = "/tmp/uploads"
+
+// Resolve maps a path as a client names it, absolute or relative to Home,
+// to a name of the scope ("" for Home itself). A path outside Home is
+// refused with ErrPermission, and a name CheckPath refuses with
+// ErrInvalidName; NUL bytes are refused before any cleaning.
+func Resolve(p string) (string, error) {
+	if strings.IndexByte(p, 0) >= 0 {
+		return "", fmt.Errorf("%w %s: NUL byte", ErrInvalidName, quote(p))
+	}
+	if !path.IsAbs(p) {
+		p = path.Join(Home, p)
+	}
+	p = path.Clean(p)
+	if p == Home {
+		return "", nil
+	}
+	rel, ok := strings.CutPrefix(p, Home+"/")
+	if !ok {
+		return "", fmt.Errorf("%s: %w: only %s is served", quote(p), ErrPermission, Home)
+	}
+	if err := CheckPath(rel); err != nil {
+		return "", err
+	}
+	return rel, nil
+}

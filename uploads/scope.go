@@ -477,3 +477,16 @@ func (sc *Scope) Open(name string) (*File, Entry, error) {
 	}
 	return &File{f: f}, Entry{Name: name, Size: fe.size, Mode: fe.mode, ModTime: fe.modTime, Created: fe.created}, nil
 }
+
+// CheckSize tells in advance whether a file of size bytes may be written to
+// name (scp announces sizes): the error a write would meet, or nil.
+func (sc *Scope) CheckSize(name string, size int64) error {
+	lim := sc.s.lim
+	if lim.MaxFileSize >= 0 && size > lim.MaxFileSize {
+		return sc.s.tooLargeErr(name)
+	}
+	if used, quota := sc.Usage(); quota >= 0 && used+size > quota {
+		return sc.s.quotaErr(name)
+	}
+	return nil
+}
