@@ -44,6 +44,15 @@ func (o *oneOff) stream(proc *process, conn net.Conn, br *bufio.Reader) {
 // copyOut sends the merged output until the tree is gone (EOF on a pipe,
 // EIO on a terminal).
 func (o *oneOff) copyOut(proc *process, conn net.Conn) {
+	if proc.pty == nil {
+		err := spliceOut(proc.out, conn, o.touch)
+		if errors.Is(err, errWrite) {
+			o.end(endClientGone)
+		}
+		if !errors.Is(err, errNoSplice) {
+			return
+		}
+	}
 	buf := make([]byte, outBufSize)
 	for {
 		n, err := proc.out.Read(buf)

@@ -1,0 +1,122 @@
+package platform
+
+import (
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// BenchmarkRunToFirstByte measures, per one-off, POST run -> operation done
+// -> CONNECT -> the first byte of `echo x` on a terminal, as a client on the
+// same host sees it. It reports the median (target: under 25 ms).
+func BenchmarkRunToFirstByte(b *testing.B) {
+	tp := startPlatform(b, Config{AppQuota: 1000, TotalQuota: 1000})
+	var lat []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		o := tp.run("bench", "echo x", true, nil)
+		_, br := o.attach()
+		if _, err := br.ReadByte(); err != nil {
+			b.Fatalf("first byte: %v", err)
+		}
+		lat = append(lat, time.Since(start))
+		b.StopTimer()
+		io.Copy(io.Discard, br)
+		if status, code := o.wait(); status != 200 || code != 0 {
+			b.Fatalf("wait: %d %d", status, code)
+		}
+		b.StartTimer()
+	}
+	slices.Sort(lat)
+	b.ReportMetric(ms(lat[len(lat)/2]), "median-ms")
+	b.ReportMetric(ms(lat[len(lat)*9/10]), "p90-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// throughputBytes is the size of each transfer of BenchmarkPipeThroughput.
+const throughputBytes = 64 << 20
+
+// BenchmarkPipeThroughput measures a pipe-mode one-off writing a large
+// stream (`head -c`) to its client, against the same command writing into
+// a plain local os.Pipe read by this process, in the same run. Both are
+// timed from the first byte to EOF. It reports both rates and their ratio
+// (target: at least 0.7).
+func BenchmarkPipeThroughput(b *testing.B) {
+	tp := startPlatform(b, Config{AppQuota: 1000, TotalQuota: 1000})
+	command := os.Getenv("BENCHCMD")
+	if command == "" {
+		command = "head -c " + strconv.Itoa(throughputBytes) + " /dev/zero"
+	}
+	buf := make([]byte, 256<<10)
+	var platform, local time.Duration
+	b.SetBytes(2 * throughputBytes)
+	for b.Loop() {
+		// Through the platform.
+		o := tp.run("bench", command, false, nil)
+		_, br := o.attach()
+		if _, err := br.ReadByte(); err != nil {
+			b.Fatalf("first byte: %v", err)
+		}
+		start := time.Now()
+		n, err := drain(br, buf)
+		platform += time.Since(start)
+		if err != nil || n+1 != throughputBytes {
+			b.Fatalf("platform stream: %d bytes, %v", n+1, err)
+		}
+		if status, code := o.wait(); status != 200 || code != 0 {
+			b.Fatalf("wait: %d %d", status, code)
+		}
+
+		// The same command on a plain local pipe.
+		r, w, err := os.Pipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command("/bin/sh", "-c", command)
+		cmd.Stdout = w
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		w.Close()
+		one := make([]byte, 1)
+		if _, err := io.ReadFull(r, one); err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		n, err = drain(r, buf)
+		local += time.Since(start)
+		r.Close()
+		if err := cmd.Wait(); err != nil || n+1 != throughputBytes {
+			b.Fatalf("local pipe: %d bytes, %v", n+1, err)
+		}
+	}
+	rate := func(d time.Duration) float64 {
+		return float64(b.N) * float64(throughputBytes-1) / d.Seconds() / (1 << 20)
+	}
+	b.ReportMetric(rate(platform), "platform-MiB/s")
+	b.ReportMetric(rate(local), "pipe-MiB/s")
+	b.ReportMetric(rate(platform)/rate(local), "ratio")
+}
+
+// drain reads r to EOF with buf. io.Copy to io.Discard would read 8 KiB at
+// a time whatever the buffer.
+func drain(r io.Reader, buf []byte) (int64, error) {
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		total += int64(n)
+		if errors.Is(err, io.EOF) {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
