@@ -65,7 +65,7 @@ func parseAuthorizedKeyLine(line []byte, loc *time.Location) (kl keyLine, ok boo
 		kl.key = key
 		return kl, true, nil
 	}
-	if f := strings.Fields(s); isKeyType(f[0]) {
+	if f := strings.Fields(s); len(f) > 0 && isKeyType(f[0]) {
 		return kl, false, bareErr
 	}
 	optText, rest, err := splitOptions(s)
