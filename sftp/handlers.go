@@ -99,17 +99,14 @@ func (h *handlers) openWriter(r *pkgsftp.Request) (*fileWriter, error) {
 	return &fileWriter{w: w, h: h}, nil
 }
 
-// openMode reads the permissions an SSH_FXP_OPEN carries (its attributes
-// start with their own flags word); 0 when it carries none.
+// openMode reads the permissions an SSH_FXP_OPEN carries, 0 when unknown.
+// pkg/sftp keeps the open's attribute bytes but not their flags word; four
+// bytes can only be the permissions alone, which is what OpenSSH sends.
 func openMode(r *pkgsftp.Request) fs.FileMode {
-	if len(r.Attrs) < 4 {
+	if len(r.Attrs) != 4 {
 		return 0
 	}
-	attrs := &pkgsftp.Request{Flags: binary.BigEndian.Uint32(r.Attrs), Attrs: r.Attrs[4:]}
-	if !attrs.AttrFlags().Permissions {
-		return 0
-	}
-	return attrs.Attributes().FileMode().Perm()
+	return fs.FileMode(binary.BigEndian.Uint32(r.Attrs)).Perm()
 }
 
 // fileWriter turns the staging writer's errors into SFTP statuses.
@@ -152,7 +149,11 @@ func (h *handlers) Filecmd(r *pkgsftp.Request) error {
 	}
 	switch r.Method {
 	case "Setstat":
-		return h.status("setstat", h.sc.Setattr(rel, setAttrs(r)))
+		a, ok := setAttrs(r)
+		if !ok {
+			return &statusError{code: pkgsftp.ErrSSHFxBadMessage, msg: "malformed attributes"}
+		}
+		return h.status("setstat", h.sc.Setattr(rel, a))
 	case "Rename":
 		return h.rename(rel, r.Target)
 	case "Rmdir":
@@ -168,10 +169,13 @@ func (h *handlers) Filecmd(r *pkgsftp.Request) error {
 	return &statusError{code: pkgsftp.ErrSSHFxOpUnsupported, msg: "links are not supported in " + Home}
 }
 
-func setAttrs(r *pkgsftp.Request) uploads.Attrs {
+func setAttrs(r *pkgsftp.Request) (uploads.Attrs, bool) {
 	flags := r.AttrFlags()
 	st := r.Attributes()
 	var a uploads.Attrs
+	if st == nil {
+		return a, false
+	}
 	if flags.Permissions {
 		m := st.FileMode().Perm()
 		a.Mode = &m
@@ -185,7 +189,7 @@ func setAttrs(r *pkgsftp.Request) uploads.Attrs {
 		a.Size = &n
 	}
 	// Owner changes are accepted and ignored: the platform owns its files.
-	return a
+	return a, true
 }
 
 func (h *handlers) rename(from, target string) error {
