@@ -78,6 +78,7 @@ func (o *keyOptions) grant(app, identity, fp, source string) *Grant {
 		NoX11Forwarding:   o.noX11Fwd,
 		PermitOpen:        slices.Clone(o.permitOpen),
 		Source:            source,
+		noTouch:           o.noTouch,
 	}
 	if len(o.env) > 0 {
 		g.Env = make(map[string]string, len(o.env))

@@ -31,6 +31,7 @@ type Grant struct {
 	Source string
 
 	keyBlob string // the key this grant is for, checked by VerifiedPublicKeyCallback
+	noTouch bool   // no-touch-required: a FIDO key may sign without a touch
 }
 
 // grantKey is the context key of the Grant; unexported so only this package

@@ -42,7 +42,28 @@ func (a *Authority) PublicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool {
 	g := copyGrant(d.grant)
 	g.keyBlob = string(key.Marshal())
 	ctx.SetValue(grantKey{}, g)
+	setNoTouch(ctx, g.noTouch)
 	return true
+}
+
+// setNoTouch passes no-touch-required to x/crypto, which reads it from the
+// connection's permissions when it verifies a FIDO key's signature. The
+// permissions are shared by every key of the connection; the last call is
+// for the verified key, so its value is the one that counts.
+func setNoTouch(ctx ssh.Context, on bool) {
+	p := ctx.Permissions()
+	if p == nil || p.Permissions == nil {
+		return
+	}
+	const ext = "no-touch-required"
+	if on {
+		if p.Extensions == nil {
+			p.Extensions = map[string]string{}
+		}
+		p.Extensions[ext] = ""
+	} else {
+		delete(p.Extensions, ext)
+	}
 }
 
 // VerifiedPublicKeyCallback returns, for the connection of ctx, a value for

@@ -85,3 +85,20 @@ func TestVerifiedPublicKeyCallback(t *testing.T) {
 		t.Fatal("grant left after a mismatch")
 	}
 }
+
+func TestNoTouchRequiredReachesPermissions(t *testing.T) {
+	dir := t.TempDir()
+	fido, plain := newKey(t), newKey(t)
+	file := writeFile(t, dir, "authorized_keys", authLine("no-touch-required", fido.PublicKey())+authLine("", plain.PublicKey()))
+	auth, _ := newAuthority(t, Config{AuthorizedKeysFile: file})
+	ctx, _ := newCtx(t, "app", "192.0.2.1:4000")
+	has := func() bool { _, ok := ctx.Permissions().Extensions["no-touch-required"]; return ok }
+	auth.PublicKeyHandler(ctx, fido.PublicKey())
+	if !has() {
+		t.Fatal("no-touch-required not passed on")
+	}
+	auth.PublicKeyHandler(ctx, plain.PublicKey())
+	if has() {
+		t.Fatal("no-touch-required left for a key without it")
+	}
+}

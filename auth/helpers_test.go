@@ -27,6 +27,7 @@ type fakeCtx struct {
 
 	mu     sync.Mutex
 	values map[any]any
+	perms  ssh.Permissions
 }
 
 func newCtx(t *testing.T, user, remote string) (*fakeCtx, context.CancelFunc) {
@@ -37,7 +38,7 @@ func newCtx(t *testing.T, user, remote string) (*fakeCtx, context.CancelFunc) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fakeCtx{Context: ctx, user: user, remote: addr, values: map[any]any{}}, cancel
+	return &fakeCtx{Context: ctx, user: user, remote: addr, values: map[any]any{}, perms: ssh.Permissions{Permissions: &gossh.Permissions{}}}, cancel
 }
 
 func (c *fakeCtx) Value(k any) any {
@@ -63,7 +64,7 @@ func (c *fakeCtx) ServerVersion() string { return "SSH-2.0-test" }
 func (c *fakeCtx) RemoteAddr() net.Addr  { return c.remote }
 func (c *fakeCtx) LocalAddr() net.Addr   { return c.remote }
 func (c *fakeCtx) Permissions() *ssh.Permissions {
-	return &ssh.Permissions{Permissions: &gossh.Permissions{}}
+	return &c.perms
 }
 
 var _ ssh.Context = (*fakeCtx)(nil)

@@ -1,10 +1,12 @@
 package auth
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	gossh "golang.org/x/crypto/ssh"
 )
@@ -214,8 +216,24 @@ func (rl *revocationList) parseCertSection(data []byte) error {
 	if sec.ca == "" && len(sec.serials) > 0 {
 		return errors.New("serial revocation without a CA key")
 	}
+	sec.serials = mergeRanges(sec.serials)
 	rl.certs = append(rl.certs, sec)
 	return nil
+}
+
+// mergeRanges sorts ranges and joins the overlapping and adjacent ones, so
+// that a lookup is a binary search.
+func mergeRanges(rs []serialRange) []serialRange {
+	slices.SortFunc(rs, func(a, b serialRange) int { return cmp.Compare(a.lo, b.lo) })
+	out := rs[:0]
+	for _, r := range rs {
+		if n := len(out); n > 0 && (r.lo <= out[n-1].hi || out[n-1].hi != math.MaxUint64 && r.lo == out[n-1].hi+1) {
+			out[n-1].hi = max(out[n-1].hi, r.hi)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // addBitmap reads "uint64 offset, mpint bitmap": bit n (from the least

@@ -247,3 +247,17 @@ func TestKRLMalformed(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMergeRanges(t *testing.T) {
+	got := mergeRanges([]serialRange{{10, 20}, {1, 1}, {2, 3}, {15, 30}, {32, 32}, {31, 31}, {100, 100}})
+	want := []serialRange{{1, 3}, {10, 32}, {100, 100}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	sec := certRevocations{serials: got}
+	for s, want := range map[uint64]bool{0: false, 1: true, 3: true, 4: false, 9: false, 10: true, 32: true, 33: false, 99: false, 100: true, 101: false} {
+		if sec.hasSerial(s) != want {
+			t.Errorf("hasSerial(%d) != %v", s, want)
+		}
+	}
+}

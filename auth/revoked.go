@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 
 	gossh "golang.org/x/crypto/ssh"
 )
@@ -79,11 +80,23 @@ func (rl *revocationList) certRevoked(cert *gossh.Certificate) bool {
 		}
 		// Serial 0 is what a CA writes when it sets none: never matched,
 		// as in OpenSSH.
-		for _, r := range sec.serials {
-			if cert.Serial != 0 && cert.Serial >= r.lo && cert.Serial <= r.hi {
-				return true
-			}
+		if cert.Serial != 0 && sec.hasSerial(cert.Serial) {
+			return true
 		}
 	}
 	return false
+}
+
+// hasSerial searches the sorted, disjoint ranges.
+func (sec *certRevocations) hasSerial(s uint64) bool {
+	i, _ := slices.BinarySearchFunc(sec.serials, s, func(r serialRange, s uint64) int {
+		switch {
+		case r.hi < s:
+			return -1
+		case r.lo > s:
+			return 1
+		}
+		return 0
+	})
+	return i < len(sec.serials) && sec.serials[i].lo <= s && s <= sec.serials[i].hi
 }
