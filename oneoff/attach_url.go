@@ -43,6 +43,10 @@ func parseAttachURL(raw string) (*url.URL, error) {
 	if u.Opaque != "" {
 		return nil, errors.New("opaque URL")
 	}
+	// The host is dialed as is and the URL is sent again: both must hold.
+	if v, err := url.Parse(u.String()); err != nil || v.Host != u.Host {
+		return nil, errors.New("does not survive a round trip")
+	}
 	return u, nil
 }
 

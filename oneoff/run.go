@@ -191,10 +191,14 @@ func resolveHTTPURL(base *url.URL, ref string) (*url.URL, error) {
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("scheme %q is not http or https", u.Scheme)
 	}
-	if u.Host == "" {
+	if u.Hostname() == "" {
 		return nil, errors.New("no host")
 	}
 	u.User = nil
 	u.Fragment = ""
+	// What is sent must parse back to the same place.
+	if v, err := url.Parse(u.String()); err != nil || v.Host != u.Host {
+		return nil, errors.New("does not survive a round trip")
+	}
 	return u, nil
 }
