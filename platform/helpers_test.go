@@ -263,3 +263,5 @@ func (tp *testPlatform) stateEntries() []string {
 	}
 	return names
 }
+
+func jsonSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
