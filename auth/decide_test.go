@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/gliderlabs/ssh"
@@ -136,5 +137,30 @@ func TestGrantOptions(t *testing.T) {
 	_, g2 := attempt(t, a, "app", "127.0.0.1:1", k.PublicKey())
 	if g2.Env["RAILS_ENV"] != "production" {
 		t.Fatal("grants share their environment map")
+	}
+}
+
+func TestAppNameChecked(t *testing.T) {
+	dir := t.TempDir()
+	k := newKey(t)
+	file := writeFile(t, dir, "authorized_keys", authLine(`apps="demo-*,!demo-secret"`, k.PublicKey()))
+	a, _ := newAuthority(t, Config{AuthorizedKeysFile: file})
+	for app, want := range map[string]outcome{
+		"demo-app":                         allowed,
+		"demo-a.b_c":                       allowed,
+		"demo-[s]ecret":                    denied, // would dodge !demo-secret
+		"demo-*":                           denied,
+		"demo-x/../y":                      denied,
+		"demo-\x00":                        denied,
+		"demo-" + strings.Repeat("x", 100): denied,
+	} {
+		if got, _ := attempt(t, a, app, "127.0.0.1:1", k.PublicKey()); got != want {
+			t.Errorf("app %q: %v, want %v", app, got, want)
+		}
+	}
+	for _, bad := range []string{"", "-x", ".x", "a b", "a/b", "a*", "a?", "é"} {
+		if validAppName(bad) {
+			t.Errorf("validAppName(%q)", bad)
+		}
 	}
 }

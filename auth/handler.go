@@ -32,7 +32,7 @@ func (a *Authority) PublicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool {
 		d = decision{reason: "too many failed connections from this address"}
 	} else {
 		addr, _ := addrOf(remote)
-		d = a.keys.Load().decide(app, key, addr, now)
+		d = a.keys.Load().decideApp(app, key, addr, now)
 	}
 	a.audit(remote, app, key, d)
 	if d.grant == nil {
@@ -75,6 +75,10 @@ func setNoTouch(ctx ssh.Context, on bool) {
 func (a *Authority) VerifiedPublicKeyCallback(ctx ssh.Context) func(gossh.ConnMetadata, gossh.PublicKey, *gossh.Permissions, string) (*gossh.Permissions, error) {
 	return func(_ gossh.ConnMetadata, key gossh.PublicKey, perms *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 		if g, ok := GrantFrom(ctx); ok && g.keyBlob == string(key.Marshal()) {
+			// The one line that says who actually logged in; "auth
+			// accepted key" lines may be for keys only offered.
+			a.log.Info("auth verified", "remote", addrString(ctx.RemoteAddr()), "app", g.App,
+				"identity", g.Identity, "allowed", g.Allowed, "source", g.Source)
 			return perms, nil
 		}
 		ctx.SetValue(grantKey{}, (*Grant)(nil))
@@ -98,7 +102,7 @@ func (a *Authority) watchConn(ctx ssh.Context, remote net.Addr) {
 			return
 		}
 		if a.throttle.fail(remote, a.now()) {
-			a.log.Warn("auth throttle: address refused for a while", "remote", remote.String(), "window", a.throttle.window.String())
+			a.log.Warn("auth throttle: address refused for a while", "remote", addrString(remote), "window", a.throttle.window.String())
 		}
 	})
 }
@@ -107,7 +111,7 @@ func (a *Authority) watchConn(ctx ssh.Context, remote net.Addr) {
 // the server's ConnCallback: false while the address is throttled.
 func (a *Authority) AllowConn(remote net.Addr) bool {
 	if a.throttle.blocked(remote, a.now()) {
-		a.log.Debug("auth: connection refused, address throttled", "remote", remote.String())
+		a.log.Debug("auth: connection refused, address throttled", "remote", addrString(remote))
 		return false
 	}
 	return true
