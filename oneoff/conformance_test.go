@@ -1,0 +1,351 @@
+package oneoff_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"sshbridge/oneoff"
+	"sshbridge/platform"
+)
+
+// The conformance suite runs the client against the embedded platform over
+// loopback HTTP: what the bridge relies on, end to end.
+
+func TestMain(m *testing.M) {
+	platform.RunInitIfRequested() // one-offs re-execute this test binary as their init
+	os.Exit(m.Run())
+}
+
+const apiToken = "tk-us-conformance"
+
+// servePlatform starts an embedded platform on a loopback port and returns
+// its base URL; it is shut down when the test ends.
+func servePlatform(t *testing.T, mod func(*platform.Config)) string {
+	t.Helper()
+	cfg := platform.Config{APIToken: apiToken}
+	if mod != nil {
+		mod(&cfg)
+	}
+	p, err := platform.New(cfg)
+	if err != nil {
+		t.Fatalf("platform.New: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Shutdown(ctx); err != nil {
+			t.Errorf("platform shutdown: %v", err)
+		}
+		<-served
+	})
+	return "http://" + l.Addr().String()
+}
+
+func newClient(t *testing.T, url, token string) *oneoff.Client {
+	t.Helper()
+	c, err := oneoff.New(oneoff.Config{APIURL: url, APIToken: token, PollTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("oneoff.New: %v", err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+// platformClient is a client of a fresh platform.
+func platformClient(t *testing.T, mod func(*platform.Config)) *oneoff.Client {
+	return newClient(t, servePlatform(t, mod), apiToken)
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustStart(t *testing.T, c *oneoff.Client, req oneoff.RunRequest) *oneoff.OneOff {
+	t.Helper()
+	if req.App == "" {
+		req.App = "demo"
+	}
+	o, err := c.Start(testCtx(t), req)
+	if err != nil {
+		t.Fatalf("Start(%q): %v", req.Command, err)
+	}
+	if !req.TTY && !o.PipeMode() {
+		t.Fatalf("pipe mode asked, not granted")
+	}
+	return o
+}
+
+// session attaches, sends input and the end of input, reads all output and
+// the exit code.
+func session(t *testing.T, o *oneoff.OneOff, input []byte) ([]byte, int) {
+	t.Helper()
+	ctx := testCtx(t)
+	s, err := o.Attach(ctx)
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	defer s.Close()
+	werr := make(chan error, 1)
+	go func() {
+		_, err := s.Write(input)
+		if err == nil {
+			err = s.CloseWrite()
+		}
+		werr <- err
+	}()
+	out, err := io.ReadAll(s)
+	if err != nil {
+		t.Fatalf("read: %v (output so far %q)", err, out)
+	}
+	if err := <-werr; err != nil {
+		t.Errorf("write: %v", err)
+	}
+	code, err := o.Wait(ctx)
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	return out, code
+}
+
+func runPipe(t *testing.T, c *oneoff.Client, command string) (string, int) {
+	t.Helper()
+	out, code := session(t, mustStart(t, c, oneoff.RunRequest{Command: command}), nil)
+	return string(out), code
+}
+
+func TestConformanceOutputAndEnvironment(t *testing.T) {
+	c := platformClient(t, func(cfg *platform.Config) { cfg.Env = map[string]string{"APP_VAR": "from app"} })
+	out, code := runPipe(t, c, "echo out; echo err >&2")
+	if out != "out\nerr\n" || code != 0 {
+		t.Errorf("pipe: %q, exit %d", out, code)
+	}
+
+	o := mustStart(t, c, oneoff.RunRequest{Command: `printf '%s|%s|%s' "$RUN_VAR" "$APP_VAR" "$(id -u)"`,
+		Env: map[string]string{"RUN_VAR": "with 'quotes' and spaces"}})
+	b, _ := session(t, o, nil)
+	parts := strings.Split(string(b), "|")
+	if len(parts) != 3 || parts[0] != "with 'quotes' and spaces" || parts[1] != "from app" {
+		t.Errorf("environment: %q", b)
+	}
+	if len(parts) == 3 && parts[2] == "0" {
+		t.Errorf("one-off runs as root")
+	}
+
+	o = mustStart(t, c, oneoff.RunRequest{Command: "echo term; tty", TTY: true})
+	b, code = session(t, o, nil)
+	if !strings.HasPrefix(string(b), "term\r\n/dev/") || code != 0 {
+		t.Errorf("terminal: %q, exit %d", b, code)
+	}
+}
+
+func TestConformanceExitCodes(t *testing.T) {
+	c := platformClient(t, nil)
+	for _, tc := range []struct {
+		command string
+		tty     bool
+		want    int
+	}{
+		{"true", false, 0},
+		{"exit 3", false, 3},
+		{"exit 3", true, 3},
+		{"no-such-command-anywhere", false, 127},
+		{"kill -9 $$", false, 137},
+		{"kill -9 $$", true, 137},
+	} {
+		t.Run(fmt.Sprintf("%s tty=%v", tc.command, tc.tty), func(t *testing.T) {
+			_, code := session(t, mustStart(t, c, oneoff.RunRequest{Command: tc.command, TTY: tc.tty}), nil)
+			if code != tc.want {
+				t.Errorf("exit %d, want %d", code, tc.want)
+			}
+		})
+	}
+}
+
+func TestConformanceResize(t *testing.T) {
+	c := platformClient(t, nil)
+	o := mustStart(t, c, oneoff.RunRequest{Command: "read x; stty size", TTY: true})
+	ctx := testCtx(t)
+	s, err := o.Attach(ctx)
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	defer s.Close()
+	if err := o.Resize(ctx, 123, 45); err != nil {
+		t.Fatalf("Resize: %v", err)
+	}
+	// stty runs only after the resize was answered.
+	if _, err := s.Write([]byte("go\r")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(s)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if !strings.Contains(string(out), "45 123") {
+		t.Errorf("stty size after Resize(123, 45): %q", out)
+	}
+	if code, err := o.Wait(ctx); err != nil || code != 0 {
+		t.Errorf("Wait = %d, %v", code, err)
+	}
+}
+
+func TestConformanceUploads(t *testing.T) {
+	c := platformClient(t, nil)
+	ctx := testCtx(t)
+	o := mustStart(t, c, oneoff.RunRequest{Command: "cat /tmp/uploads/hello.txt /tmp/uploads/dir/sub/data.bin | sha256sum"})
+	hello := "hello from the bridge\n"
+	if err := o.Upload(ctx, "hello.txt", int64(len(hello)), strings.NewReader(hello)); err != nil {
+		t.Fatalf("Upload: %v", err)
+	}
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	if err := o.Upload(ctx, "dir/sub/data.bin", int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatalf("Upload with a subdirectory: %v", err)
+	}
+	out, code := session(t, o, nil)
+	want := fmt.Sprintf("%x  -\n", sha256.Sum256(append([]byte(hello), data...)))
+	if string(out) != want || code != 0 {
+		t.Errorf("uploaded files read back: %q exit %d, want %q", out, code, want)
+	}
+
+	out2, _ := runPipe(t, c, "ls -A /tmp/uploads; test -e /tmp/uploads/hello.txt && echo present || echo absent")
+	if out2 != "absent\n" {
+		t.Errorf("another one-off sees: %q", out2)
+	}
+}
+
+func TestConformanceTerminalEOF(t *testing.T) {
+	c := platformClient(t, nil)
+	for _, command := range []string{"wc -c", "cat"} {
+		t.Run(command, func(t *testing.T) {
+			o := mustStart(t, c, oneoff.RunRequest{Command: command, TTY: true})
+			out, code := session(t, o, []byte("abc\r"))
+			if code != 0 {
+				t.Errorf("exit %d", code)
+			}
+			want := "abc\r\n4\r\n" // the echo, then wc's count
+			if command == "cat" {
+				want = "abc\r\nabc\r\n" // the echo, then cat's copy
+			}
+			if string(out) != want {
+				t.Errorf("output %q, want %q", out, want)
+			}
+		})
+	}
+}
+
+func TestConformancePipeBinaryRoundTrip(t *testing.T) {
+	c := platformClient(t, nil)
+	data := make([]byte, 10<<20)
+	rand.Read(data)
+	o := mustStart(t, c, oneoff.RunRequest{Command: "cat"})
+	begin := time.Now()
+	out, code := session(t, o, data)
+	if sha256.Sum256(out) != sha256.Sum256(data) || code != 0 {
+		t.Errorf("10 MiB through cat: %d bytes back, exit %d, hashes differ", len(out), code)
+	}
+	t.Logf("10 MiB round trip in %v", time.Since(begin))
+}
+
+func TestConformanceInactivity(t *testing.T) {
+	c := platformClient(t, func(cfg *platform.Config) { cfg.InactivityTimeout = 300 * time.Millisecond })
+	o := mustStart(t, c, oneoff.RunRequest{Command: "sleep 30"})
+	ctx := testCtx(t)
+	s, err := o.Attach(ctx)
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	defer s.Close()
+	begin := time.Now()
+	io.Copy(io.Discard, s)
+	_, err = o.Wait(ctx)
+	if !errors.Is(err, oneoff.ErrInactivity) {
+		t.Fatalf("Wait: %v, want ErrInactivity", err)
+	}
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("killed after %v, want about 300ms", took)
+	}
+}
+
+// wantAPIError checks the kind and status of a refusal.
+func wantAPIError(t *testing.T, what string, err error, kind error, status int) {
+	t.Helper()
+	var ae *oneoff.APIError
+	if !errors.Is(err, kind) || !errors.As(err, &ae) {
+		t.Errorf("%s: %v, want %v", what, err, kind)
+		return
+	}
+	if status != 0 && ae.Status != status {
+		t.Errorf("%s: status %d, want %d (%v)", what, ae.Status, status, err)
+	}
+	t.Logf("%s: %v", what, err)
+}
+
+func TestConformanceRefusals(t *testing.T) {
+	url := servePlatform(t, func(cfg *platform.Config) {
+		cfg.Apps = []string{"demo", "other", "third"}
+		cfg.AppQuota = 2
+		cfg.TotalQuota = 3
+		cfg.MaxUploadBytes = 1000
+	})
+	c := newClient(t, url, apiToken)
+	ctx := testCtx(t)
+
+	_, err := newClient(t, url, "tk-us-wrong").Start(ctx, oneoff.RunRequest{App: "demo", Command: "true"})
+	wantAPIError(t, "bad token", err, oneoff.ErrUnauthorized, 401)
+
+	_, err = c.Start(ctx, oneoff.RunRequest{App: "nope", Command: "true"})
+	wantAPIError(t, "unknown app", err, oneoff.ErrAppNotFound, 404)
+
+	_, err = c.Start(ctx, oneoff.RunRequest{App: "demo", Command: ""})
+	wantAPIError(t, "missing command", err, oneoff.ErrInvalid, 422)
+	if err != nil && !strings.Contains(err.Error(), "command") {
+		t.Errorf("missing command: %q does not name the field", err)
+	}
+
+	// Upload refusals, then attach refusals, on one one-off (the first of
+	// the quota).
+	o := mustStart(t, c, oneoff.RunRequest{App: "demo", Command: "cat"})
+	big := make([]byte, 2<<20)
+	err = o.Upload(ctx, "big.bin", int64(len(big)), bytes.NewReader(big))
+	wantAPIError(t, "upload over the size cap", err, oneoff.ErrUploadRefused, 413)
+	for _, name := range []string{"../escape", "/etc/passwd", "a/../../escape", "a//b", "./x/../../y", "a/\x00b"} {
+		err = o.Upload(ctx, name, 2, strings.NewReader("hi"))
+		wantAPIError(t, fmt.Sprintf("upload name %q", name), err, oneoff.ErrUploadRefused, 0)
+	}
+	s, err := o.Attach(ctx)
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	defer s.Close()
+	err = o.Upload(ctx, "late.txt", 2, strings.NewReader("hi"))
+	wantAPIError(t, "upload after attach", err, oneoff.ErrUploadRefused, 0)
+	_, err = o.Attach(ctx)
+	wantAPIError(t, "second attach", err, oneoff.ErrAttachRefused, 0)
+
+	// Quotas: 2 per app, 3 in all; o is alive.
+	mustStart(t, c, oneoff.RunRequest{App: "demo", Command: "true"})
+	_, err = c.Start(ctx, oneoff.RunRequest{App: "demo", Command: "true"})
+	wantAPIError(t, "over the app quota", err, oneoff.ErrQuota, 0)
+	mustStart(t, c, oneoff.RunRequest{App: "other", Command: "true"})
+	_, err = c.Start(ctx, oneoff.RunRequest{App: "third", Command: "true"})
+	wantAPIError(t, "over the total quota", err, oneoff.ErrQuota, 0)
+}
