@@ -324,9 +324,12 @@ func TestConformanceRefusals(t *testing.T) {
 	// Upload refusals, then attach refusals, on one one-off (the first of
 	// the quota).
 	o := mustStart(t, c, oneoff.RunRequest{App: "demo", Command: "cat"})
-	big := make([]byte, 2<<20)
-	err = o.Upload(ctx, "big.bin", int64(len(big)), bytes.NewReader(big))
-	wantAPIError(t, "upload over the size cap", err, oneoff.ErrUploadRefused, 413)
+	// Just over the cap (streamed, then refused), and far over it (refused
+	// on its length while the client is still sending).
+	for _, size := range []int{1001, 20 << 20} {
+		err = o.Upload(ctx, "big.bin", int64(size), bytes.NewReader(make([]byte, size)))
+		wantAPIError(t, fmt.Sprintf("upload of %d bytes over the size cap", size), err, oneoff.ErrUploadRefused, 413)
+	}
 	for _, name := range []string{"../escape", "/etc/passwd", "a/../../escape", "a//b", "./x/../../y", "a/\x00b"} {
 		err = o.Upload(ctx, name, 2, strings.NewReader("hi"))
 		wantAPIError(t, fmt.Sprintf("upload name %q", name), err, oneoff.ErrUploadRefused, 0)
