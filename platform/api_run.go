@@ -27,6 +27,10 @@ var validSizes = []string{"XS", "S", "M", "L", "XL", "2XL"}
 
 const maxRunBody = 1 << 20
 
+// maxArgBytes keeps the command and each variable under the kernel's limit
+// on one argument or environment string (128 KiB).
+const maxArgBytes = 100 << 10
+
 // handleRun makes a one-off and answers its operation, which is done at once:
 // the process itself starts on attach. Quota breaches answer 429 with
 // {"error": "…"}: the limit is on one-offs alive at once, so the same
@@ -60,6 +64,8 @@ func (p *Platform) handleRun(w http.ResponseWriter, r *http.Request) {
 		ended:   make(chan struct{}),
 	}
 	o.dir = p.stateDir + "/" + o.id
+	o.log = p.log.With("app", app, "container", o.id)
+	o.env = p.oneOffEnv(o, body.Env)
 	if err := p.admit(o); err != nil {
 		status := http.StatusTooManyRequests
 		if errors.Is(err, errClosed) {
@@ -68,10 +74,9 @@ func (p *Platform) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err.Error())
 		return
 	}
-	o.log = p.log.With("app", app, "container", o.id)
-	o.env = p.oneOffEnv(o, body.Env)
-	// Armed before prepare so that every admitted one-off has a timer to stop.
+	o.mu.Lock()
 	o.attachTimer = time.AfterFunc(p.cfg.AttachTimeout, o.dropIfNotAttached)
+	o.mu.Unlock()
 	if err := p.prepareDir(o); err != nil {
 		o.log.Error("prepare one-off", "err", err)
 		o.end(endStartFailed)
@@ -94,6 +99,8 @@ func validateRun(b *runBody) (field, msg string) {
 		return "command", "can't be blank"
 	case strings.ContainsRune(b.Command, 0):
 		return "command", "is invalid"
+	case len(b.Command) > maxArgBytes:
+		return "command", "is too long"
 	}
 	if b.Size == "" {
 		b.Size = "M"
@@ -101,7 +108,7 @@ func validateRun(b *runBody) (field, msg string) {
 		return "size", "is not a valid container size"
 	}
 	for k, v := range b.Env {
-		if !validEnvName(k) || strings.ContainsRune(v, 0) {
+		if !validEnvName(k) || strings.ContainsRune(v, 0) || len(k)+len(v) >= maxArgBytes {
 			return "env", fmt.Sprintf("%q is not a valid environment variable", k)
 		}
 	}

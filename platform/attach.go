@@ -60,7 +60,9 @@ func (p *Platform) handleAttach(w http.ResponseWriter, o *oneOff) {
 		return
 	}
 	o.attached = true
-	o.attachTimer.Stop()
+	if o.attachTimer != nil {
+		o.attachTimer.Stop()
+	}
 	spec := startSpec{command: o.command, env: o.env, tmpDir: o.tmpDir(), tty: o.tty, width: o.width, height: o.height}
 	o.mu.Unlock()
 

@@ -2,7 +2,9 @@ package platform
 
 import (
 	"bufio"
+	"context"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -178,7 +180,23 @@ func TestShutdownKillsEverything(t *testing.T) {
 	idle := tp.run("demo", "true", true, nil) // never attached
 	_ = idle
 	pids := waitPids(t, m, 1)
-	if err := tp.Shutdown(t.Context()); err != nil {
+	// A /wait in flight must not hold Shutdown up.
+	waited := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", o.attachURL+"/wait", nil)
+		req.SetBasicAuth("", tp.token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			waited <- -1
+			return
+		}
+		res.Body.Close()
+		waited <- res.StatusCode
+	}()
+	t.Cleanup(func() { <-waited })
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := tp.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	assertGone(t, pids, 2*time.Second)

@@ -31,22 +31,21 @@ const retainEnded = 2 * time.Minute
 
 // oneOff is one run request and, once attached, its process tree.
 type oneOff struct {
-	p           *Platform
-	id          string // container id
-	opID        string
-	token       string // attach URL token: 32 random bytes
-	app         string
-	command     string
-	size        string
-	index       int
-	tty         bool
-	env         []string
-	dir         string // this one-off's state dir; dir/tmp becomes its /tmp
-	created     time.Time
-	log         *slog.Logger
-	uploads     sync.WaitGroup // uploads in flight; attach waits for them
-	lastActive  atomic.Int64   // unix nanos of the last byte either way
-	attachTimer *time.Timer
+	p          *Platform
+	id         string // container id
+	opID       string
+	token      string // attach URL token: 32 random bytes
+	app        string
+	command    string
+	size       string
+	index      int
+	tty        bool
+	env        []string
+	dir        string // this one-off's state dir; dir/tmp becomes its /tmp
+	created    time.Time
+	log        *slog.Logger
+	uploads    sync.WaitGroup // uploads in flight; attach waits for them
+	lastActive atomic.Int64   // unix nanos of the last byte either way
 
 	mu          sync.Mutex
 	attached    bool
@@ -57,6 +56,7 @@ type oneOff struct {
 	reason      endReason
 	code        int
 	finished    time.Time
+	attachTimer *time.Timer
 	idleTimer   *time.Timer
 	retainTimer *time.Timer
 	ended       chan struct{} // closed once the tree is gone and dir removed
@@ -136,7 +136,9 @@ func (o *oneOff) stopTimers() {
 }
 
 func (o *oneOff) stopTimersLocked() {
-	o.attachTimer.Stop()
+	if o.attachTimer != nil {
+		o.attachTimer.Stop()
+	}
 	if o.idleTimer != nil {
 		o.idleTimer.Stop()
 	}

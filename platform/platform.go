@@ -132,10 +132,12 @@ func (p *Platform) Shutdown(ctx context.Context) error {
 		all = append(all, o)
 	}
 	p.mu.Unlock()
-	err := p.srv.Shutdown(ctx)
+	// One-offs first: a /wait in flight ends only when its one-off does,
+	// and the HTTP server waits for requests in flight.
 	for _, o := range all {
 		o.end(endShutdown)
 	}
+	err := p.srv.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() { p.sessions.Wait(); close(done) }()
 	select {
