@@ -129,13 +129,13 @@ func TestPollingBackOff(t *testing.T) {
 	if d := times[0].Sub(runAt); d > 20*time.Millisecond {
 		t.Errorf("first poll %v after the run, want at once", d)
 	}
-	for i := 2; i < len(times); i++ {
-		prev, cur := times[i-1].Sub(times[i-2]), times[i].Sub(times[i-1])
-		if cur < prev*3/2 {
-			t.Errorf("poll gaps do not grow: %v then %v", prev, cur)
+	// Gaps of at least 25, 50, 100, 200, 400 ms: a back-off, not a hammer.
+	for i := 1; i < len(times); i++ {
+		if gap, least := times[i].Sub(times[i-1]), firstDelay<<(i-1); gap < least {
+			t.Errorf("gap %d is %v, want at least %v", i, gap, least)
 		}
 	}
-	if total := times[len(times)-1].Sub(times[0]); total > 2*time.Second {
+	if total := times[len(times)-1].Sub(times[0]); total > 3*time.Second {
 		t.Errorf("6 polls took %v", total)
 	}
 }
@@ -464,5 +464,40 @@ func TestConfigValidate(t *testing.T) {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
 		}
+	}
+}
+
+func TestRevokedCachedTokenReexchanged(t *testing.T) {
+	f := newFake(t)
+	var mu sync.Mutex
+	serial := 0
+	f.exchange = func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		serial++
+		// Distinct tokens: the expiry differs by a second each time.
+		tok := makeJWT(time.Now().Add(time.Hour + time.Duration(serial)*time.Second))
+		mu.Unlock()
+		writeJSON(w, 200, map[string]string{"token": tok})
+	}
+	revoked := ""
+	run := f.run
+	f.run = func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		refuse := revoked != "" && r.Header.Get("Authorization") == revoked
+		mu.Unlock()
+		if refuse {
+			writeJSON(w, 401, map[string]string{"error": "token revoked"})
+			return
+		}
+		run(w, r)
+	}
+	c := f.client(t, nil)
+	start(t, c, RunRequest{})
+	mu.Lock()
+	revoked = f.runAuth // as after a restart of the platform
+	mu.Unlock()
+	start(t, c, RunRequest{})
+	if n, _ := f.counts(); n != 2 {
+		t.Errorf("%d exchanges, want 2", n)
 	}
 }

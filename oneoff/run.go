@@ -95,28 +95,37 @@ func (c *Client) run(ctx context.Context, req RunRequest) (runResult, error) {
 	if err != nil {
 		return runResult{}, &APIError{Op: op, Kind: ErrInvalid, Err: err}
 	}
-	tok, err := c.bearer(ctx)
-	if err != nil {
-		return runResult{}, err
-	}
-	a, err := c.send(ctx, request{
-		op:          op,
-		svc:         svcRun,
-		method:      "POST",
-		url:         c.api.String() + "/v1/apps/" + url.PathEscape(req.App) + "/run",
-		auth:        bearerAuth(tok),
-		contentType: "application/json",
-		body:        bytes.NewReader(body),
-		length:      int64(len(body)),
-		timeout:     requestTimeout,
-	})
-	if err != nil {
-		return runResult{}, err
+	var a answer
+	for retried := false; ; retried = true {
+		tok, cached, err := c.bearerCached(ctx)
+		if err != nil {
+			return runResult{}, err
+		}
+		a, err = c.send(ctx, request{
+			op:          op,
+			svc:         svcRun,
+			method:      "POST",
+			url:         c.api.String() + "/v1/apps/" + url.PathEscape(req.App) + "/run",
+			auth:        bearerAuth(tok),
+			contentType: "application/json",
+			body:        bytes.NewReader(body),
+			length:      int64(len(body)),
+			timeout:     requestTimeout,
+		})
+		if err != nil {
+			return runResult{}, err
+		}
+		if a.status != 401 {
+			break
+		}
+		c.tokens.forget(tok)
+		// A cached token refused: once more with a fresh one. A 401 means
+		// nothing was started, so the retry cannot start two.
+		if !cached || retried {
+			break
+		}
 	}
 	if !a.ok() {
-		if a.status == 401 {
-			c.tokens.forget(tok)
-		}
 		return runResult{}, failure(op, svcRun, a)
 	}
 	if a.oversized {

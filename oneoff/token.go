@@ -53,25 +53,32 @@ func (t *tokenCache) forget(tok string) {
 // bearer returns a bearer token with at least refreshMargin of life left if
 // the platform issues such, exchanging the API token when needed.
 func (c *Client) bearer(ctx context.Context) (string, error) {
+	tok, _, err := c.bearerCached(ctx)
+	return tok, err
+}
+
+// bearerCached is bearer, and says whether the token came from the cache
+// (and so may have been revoked since, e.g. by a platform restart).
+func (c *Client) bearerCached(ctx context.Context) (string, bool, error) {
 	if tok, ok := c.tokens.fresh(c.now()); ok {
-		return tok, nil
+		return tok, true, nil
 	}
 	select {
 	case c.tokens.sem <- struct{}{}:
 	case <-ctx.Done():
-		return "", fmt.Errorf("token exchange: %w", context.Cause(ctx))
+		return "", false, fmt.Errorf("token exchange: %w", context.Cause(ctx))
 	}
 	defer func() { <-c.tokens.sem }()
 	// Another caller may have exchanged while this one waited.
 	if tok, ok := c.tokens.fresh(c.now()); ok {
-		return tok, nil
+		return tok, true, nil
 	}
 	tok, exp, err := c.exchange(ctx)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	c.tokens.store(tok, exp)
-	return tok, nil
+	return tok, false, nil
 }
 
 // exchange trades the API token for a bearer JWT.
