@@ -43,8 +43,8 @@ func New(cfg Config) (*Authority, error) {
 		a.cfg.ReloadInterval = time.Second
 	}
 	a.throttle = newThrottle(cfg.MaxFailuresPerAddr, cfg.FailureWindow)
-	if len(cfg.keyFiles()) == 0 && cfg.TrustedUserCAKeysFile == "" {
-		return nil, fmt.Errorf("auth: %w: no authorized keys file and no trusted CA keys file", ErrNoKeys)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
 	}
 	a.stamps = stampFiles(a.cfg.watchedFiles())
 	ks, warnings, err := loadKeySet(&a.cfg, a.loc)

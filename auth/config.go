@@ -1,7 +1,10 @@
 package auth
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -40,6 +43,20 @@ type Config struct {
 	// Location is the time zone of expiry-time values without a Z suffix
 	// (sshd uses local time); nil => time.Local.
 	Location *time.Location
+}
+
+// Validate checks the fields that New cannot default.
+func (c *Config) Validate() error {
+	if len(c.keyFiles()) == 0 && c.TrustedUserCAKeysFile == "" {
+		return fmt.Errorf("%w: no authorized keys file and no trusted CA keys file", ErrNoKeys)
+	}
+	if slices.Contains(c.AuthorizedKeysFiles, "") {
+		return errors.New("empty name in AuthorizedKeysFiles")
+	}
+	if c.FailureWindow < 0 {
+		return errors.New("negative FailureWindow")
+	}
+	return nil
 }
 
 func (c *Config) keyFiles() []string {
