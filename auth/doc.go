@@ -4,7 +4,28 @@
 // revocation lists (KRL or plain keys), a per-address failure throttle and an
 // audit log line for every decision. Host keys are in hostkey.go.
 //
-// The SSH user name is the app. An Authority is safe for concurrent use; its
-// key files are reloaded when they change, keeping the last good set when a
-// new version does not parse.
+// The SSH user name is the app. A key line may use every app, or those its
+// apps="glob,!glob" option allows (path.Match globs; as in OpenSSH pattern
+// lists, a negated match denies and negations alone allow nothing). The
+// first line that authorizes a key (from=, expiry-time) and allows the app
+// gives the Grant; a key that some line authorizes but no line allows for
+// the app authenticates with Grant.Allowed false, so that the session can
+// say plainly that this key may not use that app. Anything else is refused
+// during authentication.
+//
+// A certificate signed by a CA of the trusted CA keys file may use the apps
+// named by its principals. On a cert-authority line without principals=,
+// the app must be one of the certificate's principals; with principals=,
+// one of those names must be a principal, and apps= (default all) limits
+// the apps, as principals= replaces the user name check in sshd. The
+// force-command and source-address critical options are honoured, a
+// missing permit-pty (or port, agent, X11 forwarding) extension restricts
+// the session, and the KRL or key list of the revoked keys file applies to
+// keys, certificates (serial, key id) and CA keys.
+//
+// An Authority is safe for concurrent use. Its files are checked for
+// changes every second (by Watch, and by the handler itself); a new version
+// that does not parse is refused with a log line naming file and line and
+// the last good set stays in force. Grants are per connection, so a reload
+// never drops a live session.
 package auth
