@@ -9,6 +9,23 @@
 //
 // The process starts on attach, so that files uploaded before attaching are in
 // /tmp/uploads when the command runs. The whole tree is killed when the attach
-// connection ends, when it is never attached in time, or after a period with
+// connection breaks, when it is never attached in time, or after a period with
 // no data either way (then /wait answers 408).
+//
+// # Pipe mode
+//
+// A run whose body has "tty": false gets pipe mode, and says so with
+// "tty": false in its container and in start_one_off_data (terminal mode
+// echoes nothing). The command runs with no terminal: its stdin is a pipe
+// fed with the bytes the client sends on the attach stream, untouched (no
+// line discipline, no control characters, no \n to \r\n); its stdout and
+// stderr are one pipe whose bytes come back on the stream, interleaved in the
+// order they were written. The client's TCP half-close (FIN, CloseWrite) is
+// the command's stdin EOF, and the output keeps flowing after it. The
+// platform closes the stream once the process tree has exited and all its
+// output is written; /wait then has the exit code. Because a FIN means stdin
+// EOF, a client that gives up on a pipe-mode one-off must reset the
+// connection (SO_LINGER 0, then close) to have it killed at once; after a
+// plain close it lives on until it exits, writes output that the reset
+// connection refuses, or reaches the inactivity timeout.
 package platform
