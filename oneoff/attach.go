@@ -99,7 +99,7 @@ func (c *Client) dialAttach(ctx context.Context, u *url.URL) (net.Conn, error) {
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		raw.Close()
-		return nil, transportError(ctx, op, fmt.Errorf("tls: %w", err))
+		return nil, transportError(ctx, op, fmt.Errorf("tls: %w", timedOut(ctx, hctx, dialTimeout, err)))
 	}
 	return tc, nil
 }

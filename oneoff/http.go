@@ -50,7 +50,7 @@ func (c *Client) send(ctx context.Context, r request) (answer, error) {
 	}
 	req, err := http.NewRequestWithContext(rctx, r.method, r.url, r.body)
 	if err != nil {
-		return answer{}, malformed(r.op, 0, "bad url", err)
+		return answer{}, malformed(r.op, 0, "bad url", nil) // err would repeat the URL
 	}
 	if r.body != nil {
 		req.ContentLength = r.length
@@ -70,12 +70,12 @@ func (c *Client) send(ctx context.Context, r request) (answer, error) {
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return answer{}, transportError(ctx, r.op, err)
+		return answer{}, transportError(ctx, r.op, timedOut(ctx, rctx, r.timeout, err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
 	if err != nil {
-		return answer{}, transportError(ctx, r.op, err)
+		return answer{}, transportError(ctx, r.op, timedOut(ctx, rctx, r.timeout, err))
 	}
 	a := answer{status: resp.StatusCode, header: resp.Header, body: body}
 	if len(body) > maxAnswerBytes {
@@ -87,6 +87,15 @@ func (c *Client) send(ctx context.Context, r request) (answer, error) {
 }
 
 const userAgent = "sshbridge-oneoff/1"
+
+// timedOut names the per-request timeout as such: wrapping the deadline
+// error would make it look like the caller's own ctx ended.
+func timedOut(ctx, rctx context.Context, d time.Duration, err error) error {
+	if ctx.Err() == nil && rctx.Err() != nil {
+		return fmt.Errorf("no answer within %s", d)
+	}
+	return err
+}
 
 // transportError classifies a failure to get an answer.
 func transportError(ctx context.Context, op string, err error) error {
