@@ -11,18 +11,18 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 )
 
-const sshKeygen = "/usr/bin/ssh-keygen"
-
+// needKeygen skips a test that needs OpenSSH's ssh-keygen when it is not
+// installed (.ci/run installs it).
 func needKeygen(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat(sshKeygen); err != nil {
+	if _, err := exec.LookPath("ssh-keygen"); err != nil {
 		t.Skip("ssh-keygen not installed")
 	}
 }
 
 func keygen(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(sshKeygen, args...).CombinedOutput()
+	out, err := exec.Command("ssh-keygen", args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ssh-keygen %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -139,7 +139,7 @@ func TestKRLFromKeygen(t *testing.T) {
 			}
 			// ssh-keygen -Q agrees.
 			f := writeFile(t, t.TempDir(), "k.pub", string(gossh.MarshalAuthorizedKey(tt.key)))
-			err := exec.Command(sshKeygen, "-Q", "-f", krl, f).Run()
+			err := exec.Command("ssh-keygen", "-Q", "-f", krl, f).Run()
 			if (err != nil) != tt.want {
 				t.Fatalf("ssh-keygen -Q says revoked=%v", err != nil)
 			}
