@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"log/slog"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -500,4 +501,48 @@ func TestRevokedCachedTokenReexchanged(t *testing.T) {
 	if n, _ := f.counts(); n != 2 {
 		t.Errorf("%d exchanges, want 2", n)
 	}
+}
+
+func TestNoSecretInLogsOrErrors(t *testing.T) {
+	f := newFake(t)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	h := slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug})
+	c := f.client(t, func(c *Config) { c.Logger = slog.New(h) })
+	o := start(t, c, RunRequest{TTY: true})
+	if err := o.Upload(context.Background(), "f", 1, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := o.Attach(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	o.Resize(context.Background(), 80, 24)
+	o.Wait(context.Background())
+	f.wait = func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }
+	_, werr := o.Wait(context.Background())
+	f.srv.CloseClientConnections()
+	mu.Lock()
+	defer mu.Unlock()
+	if logs.Len() == 0 {
+		t.Fatal("nothing logged at debug level")
+	}
+	tok, _ := c.bearer(context.Background())
+	for _, secret := range []string{"tk-us-test", tok, "s3cr3t"} {
+		if strings.Contains(logs.String(), secret) || strings.Contains(werr.Error(), secret) {
+			t.Errorf("secret %q in logs or errors:\n%s\n%v", secret, logs.String(), werr)
+		}
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
