@@ -352,3 +352,81 @@ func TestConformanceRefusals(t *testing.T) {
 	_, err = c.Start(ctx, oneoff.RunRequest{App: "third", Command: "true"})
 	wantAPIError(t, "over the total quota", err, oneoff.ErrQuota, 0)
 }
+
+func TestConformanceTerminalInterrupt(t *testing.T) {
+	c := platformClient(t, nil)
+	o := mustStart(t, c, oneoff.RunRequest{Command: "echo ready; sleep 30", TTY: true})
+	ctx := testCtx(t)
+	s, err := o.Attach(ctx)
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	defer s.Close()
+	buf := make([]byte, 64)
+	if n, err := io.ReadAtLeast(s, buf, len("ready")); err != nil || !strings.HasPrefix(string(buf[:n]), "ready") {
+		t.Fatalf("first output %q, %v", buf[:n], err)
+	}
+	s.Write([]byte{0x03}) // Ctrl-C, interpreted by the terminal
+	io.Copy(io.Discard, s)
+	if code, err := o.Wait(ctx); err != nil || code != 130 {
+		t.Errorf("Wait after Ctrl-C = %d, %v; want 130", code, err)
+	}
+}
+
+func TestConformanceClientGoneEndsOneOff(t *testing.T) {
+	c := platformClient(t, nil)
+	o := mustStart(t, c, oneoff.RunRequest{Command: "sleep 30"})
+	ctx := testCtx(t)
+	s, err := o.Attach(ctx)
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	s.Close()
+	begin := time.Now()
+	code, err := o.Wait(ctx)
+	if err != nil {
+		t.Logf("Wait after the stream was closed: %v", err)
+	} else if code == 0 {
+		t.Errorf("Wait after the stream was closed = 0, want a kill")
+	}
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("one-off still alive %v after its stream closed", took)
+	}
+}
+
+func TestConformanceConcurrentSessions(t *testing.T) {
+	c := platformClient(t, nil)
+	const n = 6
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			ctx := testCtx(t)
+			want := fmt.Sprintf("session %d", i)
+			o, err := c.Start(ctx, oneoff.RunRequest{App: "demo", Command: `printf '%s' "$WHO"`, Env: map[string]string{"WHO": want}})
+			if err != nil {
+				errs <- err
+				return
+			}
+			s, err := o.Attach(ctx)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer s.Close()
+			s.CloseWrite()
+			out, err := io.ReadAll(s)
+			if err == nil && string(out) != want {
+				err = fmt.Errorf("session %d got %q", i, out)
+			}
+			if err == nil {
+				_, err = o.Wait(ctx)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
