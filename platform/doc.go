@@ -23,9 +23,11 @@
 // order they were written. The client's TCP half-close (FIN, CloseWrite) is
 // the command's stdin EOF, and the output keeps flowing after it. The
 // platform closes the stream once the process tree has exited and all its
-// output is written; /wait then has the exit code. Because a FIN means stdin
-// EOF, a client that gives up on a pipe-mode one-off must reset the
-// connection (SO_LINGER 0, then close) to have it killed at once; after a
-// plain close it lives on until it exits, writes output that the reset
-// connection refuses, or reaches the inactivity timeout.
+// output is written; /wait then has the exit code. A FIN alone cannot say
+// whether the client closed its socket or only its sending side, so: a
+// client on this host (the bridge of the default mode) that closes its
+// socket is seen in the host's TCP table and its one-off killed; a client
+// elsewhere that gives up should reset the connection (SO_LINGER 0, then
+// close), or its one-off lives on until it exits, writes output that the
+// closed socket refuses, or reaches the inactivity timeout.
 package platform

@@ -19,9 +19,6 @@ func TestClientGoneKillsWholeTree(t *testing.T) {
 			o := tp.run("demo", "sleep "+m+" & sleep "+m, tty, nil)
 			conn, _ := o.attach()
 			pids := waitPids(t, m, 2)
-			// A dropped connection is a reset: in pipe mode a FIN is the
-			// client's stdin EOF, not its departure.
-			conn.SetLinger(0)
 			conn.Close()
 			assertGone(t, pids, 2*time.Second)
 			if status, code := o.wait(); status != 200 || code != 137 {
@@ -46,6 +43,28 @@ func TestPipeModeHalfCloseIsStdinEOF(t *testing.T) {
 	}
 	if status, code := o.wait(); status != 200 || code != 0 {
 		t.Errorf("wait: %d exit %d", status, code)
+	}
+}
+
+func TestPipeModeResetKillsTree(t *testing.T) {
+	tp := startPlatform(t, Config{})
+	m := sleepMarker()
+	o := tp.run("demo", "sleep "+m, false, nil)
+	conn, _ := o.attach()
+	pids := waitPids(t, m, 1)
+	conn.SetLinger(0)
+	conn.Close()
+	assertGone(t, pids, 2*time.Second)
+}
+
+func TestPipeModeHalfClosedClientStays(t *testing.T) {
+	tp := startPlatform(t, Config{})
+	o := tp.run("demo", "sleep 0.6; echo still-here", false, nil)
+	conn, br := o.attach()
+	conn.CloseWrite()
+	out, _ := io.ReadAll(br)
+	if string(out) != "still-here\n" {
+		t.Errorf("got %q", out)
 	}
 }
 

@@ -27,7 +27,7 @@ func (o *oneOff) stream(proc *process, conn net.Conn, br *bufio.Reader) {
 	inDone := make(chan struct{})
 	go func() {
 		defer close(inDone)
-		o.copyIn(proc, br)
+		o.copyIn(proc, conn, br)
 	}()
 	o.copyOut(proc, conn)
 	<-proc.done
@@ -73,7 +73,7 @@ func (o *oneOff) copyOut(proc *process, conn net.Conn) {
 // copyIn feeds the client's bytes to the process. In pipe mode EOF is the
 // client's half-close and closes stdin; otherwise a read error or EOF while
 // the process runs means the client is gone, and the tree is killed.
-func (o *oneOff) copyIn(proc *process, br *bufio.Reader) {
+func (o *oneOff) copyIn(proc *process, conn net.Conn, br *bufio.Reader) {
 	buf := make([]byte, inBufSize)
 	stdinOpen := true
 	for {
@@ -93,6 +93,7 @@ func (o *oneOff) copyIn(proc *process, br *bufio.Reader) {
 		case proc.exited():
 		case errors.Is(err, io.EOF) && proc.pty == nil:
 			_ = proc.in.Close()
+			o.watchLocalPeer(proc, conn)
 		default:
 			o.end(endClientGone)
 		}
