@@ -182,19 +182,26 @@ func cleanMessage(s string) string {
 		if !unicode.IsPrint(r) {
 			continue
 		}
+		if n+btoi(space) >= maxMessageRunes {
+			b.WriteString("…")
+			break
+		}
 		if space {
 			b.WriteByte(' ')
 			n++
 			space = false
 		}
-		if n >= maxMessageRunes {
-			b.WriteString("…")
-			break
-		}
 		b.WriteRune(r)
 		n++
 	}
 	return b.String()
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func basicAuth(token string) string {
