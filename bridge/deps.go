@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
 
 	"sshbridge/oneoff"
 )
@@ -22,6 +23,9 @@ var _ Platform = (*oneoff.Client)(nil)
 // connection's context decides what the session may do.
 type Authenticator interface {
 	PublicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool
+	// VerifiedPublicKeyCallback runs once the client proved it holds the
+	// key: the check that the grant in force is that key's.
+	VerifiedPublicKeyCallback(ctx ssh.Context) func(gossh.ConnMetadata, gossh.PublicKey, *gossh.Permissions, string) (*gossh.Permissions, error)
 	// AllowConn is asked before the handshake, so that an address that
 	// failed too often is turned away without costing a key exchange.
 	AllowConn(remote net.Addr) bool

@@ -75,8 +75,10 @@ func (sess *session) dispatch(kind, arg string) (int, error) {
 	return sess.runOneOff(req)
 }
 
+// identity keys the staging area: the user's own key, which stays the same
+// when a certificate is renewed.
 func (sess *session) identity() string {
-	return sess.grant.Identity
+	return sess.grant.Fingerprint
 }
 
 // runOneOff starts a one-off, delivers the pending uploads, attaches and

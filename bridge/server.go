@@ -10,6 +10,8 @@ import (
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"sshbridge/auth"
 )
 
 // Deps are the parts the server drives. Platform, Auth and HostKey are
@@ -64,19 +66,17 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) serverConfig(ssh.Context) *gossh.ServerConfig {
+func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 	cfg := &gossh.ServerConfig{
-		MaxAuthTries:            maxAuthTries,
-		PublicKeyAuthAlgorithms: publicKeyAuthAlgorithms,
+		MaxAuthTries:              auth.MaxAuthTries,
+		PublicKeyAuthAlgorithms:   publicKeyAuthAlgorithms,
+		VerifiedPublicKeyCallback: s.deps.Auth.VerifiedPublicKeyCallback(ctx),
 	}
 	cfg.KeyExchanges = keyExchanges
 	cfg.Ciphers = ciphers
 	cfg.MACs = macs
 	return cfg
 }
-
-// maxAuthTries is OpenSSH's MaxAuthTries default.
-const maxAuthTries = 6
 
 // Serve accepts connections on l until Shutdown or Close.
 func (s *Server) Serve(l net.Listener) error {
