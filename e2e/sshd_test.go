@@ -22,6 +22,7 @@ type SSHD struct {
 	User       string // the user running the tests (root)
 	KnownHosts string
 	Key        string // client private key it accepts
+	Pid        int    // the listening sshd, parent of the sessions' processes
 	ssh        string // the OpenSSH client
 }
 
@@ -79,6 +80,11 @@ func StartSSHD(t testing.TB, key string) *SSHD {
 		"PermitRootLogin prohibit-password",
 		"PasswordAuthentication no",
 		"KbdInteractiveAuthentication no",
+		// Bash sources ~/.bashrc for a command run by sshd when SHLVL says
+		// it is the first shell; a developer's rc (pyenv, nvm) then costs
+		// seconds per command. The bridge's one-offs run /bin/sh -c
+		// without rc files: compare with that.
+		"SetEnv SHLVL=1",
 		// As many unauthenticated connections as the benchmarks open at once.
 		"MaxStartups 100",
 		"",
@@ -130,7 +136,7 @@ func StartSSHD(t testing.TB, key string) *SSHD {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("sshd did not listen within 20 s:\n%s", log.String())
 	}
-	d := &SSHD{Host: "127.0.0.1", Port: port, User: me.Username, Key: key, ssh: need(t, "ssh")}
+	d := &SSHD{Host: "127.0.0.1", Port: port, User: me.Username, Key: key, Pid: cmd.Process.Pid, ssh: need(t, "ssh")}
 	d.KnownHosts = filepath.Join(dir, "known_hosts")
 	line := fmt.Sprintf("[%s]:%s %s\n", d.Host, d.Port, publicKey(t, hostKey))
 	if err := os.WriteFile(d.KnownHosts, []byte(line), 0o600); err != nil {
