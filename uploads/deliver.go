@@ -117,7 +117,7 @@ func (sc *Scope) deliverOne(ctx context.Context, blob string, send SendFunc, pro
 		return fmt.Errorf("deliver %s: delivered, but could not be removed from staging: %w", quote(name), err)
 	}
 	sc.s.usage[st.key.user] -= cur.size
-	sc.s.removeBlob(st.key, blob)
+	sc.s.removeBlob(st, blob)
 	return nil
 }
 

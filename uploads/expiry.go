@@ -67,14 +67,14 @@ func (s *Store) expireLocked(st *scopeState) {
 	}
 	for _, f := range gone {
 		s.usage[st.key.user] -= f.size
-		s.removeBlob(st.key, f.blob)
+		s.removeBlob(st, f.blob)
 	}
 	if len(gone) > 0 {
 		s.log.Info("uploads: expired pending files", "user_dir", st.key.user, "app_dir", st.key.app, "files", len(gone))
 	}
 }
 
-// pruneDirsLocked removes directories made before cutoff that hold nothing,
+// pruneDirsLocked removes directories made at or before cutoff that hold nothing,
 // deepest first so that emptied parents go too. It does not save.
 func (s *Store) pruneDirsLocked(st *scopeState, cutoff time.Time) int {
 	busy := make(map[string]bool) // directories that keep content
@@ -99,7 +99,7 @@ func (s *Store) pruneDirsLocked(st *scopeState, cutoff time.Time) int {
 	sort.Slice(paths, func(i, j int) bool { return depth(paths[i]) > depth(paths[j]) })
 	n := 0
 	for _, p := range paths {
-		if !busy[p] && st.dirs[p].created.Before(cutoff) {
+		if !busy[p] && !st.dirs[p].created.After(cutoff) {
 			delete(st.dirs, p)
 			n++
 			continue

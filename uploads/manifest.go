@@ -1,6 +1,7 @@
 package uploads
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ type scopeState struct {
 	// delivering serializes Deliver calls so two sessions starting at once
 	// do not send the same file twice.
 	delivering chan struct{}
+	disk       persisted // what manifest.json and journal.jsonl hold
 }
 
 type fileEntry struct {
@@ -49,10 +51,27 @@ func newScopeState(k scopeKey, now time.Time) *scopeState {
 		dirs:       make(map[string]*dirEntry),
 		writers:    make(map[*Writer]struct{}),
 		delivering: make(chan struct{}, 1),
+		disk:       persisted{files: make(map[string]manifestFile), dirs: make(map[string]manifestDir)},
 	}
 }
 
 const manifestVersion = 1
+
+// On disk a scope's tree is a snapshot (manifest.json, replaced atomically
+// and synced) and a journal (journal.jsonl) of the changes since, one line
+// per change, appended. Appends are not synced: a crash of the bridge loses
+// nothing (the kernel has the bytes), and a crash of the machine loses at
+// most the last changes, whose files then count as never uploaded; syncing
+// each line would cost a disk flush per file of a `put -r`. A change is a set of absolute states ("this path is
+// now this file", "this path is gone"), so replaying a line twice is
+// harmless, and a torn last line (a crash mid-append) is simply dropped.
+// Appending keeps the cost of a change small however large the tree
+// (`put -r` of thousands of files); the journal is folded into a new
+// snapshot once it outgrows it.
+const (
+	manifestName = "manifest.json"
+	journalName  = "journal.jsonl"
+)
 
 type manifest struct {
 	Version int            `json:"version"`
@@ -78,44 +97,180 @@ type manifestDir struct {
 	Created time.Time `json:"created"`
 }
 
-// saveLocked replaces the scope's manifest atomically (temporary file,
-// fsync, rename), or removes the scope's directory once it holds nothing.
+// change is one journal line.
+type change struct {
+	Files    []manifestFile `json:"files,omitempty"`
+	DelFiles []string       `json:"del_files,omitempty"`
+	Dirs     []manifestDir  `json:"dirs,omitempty"`
+	DelDirs  []string       `json:"del_dirs,omitempty"`
+}
+
+func (c *change) empty() bool {
+	return len(c.Files)+len(c.DelFiles)+len(c.Dirs)+len(c.DelDirs) == 0
+}
+
+func toManifestFile(p string, f fileEntry) manifestFile {
+	return manifestFile{Path: p, Blob: f.blob, Size: f.size, Mode: uint32(f.mode.Perm()),
+		ModTime: f.modTime.UTC(), Created: f.created.UTC()}
+}
+
+func toManifestDir(p string, d dirEntry) manifestDir {
+	return manifestDir{Path: p, Mode: uint32(d.mode.Perm()), ModTime: d.modTime.UTC(), Created: d.created.UTC()}
+}
+
+// persisted is what the disk holds of a scope, to compute the next change.
+type persisted struct {
+	files         map[string]manifestFile
+	dirs          map[string]manifestDir
+	journalBytes  int64
+	snapshotBytes int64
+}
+
+// diff is the change from what the disk holds to the tree in memory.
+func (st *scopeState) diff() change {
+	var c change
+	for p, f := range st.files {
+		if m := toManifestFile(p, *f); !sameFile(st.disk.files[p], m) {
+			c.Files = append(c.Files, m)
+		}
+	}
+	for p := range st.disk.files {
+		if st.files[p] == nil {
+			c.DelFiles = append(c.DelFiles, p)
+		}
+	}
+	for p, d := range st.dirs {
+		if m := toManifestDir(p, *d); !sameDir(st.disk.dirs[p], m) {
+			c.Dirs = append(c.Dirs, m)
+		}
+	}
+	for p := range st.disk.dirs {
+		if st.dirs[p] == nil {
+			c.DelDirs = append(c.DelDirs, p)
+		}
+	}
+	return c
+}
+
+func sameFile(a, b manifestFile) bool {
+	return a.Path == b.Path && a.Blob == b.Blob && a.Size == b.Size && a.Mode == b.Mode &&
+		a.ModTime.Equal(b.ModTime) && a.Created.Equal(b.Created)
+}
+
+func sameDir(a, b manifestDir) bool {
+	return a.Path == b.Path && a.Mode == b.Mode && a.ModTime.Equal(b.ModTime) && a.Created.Equal(b.Created)
+}
+
+// markPersisted records the tree in memory as what the disk holds.
+func (st *scopeState) markPersisted() {
+	st.disk.files = make(map[string]manifestFile, len(st.files))
+	for p, f := range st.files {
+		st.disk.files[p] = toManifestFile(p, *f)
+	}
+	st.disk.dirs = make(map[string]manifestDir, len(st.dirs))
+	for p, d := range st.dirs {
+		st.disk.dirs[p] = toManifestDir(p, *d)
+	}
+}
+
+// apply records a change written to the journal.
+func (d *persisted) apply(c change) {
+	for _, f := range c.Files {
+		d.files[f.Path] = f
+	}
+	for _, p := range c.DelFiles {
+		delete(d.files, p)
+	}
+	for _, m := range c.Dirs {
+		d.dirs[m.Path] = m
+	}
+	for _, p := range c.DelDirs {
+		delete(d.dirs, p)
+	}
+}
+
+// saveLocked makes the disk hold the scope's tree: one journal line for
+// what changed, or a new snapshot when the journal has grown too long, or
+// nothing at all once the scope is empty.
 func (s *Store) saveLocked(st *scopeState) error {
 	dir := s.scopeDir(st.key)
 	if len(st.files) == 0 && len(st.dirs) == 0 {
-		if err := os.Remove(filepath.Join(dir, "manifest.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("save uploads manifest: %w", err)
+		for _, name := range []string{manifestName, journalName} {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("save uploads manifest: %w", err)
+			}
 		}
-		// Best effort: writers may be about to commit into blobs/.
-		if len(st.writers) == 0 {
-			_ = os.Remove(filepath.Join(dir, "blobs"))
-			_ = os.Remove(dir)
-			_ = os.Remove(filepath.Dir(dir))
-		}
+		st.markPersisted()
+		st.disk.journalBytes, st.disk.snapshotBytes = 0, 0
+		s.removeEmptyLocked(st)
 		return nil
 	}
+	c := st.diff()
+	if c.empty() {
+		return nil
+	}
+	line, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("save uploads manifest: %w", err)
+	}
+	line = append(line, '\n')
+	if st.disk.journalBytes+int64(len(line)) > 64<<10+2*st.disk.snapshotBytes {
+		return s.snapshotLocked(st)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("save uploads manifest: %w", err)
+	}
+	if err := appendLine(filepath.Join(dir, journalName), line); err != nil {
+		return fmt.Errorf("save uploads manifest: %w", err)
+	}
+	st.disk.journalBytes += int64(len(line))
+	st.disk.apply(c)
+	return nil
+}
+
+func appendLine(name string, line []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(line)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// snapshotLocked writes the whole tree as a new snapshot and drops the
+// journal, which the snapshot contains.
+func (s *Store) snapshotLocked(st *scopeState) error {
+	dir := s.scopeDir(st.key)
 	m := manifest{Version: manifestVersion, User: st.user, App: st.app,
 		Files: make([]manifestFile, 0, len(st.files)), Dirs: make([]manifestDir, 0, len(st.dirs))}
 	for p, f := range st.files {
-		m.Files = append(m.Files, manifestFile{Path: p, Blob: f.blob, Size: f.size,
-			Mode: uint32(f.mode.Perm()), ModTime: f.modTime.UTC(), Created: f.created.UTC()})
+		m.Files = append(m.Files, toManifestFile(p, *f))
 	}
 	for p, d := range st.dirs {
-		m.Dirs = append(m.Dirs, manifestDir{Path: p, Mode: uint32(d.mode.Perm()),
-			ModTime: d.modTime.UTC(), Created: d.created.UTC()})
+		m.Dirs = append(m.Dirs, toManifestDir(p, *d))
 	}
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
 	sort.Slice(m.Dirs, func(i, j int) bool { return m.Dirs[i].Path < m.Dirs[j].Path })
-	data, err := json.MarshalIndent(m, "", "\t")
+	data, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("save uploads manifest: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("save uploads manifest: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "manifest.json"), data); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, manifestName), data); err != nil {
 		return fmt.Errorf("save uploads manifest: %w", err)
 	}
+	// Were this removal lost to a crash, replaying the journal over the new
+	// snapshot would change nothing: its lines are absolute states.
+	if err := os.Remove(filepath.Join(dir, journalName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("uploads: remove folded journal", "err", err)
+	}
+	st.disk.journalBytes, st.disk.snapshotBytes = 0, int64(len(data))
+	st.markPersisted()
 	return nil
 }
 
@@ -141,9 +296,10 @@ func writeFileAtomic(name string, data []byte) error {
 	return err
 }
 
-// loadAll reads every scope's manifest, drops entries whose blob is missing
-// or of the wrong size (a crash between writing and committing), restores
-// missing parent directories, and deletes blobs no entry names.
+// loadAll reads every scope's snapshot and journal, drops entries whose blob
+// is missing or of the wrong size (a crash between writing and committing),
+// restores missing parent directories, deletes blobs no entry names, and
+// folds each journal into a fresh snapshot.
 func (s *Store) loadAll() error {
 	users, err := os.ReadDir(filepath.Join(s.dir, "scopes"))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -170,22 +326,61 @@ func (s *Store) loadAll() error {
 	return nil
 }
 
-func (s *Store) loadScope(k scopeKey) error {
-	dir := s.scopeDir(k)
-	data, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+// readTree reads a scope's snapshot and replays its journal.
+func readTree(dir string) (m manifest, files map[string]manifestFile, dirs map[string]manifestDir, journal bool, err error) {
+	files = make(map[string]manifestFile)
+	dirs = make(map[string]manifestDir)
+	data, err := os.ReadFile(filepath.Join(dir, manifestName))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+		return m, nil, nil, false, err
 	}
-	var m manifest
 	if err == nil {
 		if err := json.Unmarshal(data, &m); err != nil {
-			return fmt.Errorf("parse manifest: %w", err)
+			return m, nil, nil, false, fmt.Errorf("parse manifest: %w", err)
 		}
+	}
+	for _, f := range m.Files {
+		files[f.Path] = f
+	}
+	for _, d := range m.Dirs {
+		dirs[d.Path] = d
+	}
+	data, err = os.ReadFile(filepath.Join(dir, journalName))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return m, nil, nil, false, err
+	}
+	journal = err == nil
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		var c change
+		if len(line) == 0 || json.Unmarshal(line, &c) != nil {
+			continue // a torn line from a crash mid-append
+		}
+		for _, f := range c.Files {
+			files[f.Path] = f
+		}
+		for _, p := range c.DelFiles {
+			delete(files, p)
+		}
+		for _, d := range c.Dirs {
+			dirs[d.Path] = d
+		}
+		for _, p := range c.DelDirs {
+			delete(dirs, p)
+		}
+	}
+	return m, files, dirs, journal, nil
+}
+
+func (s *Store) loadScope(k scopeKey) error {
+	dir := s.scopeDir(k)
+	m, files, dirs, journal, err := readTree(dir)
+	if err != nil {
+		return err
 	}
 	st := newScopeState(k, s.now())
 	st.user, st.app = m.User, m.App
-	changed := false
-	for _, d := range m.Dirs {
+	changed := journal
+	for _, d := range dirs {
 		if CheckPath(d.Path) != nil {
 			changed = true
 			continue
@@ -193,7 +388,7 @@ func (s *Store) loadScope(k scopeKey) error {
 		st.dirs[d.Path] = &dirEntry{mode: fs.FileMode(d.Mode).Perm(), modTime: d.ModTime, created: d.Created}
 		st.noteCreated(d.Created)
 	}
-	for _, f := range m.Files {
+	for _, f := range files {
 		fi, err := os.Stat(s.blobPath(k, f.Blob))
 		if CheckPath(f.Path) != nil || !validBlobID(f.Blob) || err != nil || fi.Size() != f.Size || st.dirs[f.Path] != nil {
 			s.log.Warn("uploads: drop damaged pending file", "user_dir", k.user, "app_dir", k.app)
@@ -204,15 +399,19 @@ func (s *Store) loadScope(k scopeKey) error {
 			modTime: f.ModTime, created: f.Created}
 		st.noteCreated(f.Created)
 		s.usage[k.user] += f.Size
-		for p := parentOf(f.Path); p != ""; p = parentOf(p) {
-			if st.files[p] != nil {
+	}
+	// Every pending file needs its parent directories.
+	for p := range st.files {
+		for d := parentOf(p); d != ""; d = parentOf(d) {
+			if st.dirs[d] != nil {
+				continue
+			}
+			if st.files[d] != nil {
 				break // a file where a directory should be: damaged, keep what we can
 			}
-			if st.dirs[p] == nil {
-				st.dirs[p] = &dirEntry{mode: 0o755, modTime: f.Created, created: f.Created}
-				st.noteCreated(f.Created)
-				changed = true
-			}
+			created := st.files[p].created
+			st.dirs[d] = &dirEntry{mode: 0o755, modTime: created, created: created}
+			changed = true
 		}
 	}
 	// Blobs that no entry names were left by a crash mid-commit or mid-removal.
@@ -227,10 +426,14 @@ func (s *Store) loadScope(k scopeKey) error {
 		}
 	}
 	s.scopes[k] = st
-	if changed {
+	if !changed {
+		st.markPersisted()
+		return nil
+	}
+	if len(st.files) == 0 && len(st.dirs) == 0 {
 		return s.saveLocked(st)
 	}
-	return nil
+	return s.snapshotLocked(st)
 }
 
 func validBlobID(id string) bool {

@@ -283,7 +283,7 @@ func (sc *Scope) Remove(name string) error {
 		return err
 	}
 	sc.s.usage[st.key.user] -= f.size
-	sc.s.removeBlob(st.key, f.blob)
+	sc.s.removeBlob(st, f.blob)
 	return nil
 }
 
@@ -366,7 +366,7 @@ func (sc *Scope) Rename(from, to string) error {
 	}
 	if replaced != nil {
 		sc.s.usage[st.key.user] -= replaced.size
-		sc.s.removeBlob(st.key, replaced.blob)
+		sc.s.removeBlob(st, replaced.blob)
 	}
 	return nil
 }

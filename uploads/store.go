@@ -178,9 +178,24 @@ func (s *Store) tooLargeErr(name string) error {
 	return perr(name, fmt.Errorf("%w (%s)", ErrFileTooLarge, humanBytes(s.lim.MaxFileSize)))
 }
 
-// removeBlob unlinks a blob whose entry is already gone from the manifest.
-func (s *Store) removeBlob(k scopeKey, id string) {
-	if err := os.Remove(s.blobPath(k, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+// removeBlob unlinks a blob whose entry is already gone from the manifest,
+// and the scope's directories once nothing is left in them.
+func (s *Store) removeBlob(st *scopeState, id string) {
+	if err := os.Remove(s.blobPath(st.key, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("remove delivered or replaced upload", "err", err)
 	}
+	s.removeEmptyLocked(st)
+}
+
+// removeEmptyLocked removes the directories of a scope that holds nothing
+// and has no writer about to commit into it. Failures are harmless: the
+// directories are made again when needed.
+func (s *Store) removeEmptyLocked(st *scopeState) {
+	if len(st.files) != 0 || len(st.dirs) != 0 || len(st.writers) != 0 {
+		return
+	}
+	dir := s.scopeDir(st.key)
+	_ = os.Remove(filepath.Join(dir, "blobs"))
+	_ = os.Remove(dir)
+	_ = os.Remove(filepath.Dir(dir))
 }

@@ -361,12 +361,12 @@ func (w *Writer) commit() error {
 			delete(st.files, name)
 		}
 		s.usage[user] -= size
-		s.removeBlob(st.key, id)
+		s.removeBlob(st, id)
 		return err
 	}
 	if old != nil {
 		s.usage[user] -= old.size
-		s.removeBlob(st.key, old.blob)
+		s.removeBlob(st, old.blob)
 	}
 	return nil
 }
