@@ -66,7 +66,8 @@ func TestJournalReplayAndCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(scopeDir); !os.IsNotExist(err) {
-		out, _ := exec.Command("find", filepath.Dir(scopeDir)).CombinedOutput(); t.Fatalf("empty scope left %v\n%s", err, out)
+		out, _ := exec.Command("find", filepath.Dir(scopeDir)).CombinedOutput()
+		t.Fatalf("empty scope left %v\n%s", err, out)
 	}
 }
 
