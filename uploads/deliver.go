@@ -32,7 +32,13 @@ func (sc *Scope) Deliver(ctx context.Context, send SendFunc, progress ProgressFu
 	}
 	sc.s.mu.Lock()
 	st := sc.s.state(sc)
+	st.deliverers++ // keeps st the scope's state while this call runs
 	sc.s.mu.Unlock()
+	defer func() {
+		sc.s.mu.Lock()
+		st.deliverers--
+		sc.unlock()
+	}()
 	select {
 	case st.delivering <- struct{}{}:
 	case <-ctx.Done():
@@ -40,7 +46,7 @@ func (sc *Scope) Deliver(ctx context.Context, send SendFunc, progress ProgressFu
 	}
 	defer func() { <-st.delivering }()
 
-	st = sc.lock()
+	sc.lock()
 	start := sc.s.now()
 	todo := st.pendingLocked()
 	blobs := make([]string, len(todo))
@@ -58,7 +64,7 @@ func (sc *Scope) Deliver(ctx context.Context, send SendFunc, progress ProgressFu
 		}
 	}
 
-	st = sc.lock()
+	sc.lock()
 	defer sc.unlock()
 	if sc.s.pruneDirsLocked(st, start) > 0 {
 		if err := sc.s.saveLocked(st); err != nil {

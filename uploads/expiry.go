@@ -34,8 +34,11 @@ func (s *Store) sweeper() {
 }
 
 func (s *Store) sweepLocked() {
-	for _, st := range s.scopes {
+	for k, st := range s.scopes {
 		s.expireLocked(st)
+		if st.idle() {
+			delete(s.scopes, k)
+		}
 	}
 }
 

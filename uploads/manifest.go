@@ -26,7 +26,13 @@ type scopeState struct {
 	// delivering serializes Deliver calls so two sessions starting at once
 	// do not send the same file twice.
 	delivering chan struct{}
+	deliverers int       // Deliver calls holding this state
 	disk       persisted // what manifest.json and journal.jsonl hold
+}
+
+// idle reports whether nothing refers to the state but the store's map.
+func (st *scopeState) idle() bool {
+	return len(st.files) == 0 && len(st.dirs) == 0 && len(st.writers) == 0 && st.deliverers == 0
 }
 
 type fileEntry struct {

@@ -55,7 +55,14 @@ func (sc *Scope) lock() *scopeState {
 	return st
 }
 
-func (sc *Scope) unlock() { sc.s.mu.Unlock() }
+// unlock forgets the scope's state if it holds nothing, so that the store
+// does not keep one per (user, app) ever seen, and releases the lock.
+func (sc *Scope) unlock() {
+	if st := sc.s.scopes[sc.key]; st != nil && st.idle() {
+		delete(sc.s.scopes, sc.key)
+	}
+	sc.s.mu.Unlock()
+}
 
 // writerAt returns the newest live writer of name, if any.
 func (st *scopeState) writerAt(name string) *Writer {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -521,5 +522,24 @@ func TestCheckPath(t *testing.T) {
 		if err := CheckPath(ok); err != nil {
 			t.Errorf("CheckPath(%q) = %v", ok, err)
 		}
+	}
+}
+
+// The store forgets scopes that hold nothing.
+func TestIdleScopesForgotten(t *testing.T) {
+	s, _ := newStore(t, t.TempDir(), Limits{})
+	for i := range 10 {
+		sc := s.Scope(fmt.Sprint("user", i), "app")
+		sc.List("")
+		sc.Deliver(context.Background(), func(context.Context, string, int64, io.Reader) error { return nil }, nil)
+	}
+	sc := s.Scope("u", "a")
+	put(t, sc, "f", []byte("x"))
+	sc.Remove("f")
+	s.mu.Lock()
+	n := len(s.scopes)
+	s.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d scopes kept", n)
 	}
 }
