@@ -366,8 +366,22 @@ func TestConformanceTerminalInterrupt(t *testing.T) {
 	if n, err := io.ReadAtLeast(s, buf, len("ready")); err != nil || !strings.HasPrefix(string(buf[:n]), "ready") {
 		t.Fatalf("first output %q, %v", buf[:n], err)
 	}
-	s.Write([]byte{0x03}) // Ctrl-C, interpreted by the terminal
-	io.Copy(io.Discard, s)
+	// Ctrl-C, interpreted by the terminal. Again until the output ends, as a
+	// user would: a shell may lose one that lands while it is starting
+	// the next command.
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		io.Copy(io.Discard, s)
+	}()
+	for done := false; !done; {
+		s.Write([]byte{0x03})
+		select {
+		case <-ended:
+			done = true
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	if code, err := o.Wait(ctx); err != nil || code != 130 {
 		t.Errorf("Wait after Ctrl-C = %d, %v; want 130", code, err)
 	}
