@@ -10,6 +10,7 @@ import (
 )
 
 func TestTokenExchangeAndBearer(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	req, _ := http.NewRequest("POST", tp.base+"/v1/tokens/exchange", strings.NewReader("{}"))
 	req.SetBasicAuth("", "tk-us-wrong")
@@ -40,6 +41,7 @@ func TestTokenExchangeAndBearer(t *testing.T) {
 }
 
 func TestExpiredToken(t *testing.T) {
+	t.Parallel()
 	s, err := newTokenSigner(time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +61,7 @@ func TestExpiredToken(t *testing.T) {
 }
 
 func TestAppNotFound(t *testing.T) {
+	t.Parallel()
 	want := map[string]any{"resource": "app", "error": "not found"}
 	listed := startPlatform(t, Config{Apps: []string{"demo"}})
 	for _, path := range []string{"/v1/apps/other", "/v1/apps/other/run"} {
@@ -81,6 +84,7 @@ func TestAppNotFound(t *testing.T) {
 }
 
 func TestRunValidation(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	blank := map[string]any{"errors": map[string]any{"command": []any{"can't be blank"}}}
 	for _, body := range []map[string]any{{}, {"command": ""}, {"command": "  "}} {
@@ -106,6 +110,7 @@ func TestRunValidation(t *testing.T) {
 }
 
 func TestQuotas(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{AppQuota: 1, TotalQuota: 2})
 	a := tp.run("app-a", "exit 0", false, nil)
 	if status, v := tp.api("POST", "/v1/apps/app-a/run", map[string]any{"command": "true"}); status != 429 || v["error"] == nil {
@@ -122,6 +127,7 @@ func TestQuotas(t *testing.T) {
 }
 
 func TestOperationAndContainer(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	status, v := tp.api("POST", "/v1/apps/demo/run", map[string]any{"command": "echo hi", "tty": false})
 	if status != 200 {
@@ -164,6 +170,7 @@ func TestOperationAndContainer(t *testing.T) {
 }
 
 func TestLocationHeader(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	req, _ := http.NewRequest("POST", tp.base+"/v1/apps/demo/run", strings.NewReader(`{"command":"true"}`))
 	req.Header.Set("Authorization", "Bearer "+tp.token)
@@ -182,6 +189,7 @@ func TestLocationHeader(t *testing.T) {
 }
 
 func TestAccountEndpoints(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	status, v := tp.api("GET", "/v1/users/self", nil)
 	if u, _ := v["user"].(map[string]any); status != 200 || u["id"] == nil || u["username"] == nil || u["email"] == nil {
@@ -202,6 +210,7 @@ func TestAccountEndpoints(t *testing.T) {
 }
 
 func TestAttachRefusals(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	o := tp.run("demo", "sleep 5", true, nil)
 	if status, conn, _ := o.attachRaw("not-a-token"); status != 401 {
@@ -229,6 +238,7 @@ func TestAttachRefusals(t *testing.T) {
 }
 
 func TestPublicURL(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{PublicURL: "http://bridge.example:8080/"})
 	status, v := tp.api("POST", "/v1/apps/demo/run", map[string]any{"command": "true"})
 	if status != 200 || !strings.HasPrefix(v["operation_url"].(string), "http://bridge.example:8080/v1/") {

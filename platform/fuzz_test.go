@@ -9,6 +9,7 @@ import (
 )
 
 func TestCheckUploadName(t *testing.T) {
+	t.Parallel()
 	for name, ok := range map[string]bool{
 		"f": true, "dir/sub/f": true, "a.tar.gz": true, "..x": true, "x..": true, `a\b`: true,
 		"": false, "/f": false, "../f": false, "a/../f": false, "a/..": false, ".": false, "a/./b": false,
@@ -39,6 +40,7 @@ func FuzzCheckUploadName(f *testing.F) {
 }
 
 func TestPartFileName(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		`form-data; name="file"; filename="dir/sub/f"`: "dir/sub/f",
 		`form-data; name="file"; filename="up.txt"`:    "up.txt",
@@ -63,6 +65,7 @@ func FuzzPartFileName(f *testing.F) {
 }
 
 func TestParseDimension(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]int{`"80"`: 80, `80`: 80, `"0"`: 0, `65535`: 65535, `65536`: -1, `"-1"`: -1, `"x"`: -1, `null`: -1, `1.5`: -1, ``: -1} {
 		got, ok := parseDimension(json.RawMessage(in))
 		if ok != (want >= 0) || ok && int(got) != want {

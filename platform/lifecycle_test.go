@@ -12,6 +12,7 @@ import (
 )
 
 func TestClientGoneKillsWholeTree(t *testing.T) {
+	t.Parallel()
 	for _, tty := range []bool{true, false} {
 		t.Run(map[bool]string{true: "terminal", false: "pipe"}[tty], func(t *testing.T) {
 			tp := startPlatform(t, Config{})
@@ -32,6 +33,7 @@ func TestClientGoneKillsWholeTree(t *testing.T) {
 }
 
 func TestPipeModeHalfCloseIsStdinEOF(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	o := tp.run("demo", "wc -c; echo done", false, nil)
 	conn, br := o.attach()
@@ -47,6 +49,7 @@ func TestPipeModeHalfCloseIsStdinEOF(t *testing.T) {
 }
 
 func TestPipeModeResetKillsTree(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	m := sleepMarker()
 	o := tp.run("demo", "sleep "+m, false, nil)
@@ -58,6 +61,7 @@ func TestPipeModeResetKillsTree(t *testing.T) {
 }
 
 func TestPipeModeHalfClosedClientStays(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	o := tp.run("demo", "sleep 0.6; echo still-here", false, nil)
 	conn, br := o.attach()
@@ -69,6 +73,7 @@ func TestPipeModeHalfClosedClientStays(t *testing.T) {
 }
 
 func TestBackgroundJobsDieWithTheCommand(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	m := sleepMarker()
 	o := tp.run("demo", "sleep "+m+" & echo started", false, nil)
@@ -84,6 +89,7 @@ func TestBackgroundJobsDieWithTheCommand(t *testing.T) {
 }
 
 func TestInactivityKillsAndWaitAnswers408(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{InactivityTimeout: 500 * time.Millisecond})
 	m := sleepMarker()
 	o := tp.run("demo", "sleep "+m+" & echo ready; wait", false, nil)
@@ -102,15 +108,17 @@ func TestInactivityKillsAndWaitAnswers408(t *testing.T) {
 }
 
 func TestActivityKeepsOneOffAlive(t *testing.T) {
-	tp := startPlatform(t, Config{InactivityTimeout: 400 * time.Millisecond})
-	// Output every 100 ms for about a second: never idle for 400 ms.
-	out, code := tp.runAndCollect("for i in 1 2 3 4 5 6 7 8 9 10; do echo $i; sleep 0.1; done", false)
+	t.Parallel()
+	tp := startPlatform(t, Config{InactivityTimeout: 1500 * time.Millisecond})
+	// Output every 100 ms for about two seconds: never idle for 1.5 s.
+	out, code := tp.runAndCollect("echo 0; for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.1; echo $i; sleep 0.1; done", false)
 	if code != 0 || !strings.HasSuffix(out, "10\n") {
 		t.Errorf("got %q exit %d", out, code)
 	}
 }
 
 func TestNeverAttachedIsDropped(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{AttachTimeout: 200 * time.Millisecond, AppQuota: 1})
 	o := tp.run("demo", "echo never", true, nil)
 	if status, _ := o.wait(); status != 408 {
@@ -126,6 +134,7 @@ func TestNeverAttachedIsDropped(t *testing.T) {
 }
 
 func TestPrivateTmp(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	if tp.runner.isolation == isolationNone {
 		t.Skip("no namespaces on this host")
@@ -151,6 +160,7 @@ func TestPrivateTmp(t *testing.T) {
 }
 
 func TestRunsAsUnprivilegedUser(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("not root")
 	}
@@ -166,6 +176,7 @@ func TestRunsAsUnprivilegedUser(t *testing.T) {
 }
 
 func TestOwnPIDNamespace(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	if tp.runner.isolation == isolationNone {
 		t.Skip("no namespaces on this host")
@@ -192,6 +203,7 @@ func TestEnvironment(t *testing.T) {
 }
 
 func TestShutdownKillsEverything(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	m := sleepMarker()
 	o := tp.run("demo", "sleep "+m, true, nil)

@@ -6,6 +6,7 @@ import (
 )
 
 func TestRunOutputAndExitCodes(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	for _, tc := range []struct {
 		name    string

@@ -12,6 +12,7 @@ import (
 )
 
 func TestPipeModeBinaryRoundTrip(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	data := make([]byte, 10<<20)
 	rand.Read(data)
@@ -41,6 +42,7 @@ func TestPipeModeBinaryRoundTrip(t *testing.T) {
 }
 
 func TestPipeModeStdinHash(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	data := make([]byte, 1<<20)
 	rand.Read(data)
@@ -58,6 +60,7 @@ func TestPipeModeStdinHash(t *testing.T) {
 }
 
 func TestTerminalEOFByte(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	o := tp.run("demo", "cat >/dev/null; echo got-eof", true, nil)
 	conn, br := o.attach()
@@ -69,6 +72,7 @@ func TestTerminalEOFByte(t *testing.T) {
 }
 
 func TestTerminalCtrlC(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	o := tp.run("demo", "echo ready; sleep 100", true, nil)
 	conn, br := o.attach()
@@ -81,6 +85,7 @@ func TestTerminalCtrlC(t *testing.T) {
 }
 
 func TestResize(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	o := tp.run("demo", "stty size; read x; stty size", true, nil)
 	resize := func(body string) int {
@@ -108,6 +113,7 @@ func TestResize(t *testing.T) {
 }
 
 func TestAttachAnswerAloneInItsWrite(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	o := tp.run("demo", "echo early", false, nil)
 	_, conn, br := o.attachRaw(tp.token)

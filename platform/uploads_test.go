@@ -12,6 +12,7 @@ import (
 )
 
 func TestUploadLandsInTmpUploads(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	content := make([]byte, 300<<10)
 	rand.Read(content)
@@ -31,6 +32,7 @@ func TestUploadLandsInTmpUploads(t *testing.T) {
 }
 
 func TestUploadRefusals(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{MaxUploadBytes: 1024})
 	o := tp.run("demo", "ls -R /tmp/uploads", false, nil)
 	for _, name := range []string{"../x", "/etc/x", "a/../../x", "a//b", "./a", "a/.", "dir/", "", ".."} {
@@ -69,6 +71,7 @@ func TestUploadRefusals(t *testing.T) {
 }
 
 func TestUploadAfterAttachRefused(t *testing.T) {
+	t.Parallel()
 	tp := startPlatform(t, Config{})
 	o := tp.run("demo", "sleep 5", false, nil)
 	o.attach()
