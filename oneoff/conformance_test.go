@@ -210,7 +210,13 @@ func TestConformanceResize(t *testing.T) {
 func TestConformanceUploads(t *testing.T) {
 	c := platformClient(t, nil)
 	ctx := testCtx(t)
-	o := mustStart(t, c, oneoff.RunRequest{Command: "cat /tmp/uploads/hello.txt /tmp/uploads/dir/sub/data.bin | sha256sum"})
+	// A name with spaces, quotes, a backslash and a non-ASCII letter
+	// arrives as given.
+	odd := `odd "name" \ é.txt`
+	o := mustStart(t, c, oneoff.RunRequest{
+		Command: `cat /tmp/uploads/hello.txt /tmp/uploads/dir/sub/data.bin | sha256sum; cat "/tmp/uploads/$ODD"`,
+		Env:     map[string]string{"ODD": odd},
+	})
 	hello := "hello from the bridge\n"
 	if err := o.Upload(ctx, "hello.txt", int64(len(hello)), strings.NewReader(hello)); err != nil {
 		t.Fatalf("Upload: %v", err)
@@ -220,8 +226,11 @@ func TestConformanceUploads(t *testing.T) {
 	if err := o.Upload(ctx, "dir/sub/data.bin", int64(len(data)), bytes.NewReader(data)); err != nil {
 		t.Fatalf("Upload with a subdirectory: %v", err)
 	}
+	if err := o.Upload(ctx, odd, 2, strings.NewReader("ok")); err != nil {
+		t.Fatalf("Upload %q: %v", odd, err)
+	}
 	out, code := session(t, o, nil)
-	want := fmt.Sprintf("%x  -\n", sha256.Sum256(append([]byte(hello), data...)))
+	want := fmt.Sprintf("%x  -\nok", sha256.Sum256(append([]byte(hello), data...)))
 	if string(out) != want || code != 0 {
 		t.Errorf("uploaded files read back: %q exit %d, want %q", out, code, want)
 	}
