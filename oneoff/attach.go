@@ -149,11 +149,22 @@ func (s *Stream) CloseWrite() error {
 
 // Close ends the stream both ways; the platform kills a one-off whose
 // stream is closed. It may be called more than once.
+//
+// The connection is reset rather than closed with a FIN: after a pipe-mode
+// half-close the platform has already read its EOF, and only a reset tells
+// it that the client is gone, not merely done sending.
 func (s *Stream) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.stop()
+		raw := s.conn
+		if tc, ok := raw.(*tls.Conn); ok {
+			raw = tc.NetConn()
+		}
+		if tc, ok := raw.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
 		if e := s.conn.Close(); e != nil && !errors.Is(e, net.ErrClosed) {
 			err = e
 		}
