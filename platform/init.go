@@ -19,6 +19,7 @@ const (
 	initArg0     = "oneoff-init"
 	initSocketFD = 3
 	maxInitSpec  = 4 << 20
+	initReady    = 'R' // the byte an init sends once it waits for its one-off
 )
 
 // initSpec is what the init needs to prepare and run one one-off.
@@ -62,6 +63,10 @@ func runInit() int {
 	}
 	// A /proc of the new PID namespace, so that ps shows this one-off only.
 	_ = unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	// Ready: the platform hands one-offs to ready inits first.
+	if _, err := unix.Write(initSocketFD, []byte{initReady}); err != nil {
+		return exitInitFailed
+	}
 	s, err := receiveInitSpec()
 	if err != nil {
 		return exitInitFailed

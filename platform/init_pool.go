@@ -19,6 +19,13 @@ import (
 // takes that cost off the path from attach to first output.
 const spareInits = 2
 
+// Bounds on waiting for an init: to be ready in the pool, and for a
+// one-off to get a spare before starting an init of its own.
+const (
+	initReadyTimeout = 10 * time.Second
+	spareWait        = time.Second
+)
+
 // initProc is a started init waiting for its one-off on conn.
 type initProc struct {
 	cmd  *exec.Cmd
@@ -33,6 +40,9 @@ type initPool struct {
 	stop   chan struct{}
 	done   chan struct{}
 	once   sync.Once
+
+	mu       sync.Mutex
+	starting *initProc // the init the loop waits for; close interrupts it
 }
 
 func newInitPool(r *runner) *initPool {
@@ -63,8 +73,16 @@ func (ip *initPool) loop() {
 			default:
 			}
 			in, err := ip.r.spawnInit()
+			if err == nil {
+				ip.setStarting(in)
+				err = in.awaitReady()
+				ip.setStarting(nil)
+			}
 			if err != nil {
 				ip.r.log.Warn("start spare one-off init", "err", err)
+				if in != nil {
+					in.discard()
+				}
 				break
 			}
 			ip.spares <- in
@@ -72,26 +90,56 @@ func (ip *initPool) loop() {
 	}
 }
 
-// take returns a spare init, or a fresh one when none is ready.
+// take returns a ready spare init. With none ready it waits a little for
+// the one being started, which is sooner than starting another that would
+// compete with it for the CPU, then starts its own.
 func (ip *initPool) take() (*initProc, error) {
-	defer func() {
-		select {
-		case ip.refill <- struct{}{}:
-		default:
-		}
-	}()
+	defer ip.wake()
 	select {
 	case in := <-ip.spares:
 		return in, nil
 	default:
+	}
+	ip.wake()
+	t := time.NewTimer(spareWait)
+	defer t.Stop()
+	select {
+	case in := <-ip.spares:
+		return in, nil
+	case <-t.C:
 		return ip.r.spawnInit()
+	}
+}
+
+func (ip *initPool) setStarting(in *initProc) {
+	ip.mu.Lock()
+	defer ip.mu.Unlock()
+	select {
+	case <-ip.stop:
+		if in != nil {
+			in.conn.Close() // closing: fail its wait at once
+		}
+	default:
+	}
+	ip.starting = in
+}
+
+func (ip *initPool) wake() {
+	select {
+	case ip.refill <- struct{}{}:
+	default:
 	}
 }
 
 // close stops refilling and kills the spares.
 func (ip *initPool) close() {
 	ip.once.Do(func() {
+		ip.mu.Lock()
 		close(ip.stop)
+		if ip.starting != nil {
+			ip.starting.conn.Close()
+		}
+		ip.mu.Unlock()
 		<-ip.done
 		for {
 			select {
@@ -157,6 +205,16 @@ func (in *initProc) send(s initSpec, stdio [3]*os.File) error {
 		return fmt.Errorf("send init spec: %w", err)
 	}
 	return nil
+}
+
+// awaitReady waits for the byte an init sends when it is ready.
+func (in *initProc) awaitReady() error {
+	_ = in.conn.SetReadDeadline(time.Now().Add(initReadyTimeout))
+	b := make([]byte, 1)
+	if _, err := in.conn.Read(b); err != nil || b[0] != initReady {
+		return fmt.Errorf("one-off init not ready: %w", err)
+	}
+	return in.conn.SetReadDeadline(time.Time{})
 }
 
 // discard kills an init that will not be used and reaps it.

@@ -74,9 +74,10 @@ func TestTerminalEOFByte(t *testing.T) {
 func TestTerminalCtrlC(t *testing.T) {
 	t.Parallel()
 	tp := startPlatform(t, Config{})
-	o := tp.run("demo", "echo ready; sleep 100", true, nil)
+	m := sleepMarker()
+	o := tp.run("demo", "sleep "+m+"; echo not-interrupted", true, nil)
 	conn, br := o.attach()
-	readUntil(t, br, "ready")
+	waitPids(t, m, 1) // a Ctrl-C before sleep runs would hit the shell alone
 	conn.Write([]byte{0x03})
 	io.Copy(io.Discard, br)
 	if status, code := o.wait(); status != 200 || code != 130 {
