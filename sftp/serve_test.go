@@ -57,6 +57,11 @@ func (s *syncBuffer) String() string {
 // pkg/sftp's client.
 func connect(t *testing.T, sc *uploads.Scope, opts ...pkgsftp.ClientOption) *session {
 	t.Helper()
+	return connectTB(t, sc, opts...)
+}
+
+func connectTB(t testing.TB, sc *uploads.Scope, opts ...pkgsftp.ClientOption) *session {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
