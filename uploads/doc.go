@@ -20,7 +20,14 @@
 //	scopes/<user>/<app>/manifest.json  the scope's tree, replaced atomically
 //	scopes/<user>/<app>/blobs/<id>     one file per pending file
 //
+//	scopes/<user>/<app>/journal.jsonl  changes since the manifest, appended
+//
 // <user> and <app> are hashes, so any identity string is safe; the tree's
 // names live only in the manifest, so no user-chosen name is ever a path on
 // the bridge's disk.
+//
+// The state lives in the memory of the one process holding the lock:
+// several bridges cannot share one staging directory. Behind a load
+// balancer, give each bridge its own directory and route a user's
+// connections to one bridge (source-address affinity).
 package uploads

@@ -1,6 +1,7 @@
 package uploads
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"sort"
@@ -213,12 +214,27 @@ func (sc *Scope) Mkdir(name string, mode fs.FileMode) error {
 	if st.exists(name) {
 		return perr(name, ErrExist)
 	}
+	if err := st.checkEntries(name); err != nil {
+		return err
+	}
 	now := sc.s.now()
 	st.dirs[name] = &dirEntry{mode: mode.Perm(), modTime: now, created: now}
 	st.noteCreated(now)
 	if err := sc.s.saveLocked(st); err != nil {
 		delete(st.dirs, name)
 		return err
+	}
+	return nil
+}
+
+// MaxEntries bounds the files and directories of one scope: empty files
+// and directories cost no quota bytes, but each costs memory, a manifest
+// line and, for files, an upload at the next session.
+const MaxEntries = 100_000
+
+func (st *scopeState) checkEntries(name string) error {
+	if len(st.files)+len(st.dirs)+len(st.writers) >= MaxEntries {
+		return perr(name, fmt.Errorf("%w (at most %d files and directories per app)", ErrQuotaExceeded, MaxEntries))
 	}
 	return nil
 }

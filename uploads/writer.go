@@ -93,6 +93,11 @@ func (sc *Scope) register(w *Writer, name string, flag int) (*os.File, error) {
 	}
 	pending := st.files[name]
 	exists := pending != nil || st.writerAt(name) != nil
+	if pending == nil {
+		if err := st.checkEntries(name); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case exists && flag&os.O_EXCL != 0 && flag&os.O_CREATE != 0:
 		return nil, perr(name, ErrExist)
