@@ -418,3 +418,55 @@ func TestServeEndsWithContext(t *testing.T) {
 		t.Fatal("Serve ignored its context")
 	}
 }
+
+// IDE deployment: upload to a temporary name, set attributes on the open
+// handle (fsetstat, as `put -p` does), then rename over the real name.
+func TestTempThenRenameOver(t *testing.T) {
+	sc := newStore(t, uploads.Limits{}).Scope("u", "a")
+	s := connect(t, sc)
+	c := s.client
+	if err := upload(t, c, "app.js", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.Create("app.js.tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("new"))
+	mtime := time.Unix(1_500_000_000, 0)
+	if err := f.Chmod(0o640); err != nil {
+		t.Fatalf("fsetstat mode: %v", err)
+	}
+	if err := c.Chtimes("app.js.tmp", mtime, mtime); err != nil {
+		t.Fatalf("setstat times while open: %v", err)
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() != 3 {
+		t.Fatalf("fstat while open = %v, %v", fi, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PosixRename("app.js.tmp", "app.js"); err != nil {
+		t.Fatal(err)
+	}
+	if got := download(t, c, "app.js"); string(got) != "new" {
+		t.Fatalf("after posix-rename: %q", got)
+	}
+	fi, err := c.Stat("app.js")
+	if err != nil || fi.Mode().Perm() != 0o640 || !fi.ModTime().Equal(mtime) {
+		t.Fatalf("attributes after rename: %v %v %v", fi.Mode(), fi.ModTime(), err)
+	}
+	// Plain rename replaces too.
+	if err := upload(t, c, "b", []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rename("b", "app.js"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pending(t, sc); got != "app.js" {
+		t.Fatalf("pending = %q", got)
+	}
+	if used, _ := sc.Usage(); used != 1 {
+		t.Fatalf("usage = %d", used)
+	}
+}
