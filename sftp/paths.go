@@ -28,7 +28,7 @@ func realPath(p string) string {
 func resolve(p string) (string, error) {
 	rel, err := uploads.Resolve(p)
 	if err != nil {
-		return "", &statusError{code: pkgsftp.ErrSSHFxPermissionDenied, msg: err.Error()}
+		return "", &statusError{code: pkgsftp.ErrSSHFxPermissionDenied, msg: err.Error(), cause: err}
 	}
 	return rel, nil
 }

@@ -470,3 +470,14 @@ func TestTempThenRenameOver(t *testing.T) {
 		t.Fatalf("usage = %d", used)
 	}
 }
+
+func TestBadNameExplainedOnStderr(t *testing.T) {
+	sc := newStore(t, uploads.Limits{}).Scope("u", "a")
+	s := connect(t, sc)
+	if _, err := s.client.Create("bad\nname"); statusCode(err) != codePermission {
+		t.Fatalf("create: %v", err)
+	}
+	if !strings.Contains(s.stderr.String(), `upload refused: invalid file name "bad\nname": control characters`) {
+		t.Fatalf("stderr = %q", s.stderr.String())
+	}
+}

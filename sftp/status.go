@@ -12,12 +12,19 @@ import (
 // statusError is what a handler returns: pkg/sftp sends code (found with
 // errors.As) and Error() as the status message.
 type statusError struct {
-	code error // one of pkgsftp.ErrSSHFx*
-	msg  string
+	code  error // one of pkgsftp.ErrSSHFx*
+	msg   string
+	cause error // the staging error behind it, if any
 }
 
 func (e *statusError) Error() string { return e.msg }
-func (e *statusError) Unwrap() error { return e.code }
+
+func (e *statusError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.code}
+	}
+	return []error{e.code, e.cause}
+}
 
 // userError reports whether the user caused err (a name or a limit), so
 // that it deserves a line on the channel's stderr: OpenSSH's sftp shows
@@ -61,7 +68,7 @@ func (h *handlers) status(op string, err error) error {
 		{uploads.ErrBusy, pkgsftp.ErrSSHFxFailure},
 	} {
 		if errors.Is(err, m.err) {
-			return &statusError{code: m.code, msg: err.Error()}
+			return &statusError{code: m.code, msg: err.Error(), cause: err}
 		}
 	}
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
