@@ -56,10 +56,3 @@ func Serve(ctx context.Context, ch io.ReadWriteCloser, sc *uploads.Scope, opts O
 	}
 	return fmt.Errorf("serve sftp: %w", err)
 }
-
-// Handler adapts Serve to a subsystem handler that owns the channel.
-func Handler(sc *uploads.Scope, log *slog.Logger) func(io.ReadWriteCloser) error {
-	return func(ch io.ReadWriteCloser) error {
-		return Serve(context.Background(), ch, sc, Options{Logger: log})
-	}
-}
