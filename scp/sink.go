@@ -24,6 +24,9 @@ const (
 // exit status to send. stderr gets only a usage error; every other message
 // travels in the protocol, where the client prints it.
 func Run(ctx context.Context, rw io.ReadWriter, stderr io.Writer, sc *uploads.Scope, command string, log *slog.Logger) int {
+	if stderr == nil {
+		stderr = io.Discard
+	}
 	words, err := SplitCommand(command)
 	if err != nil || len(words) == 0 || words[0] != "scp" {
 		fmt.Fprintf(stderr, "scp: cannot parse the command line\n")
@@ -41,6 +44,9 @@ func Run(ctx context.Context, rw io.ReadWriter, stderr io.Writer, sc *uploads.Sc
 func Sink(ctx context.Context, rw io.ReadWriter, stderr io.Writer, sc *uploads.Scope, args []string, log *slog.Logger) int {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if stderr == nil {
+		stderr = io.Discard
 	}
 	a, err := ParseArgs(args)
 	if err != nil {
