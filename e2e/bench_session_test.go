@@ -9,6 +9,7 @@ package e2e
 // and record the figures in BENCHMARKS.md.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -309,7 +310,7 @@ func BenchmarkShellSessionMemory(b *testing.B) {
 		for b.Loop() {
 			br := StartBridge(b, Options{Args: append(slices.Clone(benchArgs),
 				"--platform-app-quota", quota, "--platform-total-quota", quota)})
-			kib, _ := shellSessionGrowth(b, br, 0)
+			kib, _ := shellSessionGrowth(b, br, nil)
 			perSession = append(perSession, kib)
 			br.Stop()
 		}
@@ -323,7 +324,7 @@ func BenchmarkShellSessionMemory(b *testing.B) {
 				Args: append(slices.Clone(benchArgs), "--api-url", p.url),
 				Env:  []string{"ONEOFF_API_TOKEN=" + canaryToken},
 			})
-			kib, platformKiB := shellSessionGrowth(b, br, p.pid)
+			kib, platformKiB := shellSessionGrowth(b, br, p)
 			perSession = append(perSession, kib)
 			platformPer = append(platformPer, platformKiB)
 			br.Stop()
@@ -343,9 +344,9 @@ func reportSessionMemory(b *testing.B, kib float64) {
 }
 
 // shellSessionGrowth opens shellSessions connections, then a shell session
-// on each, and returns the bridge's RSS growth per session and, when
-// platformPid is not 0, that platform process's.
-func shellSessionGrowth(b *testing.B, br *Bridge, platformPid int) (bridgeKiB, platformKiB float64) {
+// on each, and returns the bridge's RSS growth per session and, with a
+// separate platform process p, that process's.
+func shellSessionGrowth(b *testing.B, br *Bridge, p *platformProcess) (bridgeKiB, platformKiB float64) {
 	dial := newDialer(b, br, "demo-app")
 	warmUp(b, dial)
 	// A first shell session starts what lives for the whole process.
@@ -361,8 +362,8 @@ func shellSessionGrowth(b *testing.B, br *Bridge, platformPid int) (bridgeKiB, p
 	defer closeAll(clients)
 	before := settledRSS(b, br.cmd.Process.Pid)
 	var platformBefore int
-	if platformPid != 0 {
-		platformBefore = settledRSS(b, platformPid)
+	if p != nil {
+		platformBefore = settledRSS(b, p.pid)
 	}
 	shells := make([]*shell, len(clients))
 	var wg sync.WaitGroup
@@ -394,14 +395,17 @@ func shellSessionGrowth(b *testing.B, br *Bridge, platformPid int) (bridgeKiB, p
 	}()
 	close(errs)
 	if err := <-errs; err != nil {
-		b.Fatalf("%v\nbridge log:\n%s", err, tail(br.Log(), 30))
+		if p != nil {
+			b.Logf("platform log:\n%s", tail(p.log.String(), 30))
+		}
+		b.Fatal(err)
 	}
 	after := settledRSS(b, br.cmd.Process.Pid)
 	bridgeKiB = float64(after-before) / float64(len(shells))
 	b.Logf("bridge RSS %d KiB with %d connections, %d KiB with a shell on each: %.1f KiB per session (target ≤ %d)",
 		before, len(clients), after, bridgeKiB, shellSessionKiBMax)
-	if platformPid != 0 {
-		platformAfter := settledRSS(b, platformPid)
+	if p != nil {
+		platformAfter := settledRSS(b, p.pid)
 		platformKiB = float64(platformAfter-platformBefore) / float64(len(shells))
 		b.Logf("platform process RSS %d KiB before, %d KiB after: %.1f KiB per one-off", platformBefore, platformAfter, platformKiB)
 	}
@@ -464,6 +468,8 @@ func startShell(c *gossh.Client, n int) (*shell, error) {
 	want := []byte(strconv.Itoa(n+1000) + "ready")
 	fmt.Fprintf(stdin, "echo $((%d+1000))ready\n", n)
 	sh := &shell{s: s, drained: make(chan struct{})}
+	// What came before the answer: on failure, the one-off's last words.
+	var early []byte
 	ready := make(chan bool, 1)
 	go func() {
 		defer close(sh.drained)
@@ -482,6 +488,7 @@ func startShell(c *gossh.Client, n int) (*shell, error) {
 			}
 			if err != nil {
 				if !found {
+					early = seen
 					ready <- false
 				}
 				return
@@ -493,7 +500,7 @@ func startShell(c *gossh.Client, n int) (*shell, error) {
 		if !ok {
 			s.Close()
 			<-sh.drained
-			return nil, errors.New("session ended before the shell answered")
+			return nil, fmt.Errorf("session ended before the shell answered; its output: %q", early)
 		}
 	case <-time.After(2 * time.Minute):
 		s.Close()
@@ -640,6 +647,7 @@ func rssKiB(b *testing.B, pid int) int {
 type platformProcess struct {
 	url  string
 	pid  int
+	log  *syncBuffer
 	stop func()
 }
 
@@ -659,23 +667,17 @@ func startPlatformProcess(b *testing.B, args ...string) *platformProcess {
 	}
 	exited := make(chan struct{})
 	found := make(chan string, 1)
+	log := &syncBuffer{}
 	go func() {
 		re := regexp.MustCompile(`msg="platform listening" url=(\S+)`)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		sent := false
-		buf := make([]byte, 0, 4096)
-		chunk := make([]byte, 4096)
-		for {
-			n, err := stderr.Read(chunk)
-			if !sent {
-				buf = append(buf, chunk[:n]...)
-				if m := re.FindSubmatch(buf); m != nil {
-					found <- string(m[1])
-					sent = true
-					buf = nil
-				}
-			}
-			if err != nil {
-				break
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			if m := re.FindStringSubmatch(sc.Text()); m != nil && !sent {
+				found <- m[1]
+				sent = true
 			}
 		}
 		if !sent {
@@ -704,7 +706,7 @@ func startPlatformProcess(b *testing.B, args ...string) *platformProcess {
 		if !ok {
 			b.Fatal("platform exited before listening")
 		}
-		return &platformProcess{url: u, pid: cmd.Process.Pid, stop: stop}
+		return &platformProcess{url: u, pid: cmd.Process.Pid, log: log, stop: stop}
 	case <-time.After(30 * time.Second):
 		b.Fatal("platform did not listen within 30 s")
 	}

@@ -85,8 +85,6 @@ func StartSSHD(t testing.TB, key string) *SSHD {
 		// seconds per command. The bridge's one-offs run /bin/sh -c
 		// without rc files: compare with that.
 		"SetEnv SHLVL=1",
-		// As many unauthenticated connections as the benchmarks open at once.
-		"MaxStartups 100",
 		"",
 	}, "\n")
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
