@@ -63,10 +63,10 @@ func runInit() int {
 	}
 	// A /proc of the new PID namespace, so that ps shows this one-off only.
 	_ = unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
-	// Ready: the platform hands one-offs to ready inits first.
-	if _, err := unix.Write(initSocketFD, []byte{initReady}); err != nil {
-		return exitInitFailed
-	}
+	// Ready: the platform hands one-offs to ready inits first. An init
+	// started for one one-off is sent its spec at once and the socket closed
+	// before this: its spec waits to be read all the same.
+	_ = unix.Sendto(initSocketFD, []byte{initReady}, unix.MSG_NOSIGNAL, nil)
 	s, err := receiveInitSpec()
 	if err != nil {
 		return exitInitFailed

@@ -36,6 +36,7 @@ type initProc struct {
 type initPool struct {
 	r      *runner
 	spares chan *initProc
+	wait   time.Duration // how long take waits for a spare: spareWait
 	refill chan struct{}
 	stop   chan struct{}
 	done   chan struct{}
@@ -49,6 +50,7 @@ func newInitPool(r *runner) *initPool {
 	ip := &initPool{
 		r:      r,
 		spares: make(chan *initProc, spareInits),
+		wait:   spareWait,
 		refill: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -101,7 +103,7 @@ func (ip *initPool) take() (*initProc, error) {
 	default:
 	}
 	ip.wake()
-	t := time.NewTimer(spareWait)
+	t := time.NewTimer(ip.wait)
 	defer t.Stop()
 	select {
 	case in := <-ip.spares:

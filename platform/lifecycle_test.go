@@ -250,3 +250,21 @@ func readUntil(t *testing.T, br *bufio.Reader, want string) string {
 	}
 	return string(got)
 }
+
+// TestFreshInits covers one-offs whose init is started for them, as when
+// the spares run out: the init gets its spec before it is even ready.
+func TestFreshInits(t *testing.T) {
+	t.Parallel()
+	tp := startPlatform(t, Config{})
+	if tp.runner.pool == nil {
+		t.Skip("no namespaces on this host")
+	}
+	tp.runner.pool.close() // no spares from now on
+	tp.runner.pool.wait = 0
+	for _, tty := range []bool{false, true, false} {
+		out, code := tp.runAndCollect("echo fresh", tty)
+		if strings.TrimSpace(out) != "fresh" || code != 0 {
+			t.Errorf("got %q exit %d", out, code)
+		}
+	}
+}
