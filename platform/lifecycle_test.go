@@ -90,9 +90,10 @@ func TestBackgroundJobsDieWithTheCommand(t *testing.T) {
 
 func TestInactivityKillsAndWaitAnswers408(t *testing.T) {
 	t.Parallel()
-	tp := startPlatform(t, Config{InactivityTimeout: 500 * time.Millisecond})
+	tp := startPlatform(t, Config{InactivityTimeout: time.Second})
 	m := sleepMarker()
-	o := tp.run("demo", "sleep "+m+" & echo ready; wait", false, nil)
+	// "ready" once sleep runs, so that the test sees it before the kill.
+	o := tp.run("demo", "sleep "+m+" & until read c </proc/$!/comm && [ \"$c\" = sleep ]; do sleep 0.01; done; echo ready; wait", false, nil)
 	_, br := o.attach()
 	readUntil(t, br, "ready")
 	pids := waitPids(t, m, 1)
