@@ -265,3 +265,12 @@ func (tp *testPlatform) stateEntries() []string {
 }
 
 func jsonSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+func readAll(t *testing.T, r io.Reader) string {
+	t.Helper()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return string(b)
+}
