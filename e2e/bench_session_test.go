@@ -4,7 +4,7 @@ package e2e
 // sshd started in the same run, or checks an absolute memory budget, and
 // fails when its target is missed. Run them with
 //
-//	go test -run '^$' -bench . -benchtime 1x -timeout 30m ./e2e/
+//	go test -run '^$' -bench 'SessionSetup|Throughput|IdleConnectionMemory|ShellSessionMemory' -benchtime 1x -timeout 30m ./e2e/
 //
 // and record the figures in BENCHMARKS.md.
 
