@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +38,12 @@ func (p *Platform) handleUpload(w http.ResponseWriter, r *http.Request, o *oneOf
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("file too large: %d bytes at most", limit))
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, limit+multipartSlack)
+	// The multipart reader reads 4 KiB at a time; a large buffer under it
+	// turns those into few large reads of the connection.
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{bufio.NewReaderSize(http.MaxBytesReader(w, r.Body, limit+multipartSlack), 256<<10), r.Body}
 	mr, err := r.MultipartReader()
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "expected a multipart/form-data body")
