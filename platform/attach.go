@@ -75,12 +75,10 @@ func (p *Platform) handleAttach(w http.ResponseWriter, o *oneOff) {
 		return
 	}
 	o.mu.Lock()
-	ended := o.reason != endNone
-	if !ended {
-		o.proc = proc
-	}
+	o.proc = proc
+	killed := o.killedLocked()
 	o.mu.Unlock()
-	if ended { // ended while starting, by Shutdown
+	if killed { // while starting, by Shutdown
 		proc.kill()
 		<-proc.done
 		proc.closeAll()
@@ -91,6 +89,9 @@ func (p *Platform) handleAttach(w http.ResponseWriter, o *oneOff) {
 		<-proc.done
 		o.finish(proc.code)
 	}()
+	if p.hookAfterStart != nil {
+		p.hookAfterStart(proc)
+	}
 
 	conn, brw, err := hj.Hijack()
 	if err != nil {
@@ -102,9 +103,9 @@ func (p *Platform) handleAttach(w http.ResponseWriter, o *oneOff) {
 	_ = conn.SetDeadline(time.Time{}) // the server's header deadline no longer applies
 	o.mu.Lock()
 	o.conn = conn
-	ended = o.reason != endNone
+	killed = o.killedLocked()
 	o.mu.Unlock()
-	if _, err := conn.Write([]byte(attachOK)); err != nil || ended {
+	if _, err := conn.Write([]byte(attachOK)); err != nil || killed {
 		o.end(endClientGone)
 		_ = conn.Close()
 		proc.closeAll()

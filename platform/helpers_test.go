@@ -167,13 +167,22 @@ func (o *testOneOff) basic(req *http.Request) *http.Request {
 // and the reader that parsed the answer.
 func (o *testOneOff) attachRaw(token string) (int, net.Conn, *bufio.Reader) {
 	o.tp.t.Helper()
+	status, conn, br, err := o.dialAttach(token)
+	if err != nil {
+		o.tp.t.Fatalf("attach: %v", err)
+	}
+	return status, conn, br
+}
+
+// dialAttach is attachRaw for goroutines: it returns its error.
+func (o *testOneOff) dialAttach(token string) (int, net.Conn, *bufio.Reader, error) {
 	u, err := url.Parse(o.attachURL)
 	if err != nil {
-		o.tp.t.Fatalf("attach url: %v", err)
+		return 0, nil, nil, err
 	}
 	conn, err := net.Dial("tcp", u.Host)
 	if err != nil {
-		o.tp.t.Fatalf("dial: %v", err)
+		return 0, nil, nil, err
 	}
 	auth := base64.StdEncoding.EncodeToString([]byte(":" + token))
 	fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\n\r\n", u.Path, u.Host, auth)
@@ -181,13 +190,13 @@ func (o *testOneOff) attachRaw(token string) (int, net.Conn, *bufio.Reader) {
 	res, err := http.ReadResponse(br, nil)
 	if err != nil {
 		conn.Close()
-		o.tp.t.Fatalf("attach answer: %v", err)
+		return 0, nil, nil, fmt.Errorf("attach answer: %w", err)
 	}
 	if res.StatusCode != 200 {
 		io.Copy(io.Discard, res.Body)
 		res.Body.Close()
 	}
-	return res.StatusCode, conn, br
+	return res.StatusCode, conn, br, nil
 }
 
 // attach attaches and fails the test unless it is accepted.

@@ -126,6 +126,12 @@ func (o *oneOff) finish(code int) {
 	})
 }
 
+// killedLocked reports whether the platform has ended the one-off. A command
+// that exited by itself, however fast, still has its output to deliver.
+func (o *oneOff) killedLocked() bool {
+	return o.reason != endNone && o.reason != endExited
+}
+
 func (o *oneOff) stopTimers() {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -26,6 +26,10 @@ type Platform struct {
 	srv      *http.Server
 	mux      *http.ServeMux
 
+	// hookAfterStart, when set (by tests only), runs between the start of a
+	// one-off's process and the answer to its attach.
+	hookAfterStart func(*process)
+
 	mu       sync.Mutex
 	url      string
 	closed   bool

@@ -3,6 +3,7 @@ package platform
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRunOutputAndExitCodes(t *testing.T) {
@@ -32,5 +33,42 @@ func TestRunOutputAndExitCodes(t *testing.T) {
 	if left := tp.stateEntries(); len(left) != 0 {
 		t.Errorf("state dir not cleaned: %v", left)
 	}
-	_ = strings.TrimSpace
+}
+
+// TestCommandOverBeforeAttachAnswered: a command may be over before its
+// attach is answered; its output must still come.
+func TestCommandOverBeforeAttachAnswered(t *testing.T) {
+	t.Parallel()
+	tp := startPlatform(t, Config{})
+	tp.hookAfterStart = func(pr *process) {
+		<-pr.done
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) { // until its end is recorded
+			if tp.byOperationDone(pr) {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for _, tty := range []bool{false, true} {
+		out, code := tp.runAndCollect("echo ok", tty)
+		if strings.TrimSpace(out) != "ok" || code != 0 {
+			t.Errorf("tty %v: got %q exit %d", tty, out, code)
+		}
+	}
+}
+
+// byOperationDone reports whether the one-off running pr has ended.
+func (tp *testPlatform) byOperationDone(pr *process) bool {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	for _, o := range tp.byToken {
+		o.mu.Lock()
+		ended := o.proc == pr && o.reason != endNone
+		o.mu.Unlock()
+		if ended {
+			return true
+		}
+	}
+	return false
 }
