@@ -245,3 +245,10 @@ func TestPublicURL(t *testing.T) {
 		t.Errorf("%d %v", status, v)
 	}
 }
+
+func TestNewRefusedInAnInit(t *testing.T) {
+	t.Setenv(initEnvVar, "1")
+	if _, err := New(Config{APIToken: testAPIToken}); err == nil {
+		t.Error("New succeeded in a process started as an init")
+	}
+}

@@ -43,6 +43,11 @@ type Platform struct {
 
 // New checks cfg and prepares a platform; Serve starts it.
 func New(cfg Config) (*Platform, error) {
+	if _, ok := os.LookupEnv(initEnvVar); ok {
+		// Started as a one-off's init, yet here: main skipped
+		// RunInitIfRequested. Refuse rather than start inits of inits.
+		return nil, errors.New("new platform: this process is a one-off init: main must call platform.RunInitIfRequested first")
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
