@@ -28,10 +28,9 @@ type Options struct {
 // cause when ctx ended it, and an error for a broken or bad stream. Files
 // still open when the session ends never become pending.
 //
-// Writes: pkg/sftp v1.13 runs 8 workers for reads and writes
-// (SftpServerWorkerCount), a process-wide variable with no per-server
-// option; setting it here would race with other sessions, so Serve keeps 8.
-// That suits the staging area: each write is a pwrite at its offset, safe
+// Writes: pkg/sftp v1.13 runs 8 workers for reads and writes per session
+// (SftpServerWorkerCount, a constant with no per-server option). That suits
+// the staging area: each write is a pwrite at its offset, safe
 // concurrently and out of order, and the workers bound what a session holds
 // in memory to a few dozen 32 KiB packets however many requests the client
 // pipelines (OpenSSH's sftp keeps 64 in flight).
