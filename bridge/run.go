@@ -121,7 +121,9 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 			stream.CloseWrite()
 		}
 	}()
-	_, copyErr := io.Copy(sess.ch, stream)
+	// A large buffer: each read of the attach stream is a syscall, and
+	// output arrives faster than 32 KiB at a time.
+	_, copyErr := io.CopyBuffer(sess.ch, stream, make([]byte, 256<<10))
 	if ctx.Err() != nil {
 		return 0, context.Cause(ctx)
 	}
