@@ -43,6 +43,7 @@ func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
 	st := &connState{id: newConnID()}
 	st.log = s.log.With("conn", st.id, "remote", conn.RemoteAddr().String())
 	ctx.SetValue(connStateKey{}, st)
+	conn = newCoalescingConn(conn)
 	s.startIdleTimer(st, conn)
 	go s.watchConn(ctx, st, conn)
 	return conn
