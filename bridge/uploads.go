@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bufio"
 	"context"
 	"io"
 )
@@ -32,7 +33,10 @@ func (s *Server) subsystemSupported(name string) bool {
 }
 
 func (s *Server) serveSubsystem(sess *session, name string) (int, error) {
-	if err := s.deps.Uploads.ServeSFTP(sess.ctx, sess.identity(), sess.app, keepOpen{sess.ch}, sess.ch.Stderr()); err != nil {
+	// Buffered reads: x/crypto sends a window adjustment for every read of
+	// a channel, and the SFTP server reads each packet in two small pieces.
+	ch := keepOpen{bufio.NewReaderSize(sess.ch, 64<<10), sess.ch}
+	if err := s.deps.Uploads.ServeSFTP(sess.ctx, sess.identity(), sess.app, ch, sess.ch.Stderr()); err != nil {
 		sess.log.Warn("sftp ended with an error", "err", err)
 		return 1, nil
 	}
@@ -41,6 +45,9 @@ func (s *Server) serveSubsystem(sess *session, name string) (int, error) {
 
 // keepOpen hides Close from the SFTP server: the channel must stay open for
 // the exit status that follows the end of the subsystem.
-type keepOpen struct{ io.ReadWriter }
+type keepOpen struct {
+	io.Reader
+	io.Writer
+}
 
 func (keepOpen) Close() error { return nil }
