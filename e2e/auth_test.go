@@ -60,7 +60,7 @@ func TestAuthAppsPattern(t *testing.T) {
 	if strings.Contains(r.Stderr, "demo") {
 		t.Fatalf("refusal leaks the allowed apps: %q", r.Stderr)
 	}
-	if !strings.Contains(b.Log(), "decision=deny-app") {
+	if !b.LogHas("decision=deny-app") {
 		t.Fatalf("denial not in the audit log:\n%s", b.Log())
 	}
 }
@@ -72,7 +72,7 @@ func TestAuthFromAndExpiryRefused(t *testing.T) {
 			if r := b.Run("demo-app", nil, "echo in"); r.Code != 255 || !strings.Contains(r.Stderr, "Permission denied") {
 				t.Fatalf("got %+v", r)
 			}
-			if !strings.Contains(b.Log(), "decision=refuse") {
+			if !b.LogHas("decision=refuse") {
 				t.Fatalf("refusal not in the audit log:\n%s", b.Log())
 			}
 		})
@@ -96,7 +96,7 @@ func TestAuthNoPTY(t *testing.T) {
 	if !strings.Contains(r.Stderr, "PTY allocation request failed") || strings.Contains(r.Stdout, "/dev/") {
 		t.Fatalf("got %+v", r)
 	}
-	if !strings.Contains(b.Log(), "refused pty") {
+	if !b.LogHas("refused pty") {
 		t.Fatalf("refusal not logged:\n%s", b.Log())
 	}
 }
@@ -119,7 +119,7 @@ func TestAuthCertificate(t *testing.T) {
 	if r := b.runAs(user, "other-app", nil, "echo cert"); r.Code != 240 || !strings.Contains(r.Stderr, `may not use app "other-app"`) {
 		t.Fatalf("other-app: %+v", r)
 	}
-	if !strings.Contains(b.Log(), `cert="id=alice serial=17 ca=SHA256:`) {
+	if !b.LogHas(`cert="id=alice serial=17 ca=SHA256:`) {
 		t.Fatalf("certificate identity not in the audit log:\n%s", b.Log())
 	}
 

@@ -187,10 +187,9 @@ func TestIdleTimeout(t *testing.T) {
 func TestSessionLogLines(t *testing.T) {
 	b := StartBridge(t, Options{})
 	b.Run("demo-app", nil, "exit 7")
-	log := b.Log()
 	startRE := regexp.MustCompile(`msg="session start" conn=[0-9a-f]+ remote=\S+ user=SHA256:\S+ app=demo-app kind=exec command="exit 7"`)
 	endRE := regexp.MustCompile(`msg="session end" conn=[0-9a-f]+ remote=\S+ user=SHA256:\S+ app=demo-app kind=exec command="exit 7" duration=\S+ exit_code=7`)
-	if !startRE.MatchString(log) || !endRE.MatchString(log) {
+	if log, ok := b.LogWhen(func(log string) bool { return startRE.MatchString(log) && endRE.MatchString(log) }); !ok {
 		t.Fatalf("log lacks the session lines:\n%s", log)
 	}
 }

@@ -117,7 +117,7 @@ func TestPlatformUnreachable(t *testing.T) {
 			t.Fatalf("got %+v", r)
 		}
 	}
-	if !strings.Contains(b.Log(), "session failed") {
+	if !b.LogHas("session failed") {
 		t.Fatalf("the cause should be in the log:\n%s", b.Log())
 	}
 }

@@ -336,3 +336,26 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.buf.String()
 }
+
+// LogHas waits until the log contains s. The log reaches the test through a
+// pipe, so a line the bridge wrote before answering the client may still be
+// on its way when the client is done.
+func (b *Bridge) LogHas(s string) bool {
+	_, ok := b.LogWhen(func(log string) bool { return strings.Contains(log, s) })
+	return ok
+}
+
+// LogWhen waits up to 5 s until ok holds for the log, and returns the log.
+func (b *Bridge) LogWhen(ok func(log string) bool) (string, bool) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		log := b.Log()
+		if ok(log) {
+			return log, true
+		}
+		if time.Now().After(deadline) {
+			return log, false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -125,7 +125,9 @@ func TestControlMasterTwoSessions(t *testing.T) {
 	if r2.Code != 0 {
 		t.Fatalf("second session saw the first one-off's /tmp: %+v", r2)
 	}
-	started := regexp.MustCompile(`msg="one-off started".* container=(\S+)`).FindAllStringSubmatch(b.Log(), -1)
+	startedRE := regexp.MustCompile(`msg="one-off started".* container=(\S+)`)
+	log, _ := b.LogWhen(func(log string) bool { return len(startedRE.FindAllString(log, -1)) >= 2 })
+	started := startedRE.FindAllStringSubmatch(log, -1)
 	if len(started) != 2 || started[0][1] == started[1][1] {
 		t.Fatalf("want two distinct one-offs, log has %v", started)
 	}
