@@ -50,19 +50,25 @@ func goClient(t *testing.T, b *Bridge, app string) *gossh.Client {
 	return c
 }
 
-// A window change that comes before exec must neither hang the session nor
-// be lost: the one-off starts with the latest size.
-func TestResizeBeforeExec(t *testing.T) {
-	b := StartBridge(t, Options{})
-	c := goClient(t, b, "demo-app")
+// ptySession opens a session with an 80x24 terminal, closed when the test ends.
+func ptySession(t *testing.T, c *gossh.Client) *gossh.Session {
+	t.Helper()
 	s, err := c.NewSession()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
 	if err := s.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// A window change that comes before exec must neither hang the session nor
+// be lost: the one-off starts with the latest size.
+func TestResizeBeforeExec(t *testing.T) {
+	b := StartBridge(t, Options{})
+	s := ptySession(t, goClient(t, b, "demo-app"))
 	for _, size := range [][2]int{{30, 100}, {31, 101}, {33, 120}} {
 		if err := s.WindowChange(size[0], size[1]); err != nil {
 			t.Fatal(err)
@@ -70,6 +76,7 @@ func TestResizeBeforeExec(t *testing.T) {
 	}
 	done := make(chan struct{})
 	var out []byte
+	var err error
 	go func() {
 		defer close(done)
 		out, err = s.Output("stty size")
@@ -185,15 +192,7 @@ func TestClientKilledLeavesNothing(t *testing.T) {
 // remote foreground command gets the signal as from a keyboard.
 func TestSignalRequestInterrupts(t *testing.T) {
 	b := StartBridge(t, Options{})
-	c := goClient(t, b, "demo-app")
-	s, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
-		t.Fatal(err)
-	}
+	s := ptySession(t, goClient(t, b, "demo-app"))
 	if err := s.Start("sleep 5151.5"); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +200,7 @@ func TestSignalRequestInterrupts(t *testing.T) {
 	if err := s.Signal(gossh.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	err = s.Wait()
+	err := s.Wait()
 	var exit *gossh.ExitError
 	if !errors.As(err, &exit) || exit.ExitStatus() != 130 {
 		t.Fatalf("after SIGINT: %v, want exit status 130", err)
