@@ -1,7 +1,6 @@
 package platform
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -38,17 +37,15 @@ func (p *Platform) handleUpload(w http.ResponseWriter, r *http.Request, o *oneOf
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("file too large: %d bytes at most", limit))
 		return
 	}
-	// The multipart reader reads 4 KiB at a time; a large buffer under it
-	// turns those into few large reads of the connection.
-	r.Body = struct {
-		io.Reader
-		io.Closer
-	}{bufio.NewReaderSize(http.MaxBytesReader(w, r.Body, limit+multipartSlack), 256<<10), r.Body}
-	mr, err := r.MultipartReader()
+	boundary, err := multipartBoundary(r.Header.Get("Content-Type"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "expected a multipart/form-data body")
 		return
 	}
+	// Not mime/multipart's reader: it passes content on a few KiB per call
+	// through a 4 KiB buffer, which caps an upload far below what the
+	// connection and the disk allow.
+	mr := newFormReader(http.MaxBytesReader(w, r.Body, limit+multipartSlack), boundary, formBufferSize)
 	saved := 0
 	for {
 		part, err := mr.NextPart()
@@ -133,14 +130,29 @@ func (p *Platform) saveUpload(o *oneOff, name string, r io.Reader, limit int64) 
 			return fmt.Errorf("save upload: %w", err)
 		}
 	}
-	n, err := copyLarge(f, io.LimitReader(r, limit+1))
-	if err != nil {
+	// A part writes its content straight from its read buffer (WriteTo).
+	if _, err := io.Copy(&capWriter{w: f, left: limit}, r); err != nil {
+		if errors.Is(err, errTooLarge) {
+			return err
+		}
 		return fmt.Errorf("save upload: %w", err)
 	}
-	if n > limit {
-		return errTooLarge
-	}
 	return nil
+}
+
+// capWriter refuses a write that would take the total past left bytes.
+type capWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (c *capWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > c.left {
+		return 0, errTooLarge
+	}
+	n, err := c.w.Write(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 // mkdirUploads makes the subdirectories of rel under root one by one, so
@@ -166,29 +178,4 @@ func (p *Platform) mkdirUploads(root, rel string) error {
 		}
 	}
 	return nil
-}
-
-// copyLarge copies in large writes. A multipart part returns a few KiB per
-// read, and os.File's ReadFrom passes each on as its own write: gathering
-// them first keeps the syscalls from capping the upload far below the
-// disk's speed.
-func copyLarge(dst io.Writer, src io.Reader) (int64, error) {
-	buf := make([]byte, 256<<10)
-	var total int64
-	for {
-		n, err := io.ReadFull(src, buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return total, werr
-			}
-			total += int64(n)
-		}
-		switch err {
-		case nil:
-		case io.EOF, io.ErrUnexpectedEOF:
-			return total, nil
-		default:
-			return total, err
-		}
-	}
 }
