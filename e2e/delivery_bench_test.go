@@ -21,7 +21,12 @@ import (
 // beside what such a socket carries on this machine: the same file sent over
 // a loopback TCP connection into a file on the same disk, by the plainest
 // fast means (see socketCopy). That ceiling and the delivery's ratio to it
-// are reported for information.
+// are reported for information. The ceiling is measured twice: right after
+// cp, like cp itself, and again while the first copy is still held a few
+// seconds later, as the staged file is when the delivery runs. On a virtual
+// machine that hands free memory back to its host, writing a file into
+// memory freed seconds before costs far more than into memory freed just
+// now, and only the second figure pays that as the delivery does.
 func BenchmarkDelivery(b *testing.B) {
 	// The platform as its own process: the embedded one caps a file at 100 MiB.
 	p := startPlatformProcess(b, "--max-upload-size", "2G", "--log-level", "info")
@@ -62,7 +67,20 @@ func BenchmarkDelivery(b *testing.B) {
 			os.Remove(dst)
 		}
 	}
+	// The ceiling again in the delivery's memory state: a 1 GiB file
+	// written a few seconds before (as the staged copy is) still held. Apart,
+	// so that the runs above go exactly as without it.
+	for range uploadRuns {
+		held := filepath.Join(copyDir, "held")
+		socketCopy(b, src, held)
+		time.Sleep(heldPause)
+		dst := filepath.Join(copyDir, "big")
+		rates["socket-held"] = append(rates["socket-held"], uploadSize/1e6/socketCopy(b, src, dst).Seconds())
+		os.Remove(dst)
+		os.Remove(held)
+	}
 	deliveryRate, copyRate, socketRate := median(rates["delivery"]), median(rates["copy"]), median(rates["socket"])
+	heldRate := median(rates["socket-held"])
 	ratio := deliveryRate / copyRate
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(deliveryRate, "delivery-MB/s")
@@ -70,14 +88,21 @@ func BenchmarkDelivery(b *testing.B) {
 	b.ReportMetric(socketRate, "socket-MB/s")
 	b.ReportMetric(ratio, "ratio")
 	b.ReportMetric(deliveryRate/socketRate, "socket-ratio")
+	b.ReportMetric(heldRate, "socket-held-MB/s")
 	b.Logf("1 GiB, median of %d runs: delivery %.0f MB/s %.0f, cp %.0f MB/s %.0f, ratio %.2f (target ≥ %.1f)",
 		len(rates["delivery"]), deliveryRate, rates["delivery"], copyRate, rates["copy"], ratio, deliveryRatioMin)
 	b.Logf("socket ceiling (loopback TCP into a file, same disk) %.0f MB/s %.0f = %.2f of cp; delivery over it %.2f",
 		socketRate, rates["socket"], socketRate/copyRate, deliveryRate/socketRate)
+	b.Logf("socket ceiling with a 1 GiB file written %s before still held, as when the delivery runs, %.0f MB/s %.0f; delivery over it %.2f",
+		heldPause, heldRate, rates["socket-held"], deliveryRate/heldRate)
 	if ratio < deliveryRatioMin {
 		b.Errorf("delivery: %.0f MB/s over cp %.0f MB/s = %.2f, want at least %.1f", deliveryRate, copyRate, ratio, deliveryRatioMin)
 	}
 }
+
+// heldPause is about the time an sftp put of the file takes here: the
+// delivery starts that long after the staged copy began to be written.
+const heldPause = 4 * time.Second
 
 // socketCopy sends the file src over a loopback TCP connection into a new
 // file dst and returns the time from opening src to dst being closed. Both
