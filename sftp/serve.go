@@ -32,15 +32,17 @@ type Options struct {
 // (SftpServerWorkerCount, a constant with no per-server option). That suits
 // the staging area: each write is a pwrite at its offset, safe
 // concurrently and out of order, and the workers bound what a session holds
-// in memory to a few dozen 32 KiB packets however many requests the client
+// in memory to a few dozen packet buffers however many requests the client
 // pipelines (OpenSSH's sftp keeps 64 in flight).
 //
-// Packet buffers are reused (pkg/sftp's allocator): without it each write
-// request costs two 32 KiB allocations, and at hundreds of MB/s the
-// garbage collector and the runtime returning memory to the kernel take a
-// tenth of the bridge's time. A buffer goes back to the pool once the
-// request's answer is sent; the handlers keep no reference to it (WriteAt
-// writes synchronously, ReadAt fills the buffer it is given).
+// Packet buffers are reused (pkg/sftp's allocator): without it each packet
+// gets a new buffer, and at hundreds of MB/s the garbage collector and the
+// runtime handing memory back to the kernel (madvise) held uploads to half
+// the speed (BENCHMARKS.md). The buffers are 256 KiB, pkg/sftp's largest
+// packet, so an uploading session holds some 30-40 MiB until it ends. A
+// buffer goes back to the pool once the request's answer is sent; the
+// handlers keep no reference to it (WriteAt writes synchronously, ReadAt
+// fills the buffer it is given).
 func Serve(ctx context.Context, ch io.ReadWriteCloser, sc *uploads.Scope, opts Options) error {
 	log := opts.Logger
 	if log == nil {
