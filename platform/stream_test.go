@@ -6,9 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestPipeModeBinaryRoundTrip(t *testing.T) {
@@ -123,5 +127,49 @@ func TestAttachAnswerAloneInItsWrite(t *testing.T) {
 	out, _ := io.ReadAll(br)
 	if !bytes.Equal(out, []byte("early\n")) {
 		t.Errorf("got %q", out)
+	}
+}
+
+// An attach stream whose client is on this host gets a send buffer of a few
+// segments instead of autotuning's megabytes (BenchmarkPipeThroughput shows
+// the rate it gains).
+func TestLoopbackSendBuffer(t *testing.T) {
+	t.Parallel()
+	tp := startPlatform(t, Config{})
+	o := tp.run("demo", "echo ready; read x", false, nil)
+	conn, br := o.attach()
+	if line, err := br.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	u, err := url.Parse(o.attachURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oo := tp.byAttachToken(strings.TrimPrefix(u.Path, "/"))
+	if oo == nil {
+		t.Fatalf("no one-off for %s", u.Path)
+	}
+	oo.mu.Lock()
+	server := oo.conn.(*net.TCPConn)
+	oo.mu.Unlock()
+	rc, err := server.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sndbuf, mss int
+	var serr, merr error
+	if err := rc.Control(func(fd uintptr) {
+		sndbuf, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+		mss, merr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG)
+	}); err != nil || serr != nil || merr != nil {
+		t.Fatalf("getsockopt: %v %v %v", err, serr, merr)
+	}
+	// The kernel reports twice the size asked, its bookkeeping included.
+	if want := 2 * max(loopbackSendBuffer, loopbackSendSegments*mss); sndbuf != want {
+		t.Errorf("attach stream's send buffer: %d bytes, want %d (segment %d)", sndbuf, want, mss)
+	}
+	conn.Write([]byte("\n"))
+	if status, code := o.wait(); status != 200 || code != 0 {
+		t.Errorf("wait: %d exit %d", status, code)
 	}
 }
