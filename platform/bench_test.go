@@ -137,20 +137,11 @@ func platformTransfer(b *testing.B, tp *testPlatform, buf []byte) float64 {
 	if line, err := br.ReadString('\n'); err != nil || line != "\n" {
 		b.Fatalf("platform stream: first line %q, %v", line, err)
 	}
-	waitSpares(b, tp)
-	start := time.Now()
-	if _, err := conn.Write([]byte("\n")); err != nil {
-		b.Fatalf("platform stream: go: %v", err)
-	}
-	n, err := drain(br, buf)
-	d := time.Since(start)
-	if err != nil || n != throughputBytes {
-		b.Fatalf("platform stream: %d bytes, %v", n, err)
-	}
+	rate := timedStream(b, tp, "platform stream", conn, br, buf)
 	if status, code := o.wait(); status != 200 || code != 0 {
 		b.Fatalf("wait: %d %d", status, code)
 	}
-	return mibPerSecond(n, d)
+	return rate
 }
 
 // localPipeTransfer runs throughputCommand with its stdout on a plain
@@ -177,20 +168,28 @@ func localPipeTransfer(b *testing.B, tp *testPlatform, buf []byte) float64 {
 	if _, err := io.ReadFull(r, first); err != nil || first[0] != '\n' {
 		b.Fatalf("local pipe: first line %q, %v", first, err)
 	}
-	waitSpares(b, tp)
-	start := time.Now()
-	if _, err := inW.Write([]byte("\n")); err != nil {
-		b.Fatalf("local pipe: go: %v", err)
+	rate := timedStream(b, tp, "local pipe", inW, r, buf)
+	if err := cmd.Wait(); err != nil {
+		b.Fatalf("local pipe: %v", err)
 	}
-	n, err := drain(r, buf)
-	d := time.Since(start)
-	if err := cmd.Wait(); err != nil || n != throughputBytes {
-		b.Fatalf("local pipe: %d bytes, %v", n, err)
-	}
-	return mibPerSecond(n, d)
+	return rate
 }
 
-func mibPerSecond(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() / (1 << 20) }
+// timedStream waits for the platform to be at rest, sends the go on stdin,
+// reads out to EOF and answers the rate in MiB/s from the go to EOF.
+func timedStream(b *testing.B, tp *testPlatform, what string, stdin io.Writer, out io.Reader, buf []byte) float64 {
+	waitSpares(b, tp)
+	start := time.Now()
+	if _, err := stdin.Write([]byte("\n")); err != nil {
+		b.Fatalf("%s: go: %v", what, err)
+	}
+	n, err := drain(out, buf)
+	d := time.Since(start)
+	if err != nil || n != throughputBytes {
+		b.Fatalf("%s: %d bytes of %d, %v", what, n, throughputBytes, err)
+	}
+	return float64(n) / d.Seconds() / (1 << 20)
+}
 
 // drain reads r to EOF with buf. io.Copy to io.Discard would read 8 KiB at
 // a time whatever the buffer.
