@@ -27,7 +27,7 @@ const (
 // loopbackSendSegments of the connection's segments. Loopback's round trip
 // is microseconds, so a few segments in flight keep it full, while the
 // megabytes TCP's autotuning grows to let the output leave the CPU caches
-// before the client reads it: the cap measured 0.03-0.13 more of a local
+// before the client reads it: the cap measured 0.05-0.15 more of a local
 // pipe's rate, with less CPU per byte (BENCHMARKS.md). A buffer of two
 // segments (32 KiB asked, with loopback's 32 KiB segments) makes TCP wait
 // on delayed acknowledgements and the stream crawl at 2 MiB/s; four ran
