@@ -47,7 +47,7 @@ var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\*?$`)
 // Validate checks the settings and fills in the defaults.
 func (c *Config) Validate() error {
 	if c.DefaultCommand == "" {
-		c.DefaultCommand = "bash"
+		c.DefaultCommand = DefaultCommand
 	}
 	for _, name := range c.EnvAllow {
 		if !envNamePattern.MatchString(name) {
@@ -55,22 +55,22 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.MaxSessions == 0 {
-		c.MaxSessions = 10
+		c.MaxSessions = DefaultMaxSessions
 	}
 	if c.MaxSessions < 0 {
 		return errors.New("max sessions must be positive")
 	}
 	if c.LoginGraceTime == 0 {
-		c.LoginGraceTime = 30 * time.Second
+		c.LoginGraceTime = DefaultLoginGraceTime
 	}
 	if c.LoginGraceTime < 0 {
 		return errors.New("login grace time must be positive")
 	}
 	if c.KeepaliveInterval == 0 {
-		c.KeepaliveInterval = 15 * time.Second
+		c.KeepaliveInterval = DefaultKeepaliveInterval
 	}
 	if c.KeepaliveCountMax == 0 {
-		c.KeepaliveCountMax = 3
+		c.KeepaliveCountMax = DefaultKeepaliveCountMax
 	}
 	if c.KeepaliveCountMax < 0 {
 		return errors.New("keepalive count must be positive")
@@ -79,7 +79,7 @@ func (c *Config) Validate() error {
 		return errors.New("idle timeout must not be negative")
 	}
 	if c.WaitTimeout == 0 {
-		c.WaitTimeout = 30 * time.Second
+		c.WaitTimeout = DefaultWaitTimeout
 	}
 	if c.Version == "" {
 		c.Version = "sshbridge"

@@ -25,7 +25,8 @@ type Config struct {
 }
 
 const (
-	defaultPollTimeout = 2 * time.Minute
+	// DefaultPollTimeout is the zero value of Config.PollTimeout.
+	DefaultPollTimeout = 2 * time.Minute
 	// requestTimeout bounds each small JSON call (token, run, poll, resize);
 	// uploads, attach streams and /wait are bounded by the caller's ctx only.
 	requestTimeout = 30 * time.Second
@@ -114,7 +115,7 @@ func New(cfg Config) (*Client, error) {
 		now:         time.Now,
 	}
 	if c.pollTimeout == 0 {
-		c.pollTimeout = defaultPollTimeout
+		c.pollTimeout = DefaultPollTimeout
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

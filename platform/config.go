@@ -26,15 +26,16 @@ type Config struct {
 	Logger            *slog.Logger      // nil => discard
 }
 
-// Defaults, as Scalingo documents its own limits.
+// Defaults for the zero values of Config, as Scalingo documents its own
+// limits.
 const (
-	defaultAppQuota          = 10
-	defaultTotalQuota        = 50
-	defaultMaxUploadBytes    = 100 << 20
-	defaultAttachTimeout     = 2 * time.Minute
-	defaultInactivityTimeout = 30 * time.Minute
+	DefaultAppQuota          = 10
+	DefaultTotalQuota        = 50
+	DefaultMaxUploadBytes    = 100 << 20
+	DefaultAttachTimeout     = 2 * time.Minute
+	DefaultInactivityTimeout = 30 * time.Minute
 	defaultTokenTTL          = time.Hour
-	defaultRunAs             = "nobody"
+	DefaultRunAs             = "nobody"
 )
 
 var appNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
@@ -74,25 +75,25 @@ func (c Config) Validate() error {
 
 func (c Config) withDefaults() Config {
 	if c.AppQuota == 0 {
-		c.AppQuota = defaultAppQuota
+		c.AppQuota = DefaultAppQuota
 	}
 	if c.TotalQuota == 0 {
-		c.TotalQuota = defaultTotalQuota
+		c.TotalQuota = DefaultTotalQuota
 	}
 	if c.MaxUploadBytes == 0 {
-		c.MaxUploadBytes = defaultMaxUploadBytes
+		c.MaxUploadBytes = DefaultMaxUploadBytes
 	}
 	if c.AttachTimeout == 0 {
-		c.AttachTimeout = defaultAttachTimeout
+		c.AttachTimeout = DefaultAttachTimeout
 	}
 	if c.InactivityTimeout == 0 {
-		c.InactivityTimeout = defaultInactivityTimeout
+		c.InactivityTimeout = DefaultInactivityTimeout
 	}
 	if c.TokenTTL == 0 {
 		c.TokenTTL = defaultTokenTTL
 	}
 	if c.RunAs == "" {
-		c.RunAs = defaultRunAs
+		c.RunAs = DefaultRunAs
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

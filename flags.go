@@ -1,0 +1,219 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"sshbridge/bridge"
+	"sshbridge/cli"
+	"sshbridge/oneoff"
+	"sshbridge/platform"
+	"sshbridge/uploads"
+)
+
+// bridgeFlags is the bridge's configuration as flags and environment give it.
+type bridgeFlags struct {
+	version                    bool
+	listen, dataDir, hostKey   string
+	authorizedKeys             string
+	trustedUserCAKeys, revoked string
+	apiURL, authURL, apiToken  string
+	pollTimeout, shutdownGrace time.Duration
+	uploadMaxFile, uploadQuota int64
+	uploadExpiry               time.Duration
+	platformAppQuota           int
+	platformTotalQuota         int
+	platformInactivity         time.Duration
+	logLevel                   slog.Level
+	bridge                     bridge.Config
+}
+
+// Names of the settings that other messages point to.
+const (
+	listenFlag  = "--listen"
+	listenEnv   = "BRIDGE_LISTEN"
+	apiTokenEnv = "ONEOFF_API_TOKEN"
+)
+
+// bridgeFlagSet defines the bridge's flags, each with its variable, into c.
+func bridgeFlagSet(c *bridgeFlags, apiTokenFlag, apiTokenFile *string) *cli.FlagSet {
+	fs := cli.NewFlagSet("bridge")
+	fs.Commands = []string{"platform", "healthcheck", "version"}
+	b := &c.bridge
+	fs.Bool(&c.version, "version", "", "print the version and exit")
+	fs.String(&c.listen, "listen", listenEnv, "127.0.0.1:2222", "address to accept SSH connections on").Arg("ADDR")
+	fs.String(&c.dataDir, "data-dir", "BRIDGE_DATA_DIR", defaultDataDir(), "directory for the host key and the upload staging area").
+		Arg("DIR").Default("$XDG_STATE_HOME/ssh-bridge or ~/.local/state/ssh-bridge")
+	fs.String(&c.hostKey, "host-key", "BRIDGE_HOST_KEY", "", "an existing OpenSSH private host key, mode 0600").
+		Arg("FILE").Default("made once and kept in the data directory")
+	fs.String(&c.authorizedKeys, "authorized-keys", "BRIDGE_AUTHORIZED_KEYS", "", "OpenSSH authorized_keys file of who may connect").
+		Arg("FILE").Default("~/.ssh/authorized_keys and ~/.ssh/id_*.pub of the user running the bridge")
+	fs.String(&c.trustedUserCAKeys, "trusted-user-ca-keys", "BRIDGE_TRUSTED_USER_CA_KEYS", "", "public keys of CAs whose user certificates are accepted (OpenSSH's TrustedUserCAKeys)").Arg("FILE")
+	fs.String(&c.revoked, "revoked-keys", "BRIDGE_REVOKED_KEYS", "", "revoked keys and certificates: an OpenSSH KRL or a list of public keys").Arg("FILE")
+	fs.String(&c.apiURL, "api-url", "ONEOFF_API_URL", "", "one-off API of a PaaS").Arg("URL").Default("none: run the embedded platform")
+	fs.String(&c.authURL, "auth-url", "ONEOFF_AUTH_URL", "", "token exchange API of the PaaS").Arg("URL").Default("the API URL")
+	fs.String(apiTokenFlag, "api-token", "", "", "refused: a flag shows in process listings; set "+apiTokenEnv+" or use --api-token-file").Arg("TOKEN")
+	fs.String(apiTokenFile, "api-token-file", "ONEOFF_API_TOKEN_FILE", "", "file holding the PaaS API token (or set "+apiTokenEnv+")").Arg("FILE")
+	fs.Duration(&c.pollTimeout, "start-timeout", "BRIDGE_START_TIMEOUT", oneoff.DefaultPollTimeout, "how long a one-off may take to start")
+	fs.Duration(&c.shutdownGrace, "shutdown-grace", "BRIDGE_SHUTDOWN_GRACE", 30*time.Second, "how long open sessions may run on after SIGTERM or SIGINT")
+	fs.String(&b.DefaultCommand, "default-command", "BRIDGE_DEFAULT_COMMAND", bridge.DefaultCommand, "command a shell session runs").Arg("COMMAND")
+	fs.List(&b.EnvAllow, "env-allow", "BRIDGE_ENV_ALLOW", "variable names clients may set besides LANG and LC_* (a trailing * matches a prefix)").Arg("NAMES")
+	fs.String(&b.Size, "size", "BRIDGE_SIZE", "", "container size to ask for").Arg("SIZE").Default("the platform's")
+	fs.Int(&b.MaxSessions, "max-sessions", "BRIDGE_MAX_SESSIONS", bridge.DefaultMaxSessions, "session channels open at once per connection (OpenSSH's MaxSessions)")
+	fs.Duration(&b.LoginGraceTime, "login-grace-time", "BRIDGE_LOGIN_GRACE_TIME", bridge.DefaultLoginGraceTime, "time a connection has to authenticate (OpenSSH's LoginGraceTime)")
+	fs.Duration(&b.KeepaliveInterval, "keepalive-interval", "BRIDGE_KEEPALIVE_INTERVAL", bridge.DefaultKeepaliveInterval, "time between keepalive requests to clients, negative for none (OpenSSH's ClientAliveInterval)")
+	fs.Int(&b.KeepaliveCountMax, "keepalive-count-max", "BRIDGE_KEEPALIVE_COUNT_MAX", bridge.DefaultKeepaliveCountMax, "unanswered keepalive intervals before a client is dropped (OpenSSH's ClientAliveCountMax)")
+	fs.Duration(&b.IdleTimeout, "idle-timeout", "BRIDGE_IDLE_TIMEOUT", 0, "close a connection with no open session after this long").Default("0: never")
+	fs.Size(&c.uploadMaxFile, "upload-max-file-size", "BRIDGE_UPLOAD_MAX_FILE_SIZE", uploads.DefaultMaxFileSize, "largest file that may be staged")
+	fs.Size(&c.uploadQuota, "upload-quota", "BRIDGE_UPLOAD_QUOTA", uploads.DefaultUserQuota, "pending bytes per user across apps")
+	fs.Duration(&c.uploadExpiry, "upload-expiry", "BRIDGE_UPLOAD_EXPIRY", uploads.DefaultExpiry, "time after which a pending upload is dropped")
+	fs.Int(&c.platformAppQuota, "platform-app-quota", "BRIDGE_PLATFORM_APP_QUOTA", platform.DefaultAppQuota, "embedded platform: one-offs at once per app")
+	fs.Int(&c.platformTotalQuota, "platform-total-quota", "BRIDGE_PLATFORM_TOTAL_QUOTA", platform.DefaultTotalQuota, "embedded platform: one-offs at once in all")
+	fs.Duration(&c.platformInactivity, "platform-inactivity-timeout", "BRIDGE_PLATFORM_INACTIVITY_TIMEOUT", platform.DefaultInactivityTimeout, "embedded platform: stop a one-off after this long without data")
+	fs.Level(&c.logLevel, "log-level", "BRIDGE_LOG_LEVEL", slog.LevelInfo, "debug, info, warn or error")
+	return fs
+}
+
+// writeBridgeUsage is `bridge --help`: subcommands first, then each flag.
+func writeBridgeUsage(w io.Writer) {
+	var c bridgeFlags
+	var token, tokenFile string
+	fmt.Fprintln(w, "bridge: an SSH server in front of a PaaS's one-off containers (ssh APP@bridge)")
+	fmt.Fprintln(w)
+	bridgeFlagSet(&c, &token, &tokenFile).WriteUsage(w, cli.Section{
+		Title: "Usage",
+		Lines: [][2]string{
+			{"bridge [flags]", "run the SSH bridge"},
+			{"bridge platform [flags]", "run the embedded platform alone (bridge platform --help)"},
+			{"bridge healthcheck [flags]", "exit 0 when the bridge at --listen answers with an SSH banner"},
+			{"bridge version", "print the version (also bridge --version)"},
+		},
+	}, cli.Section{
+		Title: "Environment",
+		Lines: [][2]string{
+			{apiTokenEnv, "the PaaS API token (no flag takes the token itself)"},
+		},
+	})
+}
+
+func parseBridgeFlags(args []string) (*bridgeFlags, error) {
+	c := &bridgeFlags{}
+	var apiTokenFlag, apiTokenFile string
+	fs := bridgeFlagSet(c, &apiTokenFlag, &apiTokenFile)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if c.version {
+		return c, nil
+	}
+	bad := func(format string, a ...any) error {
+		return &cli.Error{Command: fs.Name(), Msg: fmt.Sprintf(format, a...)}
+	}
+	if apiTokenFlag != "" {
+		return nil, bad("--api-token is refused: a flag shows in process listings; set %s or use --api-token-file", apiTokenEnv)
+	}
+	token, err := readAPIToken(apiTokenFile)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	c.apiToken = token
+	if c.apiURL != "" && c.apiToken == "" {
+		return nil, bad("--api-url needs an API token: set %s or use --api-token-file", apiTokenEnv)
+	}
+	if err := c.bridge.Validate(); err != nil {
+		return nil, bad("%v", err)
+	}
+	return c, nil
+}
+
+func defaultDataDir() string {
+	if dir := os.Getenv("XDG_STATE_HOME"); dir != "" {
+		return filepath.Join(dir, "ssh-bridge")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "ssh-bridge")
+	}
+	return "ssh-bridge-data"
+}
+
+// readAPIToken takes the token from the file if one is named, else from
+// ONEOFF_API_TOKEN.
+func readAPIToken(file string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(os.Getenv(apiTokenEnv)), nil
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--api-token-file: %w", err)
+	}
+	token := strings.TrimSpace(string(raw))
+	if token == "" || strings.ContainsAny(token, "\r\n\t ") {
+		return "", fmt.Errorf("--api-token-file %s: want one token on one line", file)
+	}
+	return token, nil
+}
+
+// platformFlags configures `bridge platform`.
+type platformFlags struct {
+	listen   string
+	logLevel slog.Level
+	platform platform.Config
+}
+
+func platformFlagSet(c *platformFlags) *cli.FlagSet {
+	fs := cli.NewFlagSet("bridge platform")
+	p := &c.platform
+	fs.String(&c.listen, "listen", "PLATFORM_LISTEN", "127.0.0.1:8080", "address to serve the one-off API on").Arg("ADDR")
+	fs.List(&p.Apps, "apps", "PLATFORM_APPS", "app names that exist").Arg("NAMES").Default("any valid name")
+	fs.Int(&p.AppQuota, "app-quota", "PLATFORM_APP_QUOTA", platform.DefaultAppQuota, "one-offs at once per app")
+	fs.Int(&p.TotalQuota, "total-quota", "PLATFORM_TOTAL_QUOTA", platform.DefaultTotalQuota, "one-offs at once in all")
+	fs.Size(&p.MaxUploadBytes, "max-upload-size", "PLATFORM_MAX_UPLOAD_SIZE", platform.DefaultMaxUploadBytes, "largest uploaded file")
+	fs.Duration(&p.AttachTimeout, "attach-timeout", "PLATFORM_ATTACH_TIMEOUT", platform.DefaultAttachTimeout, "drop a one-off not attached within this time")
+	fs.Duration(&p.InactivityTimeout, "inactivity-timeout", "PLATFORM_INACTIVITY_TIMEOUT", platform.DefaultInactivityTimeout, "stop an attached one-off after this long without data")
+	fs.String(&p.RunAs, "run-as", "PLATFORM_RUN_AS", platform.DefaultRunAs, "user that runs the one-offs when started as root").Arg("USER")
+	fs.String(&p.StateDir, "state-dir", "PLATFORM_STATE_DIR", "", "directory for the one-offs' private /tmp").Arg("DIR").Default("a new temporary directory")
+	fs.String(&p.PublicURL, "public-url", "PLATFORM_PUBLIC_URL", "", "base URL clients reach this server at").Arg("URL").Default("from the listen address")
+	fs.Level(&c.logLevel, "log-level", "PLATFORM_LOG_LEVEL", slog.LevelInfo, "debug, info, warn or error")
+	return fs
+}
+
+// writePlatformUsage is `bridge platform --help`.
+func writePlatformUsage(w io.Writer) {
+	var c platformFlags
+	fmt.Fprintln(w, "bridge platform: the embedded platform alone, serving the one-off API over HTTP")
+	fmt.Fprintln(w)
+	platformFlagSet(&c).WriteUsage(w, cli.Section{
+		Title: "Usage",
+		Lines: [][2]string{{"bridge platform [flags]", "serve the API at --listen until SIGTERM or SIGINT"}},
+	}, cli.Section{
+		Title: "Environment",
+		Lines: [][2]string{{apiTokenEnv, "the API token clients must present (required)"}},
+	})
+}
+
+func parsePlatformFlags(args []string, stderr io.Writer) (*platformFlags, error) {
+	c := &platformFlags{}
+	fs := platformFlagSet(c)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	p := &c.platform
+	p.APIToken = strings.TrimSpace(os.Getenv(apiTokenEnv))
+	if p.APIToken == "" {
+		return nil, &cli.Error{Command: fs.Name(), Msg: "set " + apiTokenEnv + " to the API token clients must present"}
+	}
+	p.Logger = newLogger(c.logLevel, stderr).With("component", "platform")
+	if err := p.Validate(); err != nil {
+		return nil, &cli.Error{Command: fs.Name(), Msg: err.Error()}
+	}
+	return c, nil
+}
+
+func newLogger(level slog.Level, w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"sshbridge/auth"
+	"sshbridge/bridge"
+	"sshbridge/oneoff"
+	"sshbridge/platform"
+)
+
+// serveBridge wires the parts in order: the listener first (so that a
+// busy address fails before anything starts), host key, access control,
+// the platform (embedded unless an API URL is set), the one-off client,
+// the staging area, then the SSH server; and takes them down in reverse.
+func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error {
+	ln, err := listen(cfg.listen, listenFlag, listenEnv)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	hostKey, err := loadHostKey(cfg)
+	if err != nil {
+		return err
+	}
+	authority, err := newAuthority(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+
+	apiURL, authURL, apiToken := cfg.apiURL, cfg.authURL, cfg.apiToken
+	if apiURL == "" {
+		embedded, err := startEmbeddedPlatform(cfg, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			embedded.Shutdown(shutdownCtx)
+		}()
+		apiURL, authURL, apiToken = embedded.url, "", embedded.token
+	}
+	client, err := oneoff.New(oneoff.Config{
+		APIURL:      apiURL,
+		AuthURL:     authURL,
+		APIToken:    apiToken,
+		PollTimeout: cfg.pollTimeout,
+		Logger:      log.With("component", "oneoff"),
+	})
+	if err != nil {
+		return err
+	}
+	defer client.CloseIdleConnections()
+
+	staging, err := newStaging(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer staging.Close()
+
+	srv, err := bridge.New(cfg.bridge, bridge.Deps{
+		Platform: client,
+		Auth:     authority,
+		HostKey:  hostKey,
+		Uploads:  staging,
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("bridge listening", "addr", ln.Addr().String(), "platform", apiURL,
+		"host_key", gossh.FingerprintSHA256(hostKey.PublicKey()))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: waiting for open sessions", "grace", cfg.shutdownGrace)
+	// Live sessions get a bounded time to finish; then their connections
+	// are closed, which ends their one-offs.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownGrace)
+	defer cancel()
+	srv.Shutdown(shutdownCtx)
+	return nil
+}
+
+// listen binds addr; its error names the setting that changes the address.
+func listen(addr, flagName, envName string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	cause := err
+	var sysErr *os.SyscallError
+	if errors.As(err, &sysErr) {
+		cause = sysErr.Err
+	}
+	hint := fmt.Sprintf("set %s or %s to another address", flagName, envName)
+	if errors.Is(err, syscall.EACCES) {
+		hint = fmt.Sprintf("ports below 1024 need root or CAP_NET_BIND_SERVICE; or set %s or %s to another address", flagName, envName)
+	}
+	return nil, fmt.Errorf("cannot listen on %s: %v; %s", addr, cause, hint)
+}
+
+func loadHostKey(cfg *bridgeFlags) (gossh.Signer, error) {
+	if cfg.hostKey != "" {
+		return auth.LoadHostKey(cfg.hostKey)
+	}
+	return auth.EnsureHostKey(cfg.dataDir)
+}
+
+// embeddedPlatform is the platform the bridge runs in-process when no API
+// URL is given. The bridge reaches it over loopback HTTP like any PaaS.
+type embeddedPlatform struct {
+	*platform.Platform
+	url, token string
+}
+
+func startEmbeddedPlatform(cfg *bridgeFlags, log *slog.Logger) (*embeddedPlatform, error) {
+	token := randomToken()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("embedded platform: %w", err)
+	}
+	url := "http://" + ln.Addr().String()
+	p, err := platform.New(platform.Config{
+		APIToken:          token,
+		PublicURL:         url,
+		AppQuota:          cfg.platformAppQuota,
+		TotalQuota:        cfg.platformTotalQuota,
+		InactivityTimeout: cfg.platformInactivity,
+		Logger:            log.With("component", "platform"),
+	})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	go p.Serve(ln)
+	return &embeddedPlatform{Platform: p, url: url, token: token}, nil
+}
+
+func randomToken() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return "tk-embedded-" + hex.EncodeToString(b[:])
+}
+
+// newAuthority loads who may connect. With no key source named it takes
+// the keys of the user running the bridge, so that a developer's own `ssh`
+// works at once; with no key at all it refuses to start.
+func newAuthority(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) (*auth.Authority, error) {
+	ac := auth.Config{
+		AuthorizedKeysFile:    cfg.authorizedKeys,
+		TrustedUserCAKeysFile: cfg.trustedUserCAKeys,
+		RevokedKeysFile:       cfg.revoked,
+		Logger:                log.With("component", "auth"),
+	}
+	if ac.AuthorizedKeysFile == "" && ac.TrustedUserCAKeysFile == "" {
+		files, err := auth.DefaultAuthorizedKeys()
+		if err != nil {
+			return nil, err
+		}
+		ac.AuthorizedKeysFiles = files
+		log.Info("no --authorized-keys given: accepting the keys of the user running the bridge", "files", strings.Join(files, ","))
+	}
+	if err := keyFileExists(cfg.authorizedKeys, "--authorized-keys", "BRIDGE_AUTHORIZED_KEYS",
+		"the public keys that may connect, one a line as in ~/.ssh/authorized_keys"); err != nil {
+		return nil, err
+	}
+	if err := keyFileExists(cfg.trustedUserCAKeys, "--trusted-user-ca-keys", "BRIDGE_TRUSTED_USER_CA_KEYS",
+		"the CA public keys whose user certificates are accepted, one a line"); err != nil {
+		return nil, err
+	}
+	a, err := auth.New(ac)
+	if err != nil {
+		return nil, err
+	}
+	go a.Watch(ctx)
+	return a, nil
+}
+
+// keyFileExists turns a missing key file into a sentence that says what
+// the file must hold and which settings name it; a container with nothing
+// mounted at the configured path is the usual case.
+func keyFileExists(file, flagName, envName, holds string) error {
+	if file == "" {
+		return nil
+	}
+	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s %s: no such file: create it with %s (in a container, mount it there), or set %s or %s to your file",
+			flagName, file, holds, flagName, envName)
+	}
+	return nil
+}

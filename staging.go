@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+
+	"sshbridge/bridge"
+	"sshbridge/scp"
+	"sshbridge/sftp"
+	"sshbridge/uploads"
+)
+
+// stagingArea joins the upload staging area to the SSH side: SFTP and
+// legacy scp fill it, the next one-off's start empties it.
+type stagingArea struct {
+	store *uploads.Store
+	log   *slog.Logger
+}
+
+var _ bridge.Uploads = (*stagingArea)(nil)
+
+func newStaging(cfg *bridgeFlags, log *slog.Logger) (*stagingArea, error) {
+	store, err := uploads.Open(filepath.Join(cfg.dataDir, "uploads"), uploads.Limits{
+		MaxFileSize: cfg.uploadMaxFile,
+		UserQuota:   cfg.uploadQuota,
+		Expiry:      cfg.uploadExpiry,
+	}, log.With("component", "uploads"))
+	if err != nil {
+		return nil, err
+	}
+	return &stagingArea{store: store, log: log.With("component", "uploads")}, nil
+}
+
+func (s *stagingArea) Close() error { return s.store.Close() }
+
+func (s *stagingArea) ServeSFTP(ctx context.Context, user, app string, ch io.ReadWriteCloser, stderr io.Writer) error {
+	return sftp.Serve(ctx, ch, s.store.Scope(user, app), sftp.Options{Logger: s.log, Stderr: stderr})
+}
+
+func (s *stagingArea) IsSCP(command string) bool { return scp.IsCommand(command) }
+
+func (s *stagingArea) SCP(ctx context.Context, user, app, command string, rw io.ReadWriter, stderr io.Writer) int {
+	return scp.Run(ctx, rw, stderr, s.store.Scope(user, app), command, s.log)
+}
+
+func (s *stagingArea) Deliver(ctx context.Context, user, app string,
+	send func(ctx context.Context, name string, size int64, r io.Reader) error,
+	progress func(name string, done, total int64)) error {
+	return s.store.Scope(user, app).Deliver(ctx, send, progress)
+}
