@@ -56,6 +56,9 @@ func TestNoKeyRefusesToStart(t *testing.T) {
 	if !strings.Contains(string(out), "ssh-keygen") {
 		t.Fatalf("the refusal should say how to make a key:\n%s", out)
 	}
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 {
+		t.Fatalf("the refusal should be said once, plainly; got %d lines:\n%s", len(lines), out)
+	}
 }
 
 // The host key is made once, kept with mode 0600, and the same after a

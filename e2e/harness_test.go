@@ -102,6 +102,10 @@ type Bridge struct {
 	exited         chan struct{}
 	args           []string
 	env            []string
+	// launch, when set, makes the command that starts the bridge in place
+	// of the built binary with args (the README's own commands, which may
+	// compile first); its process group is signalled on Stop.
+	launch func() *exec.Cmd
 }
 
 // Options change how a bridge is started.
@@ -152,6 +156,10 @@ func (b *Bridge) start() {
 	t.Helper()
 	cmd := exec.Command(binary, b.args...)
 	cmd.Env = append(os.Environ(), b.env...)
+	within := 30 * time.Second
+	if b.launch != nil {
+		cmd, within = b.launch(), 5*time.Minute
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	b.log = &syncBuffer{}
 	stderr, err := cmd.StderrPipe()
@@ -191,8 +199,8 @@ func (b *Bridge) start() {
 			t.Fatalf("bridge exited before listening:\n%s", b.log.String())
 		}
 		b.Addr = a
-	case <-time.After(30 * time.Second):
-		t.Fatalf("bridge did not listen within 30 s:\n%s", b.log.String())
+	case <-time.After(within):
+		t.Fatalf("bridge did not listen within %s:\n%s", within, b.log.String())
 	}
 	b.Host, b.Port, _ = strings.Cut(b.Addr, ":")
 	b.writeKnownHosts()
@@ -223,7 +231,12 @@ func (b *Bridge) Stop() {
 	if b.cmd == nil {
 		return
 	}
-	b.cmd.Process.Signal(syscall.SIGTERM)
+	if b.launch != nil {
+		// `go run` and a shell do not pass SIGTERM on to the bridge.
+		syscall.Kill(-b.cmd.Process.Pid, syscall.SIGTERM)
+	} else {
+		b.cmd.Process.Signal(syscall.SIGTERM)
+	}
 	select {
 	case <-b.exited:
 	case <-time.After(15 * time.Second):
