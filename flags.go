@@ -162,6 +162,7 @@ func readAPIToken(file string) (string, error) {
 type platformFlags struct {
 	listen   string
 	logLevel slog.Level
+	log      *slog.Logger
 	platform platform.Config
 }
 
@@ -207,7 +208,8 @@ func parsePlatformFlags(args []string, stderr io.Writer) (*platformFlags, error)
 	if p.APIToken == "" {
 		return nil, &cli.Error{Command: fs.Name(), Msg: "set " + apiTokenEnv + " to the API token clients must present"}
 	}
-	p.Logger = newLogger(c.logLevel, stderr).With("component", "platform")
+	c.log = newLogger(c.logLevel, stderr)
+	p.Logger = c.log.With("component", "platform")
 	if err := p.Validate(); err != nil {
 		return nil, &cli.Error{Command: fs.Name(), Msg: err.Error()}
 	}

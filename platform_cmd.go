@@ -25,7 +25,7 @@ func runPlatform(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	defer ln.Close()
-	log := cfg.platform.Logger
+	log := cfg.log
 	p, err := platform.New(cfg.platform)
 	if err != nil {
 		fmt.Fprintf(stderr, "bridge platform: %v\n", err)
