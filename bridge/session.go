@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"time"
@@ -203,9 +204,10 @@ func (sess *session) finish(code int) {
 	sess.ch.Close()
 }
 
-// elapsed formats a duration as the progress line shows it.
+// elapsed formats a duration as the progress line shows it: seconds with
+// one decimal and a unit apart, "0.4 s", "12.0 s" (the README's form).
 func elapsed(d time.Duration) string {
-	return d.Round(100 * time.Millisecond).String()
+	return fmt.Sprintf("%.1f s", d.Seconds())
 }
 
 // recoverPanic keeps a bug in one session from taking down every other
