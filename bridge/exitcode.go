@@ -16,4 +16,5 @@ const (
 	ExitRequestRefused   = 247 // the platform refused the run request as invalid
 	ExitInternal         = 248 // anything else that went wrong in the bridge
 	ExitPlatformLostExit = 249 // the command's exit code could not be read back
+	ExitInvalidAppName   = 250 // the SSH user name is not an app name (appname.Valid)
 )

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"sshbridge/appname"
 	"sshbridge/oneoff"
 )
 
@@ -36,6 +37,11 @@ func (sess *session) work(kind, arg string) {
 }
 
 func (sess *session) dispatch(kind, arg string) (int, error) {
+	// First, on the name alone: the answer must not depend on whether
+	// such an app exists or whether this key may use it.
+	if !appname.Valid(sess.app) {
+		return 0, &failure{ExitInvalidAppName, invalidAppNameMessage(sess.app), errors.New("not a valid app name")}
+	}
 	if sess.grant == nil || !sess.grant.Allowed {
 		return 0, &failure{ExitAccessDenied, fmt.Sprintf("This key may not use app %q.", sess.app), errors.New("app not allowed for this key")}
 	}
