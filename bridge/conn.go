@@ -8,6 +8,8 @@ import (
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"sshbridge/auth"
 )
 
 type connStateKey struct{}
@@ -27,10 +29,12 @@ func stateOf(ctx ssh.Context) *connState {
 	return st
 }
 
-// connLogger is the logger narrowed to one connection.
+// connLogger is the logger narrowed to one connection, with the fields of
+// a session's: the user as the key's identity, and the app.
 func connLogger(ctx ssh.Context, fallback *slog.Logger) *slog.Logger {
 	if st := stateOf(ctx); st != nil {
-		return st.log.With("user", ctx.User())
+		grant, _ := auth.GrantFrom(ctx)
+		return st.log.With("user", identityOf(grant), "app", ctx.User())
 	}
 	return fallback
 }

@@ -55,12 +55,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		// sessions, answers yes to agent forwarding and blocks its request
 		// loop on a window change that comes before exec.
 		ChannelHandlers: map[string]ssh.ChannelHandler{
-			"session":      s.handleSession,
-			"direct-tcpip": refuseChannel,
+			"session":                        s.handleSession,
+			"direct-tcpip":                   s.refuseChannel,
+			"direct-streamlocal@openssh.com": s.refuseChannel,
 		},
 		RequestHandlers: map[string]ssh.RequestHandler{
-			"tcpip-forward":        s.refuseGlobal,
-			"cancel-tcpip-forward": s.refuseGlobal,
+			"tcpip-forward":                          s.refuseGlobal,
+			"cancel-tcpip-forward":                   s.refuseGlobal,
+			"streamlocal-forward@openssh.com":        s.refuseGlobal,
+			"cancel-streamlocal-forward@openssh.com": s.refuseGlobal,
 		},
 	}
 	return s, nil
@@ -95,15 +98,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.ssh.Close()
 	}
 	return err
-}
-
-func refuseChannel(_ *ssh.Server, _ *gossh.ServerConn, newChan gossh.NewChannel, _ ssh.Context) {
-	newChan.Reject(gossh.Prohibited, "port forwarding is not supported by this bridge")
-}
-
-func (s *Server) refuseGlobal(ctx ssh.Context, _ *ssh.Server, req *gossh.Request) (bool, []byte) {
-	connLogger(ctx, s.log).Info("refused request", "request", req.Type)
-	return false, nil
 }
 
 func newConnID() string {

@@ -35,6 +35,12 @@ type (
 	exitStatusMsg struct {
 		Status uint32
 	}
+	x11RequestMsg struct {
+		SingleConnection bool
+		AuthProtocol     string
+		AuthCookie       string
+		Screen           uint32
+	}
 )
 
 // errClientGone is the cause of a session's cancellation when the client
@@ -180,17 +186,25 @@ func (sess *session) handleRequest(req *gossh.Request) bool {
 		}()
 		return true
 	case "auth-agent-req@openssh.com":
-		sess.refuse("Agent forwarding is not supported by this bridge.", req.Type)
+		sess.log.Info("refused forwarding", "type", req.Type)
+		sess.refuse("Agent forwarding is not supported by this bridge.")
 		return false
 	case "x11-req":
-		sess.refuse("X11 forwarding is not supported by this bridge.", req.Type)
+		// The screen number only: the cookie is a secret.
+		attrs := []any{"type", req.Type}
+		var msg x11RequestMsg
+		if gossh.Unmarshal(req.Payload, &msg) == nil {
+			attrs = append(attrs, "screen", msg.Screen)
+		}
+		sess.log.Info("refused forwarding", attrs...)
+		sess.refuse("X11 forwarding is not supported by this bridge.")
 		return false
 	}
 	return false
 }
 
-func (sess *session) refuse(message, request string) {
-	sess.log.Info("refused request", "request", request)
+// refuse keeps the line a terminal session prints about a refused request.
+func (sess *session) refuse(message string) {
 	if !sess.started {
 		sess.refused = append(sess.refused, message)
 	}

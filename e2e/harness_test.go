@@ -325,6 +325,12 @@ type syncBuffer struct {
 	buf bytes.Buffer
 }
 
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
 func (s *syncBuffer) WriteString(str string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
