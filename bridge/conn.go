@@ -16,8 +16,10 @@ type connStateKey struct{}
 
 // connState is what the bridge keeps per SSH connection.
 type connState struct {
-	id  string
-	log *slog.Logger
+	id   string
+	log  *slog.Logger
+	ctx  ssh.Context
+	conn net.Conn
 
 	mu       sync.Mutex
 	sessions int
@@ -44,11 +46,12 @@ func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
 		s.log.Warn("connection refused: too many failed attempts", "remote", conn.RemoteAddr().String())
 		return nil
 	}
-	st := &connState{id: newConnID()}
+	conn = newCoalescingConn(conn)
+	st := &connState{id: newConnID(), ctx: ctx, conn: conn}
 	st.log = s.log.With("conn", st.id, "remote", conn.RemoteAddr().String())
 	ctx.SetValue(connStateKey{}, st)
-	conn = newCoalescingConn(conn)
 	s.startIdleTimer(st, conn)
+	s.addConn(st)
 	go s.watchConn(ctx, st, conn)
 	return conn
 }
@@ -65,6 +68,7 @@ func authenticated(ctx ssh.Context) *gossh.ServerConn {
 // finishes the handshake would hold its goroutines forever, and a client
 // that vanished without a FIN would hold its one-offs.
 func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
+	defer s.removeConn(st)
 	defer st.stopIdle()
 	grace := time.NewTimer(s.cfg.LoginGraceTime)
 	defer grace.Stop()
@@ -160,6 +164,19 @@ func (st *connState) closeSession(idleTimeout time.Duration) {
 	st.sessions--
 	if st.sessions == 0 && st.idle != nil {
 		st.idle.Reset(idleTimeout)
+	}
+}
+
+// closeIfIdle closes the connection when it is authenticated and has no
+// session open. One still authenticating is left to finish, so that its
+// session is refused with a reason rather than its connection cut.
+func (st *connState) closeIfIdle() {
+	st.mu.Lock()
+	idle := st.sessions == 0
+	st.mu.Unlock()
+	if idle && authenticated(st.ctx) != nil {
+		st.log.Info("connection closed: the bridge is stopping and it has no session open")
+		st.conn.Close()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/gliderlabs/ssh"
@@ -60,15 +61,19 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	// Set by the request loop before the work starts, read after.
+	// Set by the request loop before the work starts, read after; pty is
+	// also read by Shutdown, under mu.
 	pty     *ptyRequestMsg
 	env     map[string]string
 	refused []string // forwarding requests refused, told to pty users
 
 	win     *window
 	signals chan string
-	started bool
 	done    chan struct{}
+
+	mu      sync.Mutex
+	started bool // the work runs (set by the request loop)
+	stopped bool // the bridge's stop ended the session: no work may start
 }
 
 func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx ssh.Context) {
@@ -78,8 +83,14 @@ func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan go
 		return
 	}
 	defer st.closeSession(s.cfg.IdleTimeout)
+	if !s.enterSession() {
+		connLogger(ctx, s.log).Info("refused session: the bridge is stopping")
+		newChan.Reject(gossh.ResourceShortage, "the bridge is stopping; try again later")
+		return
+	}
 	ch, reqs, err := newChan.Accept()
 	if err != nil {
+		s.stop.running.Done()
 		return
 	}
 	grant, _ := auth.GrantFrom(ctx)
@@ -97,6 +108,8 @@ func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan go
 	}
 	sess.ctx, sess.cancel = context.WithCancelCause(ctx)
 	defer sess.cancel(errClientGone)
+	s.addSession(sess)
+	defer s.removeSession(sess)
 	sess.serveRequests(reqs)
 	// The client closed the channel: stop the work (which ends the one-off)
 	// and wait for it, so that nothing of this session outlives it.
@@ -134,7 +147,9 @@ func (sess *session) handleRequest(req *gossh.Request) bool {
 			sess.log.Info("refused pty: not allowed for this key")
 			return false
 		}
+		sess.mu.Lock()
 		sess.pty = &msg
+		sess.mu.Unlock()
 		sess.win.set(int(msg.Columns), int(msg.Rows))
 		return true
 	case "window-change":
@@ -178,7 +193,13 @@ func (sess *session) handleRequest(req *gossh.Request) bool {
 			sess.log.Info("refused subsystem", "subsystem", msg.Value)
 			return false
 		}
-		sess.started = true
+		sess.mu.Lock()
+		stopped := sess.stopped
+		sess.started = !stopped
+		sess.mu.Unlock()
+		if stopped {
+			return false
+		}
 		go func() {
 			defer close(sess.done)
 			defer sess.recoverPanic()
