@@ -97,6 +97,7 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownGrace)
 	defer cancel()
 	srv.Shutdown(shutdownCtx)
+	log.Info("bridge stopped")
 	return nil
 }
 

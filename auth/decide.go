@@ -7,6 +7,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"sshbridge/appname"
 )
 
 // decision is the outcome of one key for one app.
@@ -16,32 +18,16 @@ type decision struct {
 }
 
 // decideApp is decide, with the app name checked too: a name that is no
-// plausible app (glob characters, a slash, control characters) is never
-// allowed, so that it can neither play tricks with apps= patterns nor
-// reach the platform's URLs.
+// app name (appname.Valid: no glob characters, slash or control character)
+// is never allowed, so that it can neither play tricks with apps= patterns
+// nor reach the platform's URLs.
 func (ks *keySet) decideApp(app string, key gossh.PublicKey, addr netip.Addr, now time.Time) decision {
 	d := ks.decide(app, key, addr, now)
-	if d.grant != nil && d.grant.Allowed && !validAppName(app) {
+	if d.grant != nil && d.grant.Allowed && !appname.Valid(app) {
 		g := d.grant
 		return decision{grant: deniedGrant(app, g.Identity, g.Fingerprint, g.Source), reason: "not a valid app name"}
 	}
 	return d
-}
-
-// validAppName: 1 to 100 letters, digits, '-', '_' or '.', starting with a
-// letter or digit.
-func validAppName(app string) bool {
-	if app == "" || len(app) > 100 {
-		return false
-	}
-	for i := 0; i < len(app); i++ {
-		c := app[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || c != '-' && c != '_' && c != '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // decide is the policy: the first line (or trusted CA) that authorizes the

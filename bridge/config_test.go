@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,20 @@ func TestClassify(t *testing.T) {
 		f := classify("demo", tc.err)
 		if f.code != tc.code || f.message != tc.msg {
 			t.Errorf("classify(%v) = %d %q, want %d %q", tc.err, f.code, f.message, tc.code, tc.msg)
+		}
+	}
+}
+
+func TestInvalidAppNameMessage(t *testing.T) {
+	rule := ": app names are 1 to 64 lowercase letters, digits and dashes, starting with a letter or a digit."
+	for name, want := range map[string]string{
+		"Demo-App":               `"Demo-App" is not a valid app name` + rule,
+		"":                       `"" is not a valid app name` + rule,
+		"\x1b[2Jx\n":             `"\x1b[2Jx\n" is not a valid app name` + rule,
+		strings.Repeat("A", 200): `"` + strings.Repeat("A", 128) + `"… is not a valid app name` + rule,
+	} {
+		if got := invalidAppNameMessage(name); got != want {
+			t.Errorf("invalidAppNameMessage(%q) = %q, want %q", name, got, want)
 		}
 	}
 }

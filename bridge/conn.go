@@ -8,14 +8,18 @@ import (
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"sshbridge/auth"
 )
 
 type connStateKey struct{}
 
 // connState is what the bridge keeps per SSH connection.
 type connState struct {
-	id  string
-	log *slog.Logger
+	id   string
+	log  *slog.Logger
+	ctx  ssh.Context
+	conn net.Conn
 
 	mu       sync.Mutex
 	sessions int
@@ -27,10 +31,12 @@ func stateOf(ctx ssh.Context) *connState {
 	return st
 }
 
-// connLogger is the logger narrowed to one connection.
+// connLogger is the logger narrowed to one connection, with the fields of
+// a session's: the user as the key's identity, and the app.
 func connLogger(ctx ssh.Context, fallback *slog.Logger) *slog.Logger {
 	if st := stateOf(ctx); st != nil {
-		return st.log.With("user", ctx.User())
+		grant, _ := auth.GrantFrom(ctx)
+		return st.log.With("user", identityOf(grant), "app", ctx.User())
 	}
 	return fallback
 }
@@ -40,11 +46,12 @@ func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
 		s.log.Warn("connection refused: too many failed attempts", "remote", conn.RemoteAddr().String())
 		return nil
 	}
-	st := &connState{id: newConnID()}
+	conn = newCoalescingConn(conn)
+	st := &connState{id: newConnID(), ctx: ctx, conn: conn}
 	st.log = s.log.With("conn", st.id, "remote", conn.RemoteAddr().String())
 	ctx.SetValue(connStateKey{}, st)
-	conn = newCoalescingConn(conn)
 	s.startIdleTimer(st, conn)
+	s.addConn(st)
 	go s.watchConn(ctx, st, conn)
 	return conn
 }
@@ -61,6 +68,7 @@ func authenticated(ctx ssh.Context) *gossh.ServerConn {
 // finishes the handshake would hold its goroutines forever, and a client
 // that vanished without a FIN would hold its one-offs.
 func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
+	defer s.removeConn(st)
 	defer st.stopIdle()
 	grace := time.NewTimer(s.cfg.LoginGraceTime)
 	defer grace.Stop()
@@ -156,6 +164,19 @@ func (st *connState) closeSession(idleTimeout time.Duration) {
 	st.sessions--
 	if st.sessions == 0 && st.idle != nil {
 		st.idle.Reset(idleTimeout)
+	}
+}
+
+// closeIfIdle closes the connection when it is authenticated and has no
+// session open. One still authenticating is left to finish, so that its
+// session is refused with a reason rather than its connection cut.
+func (st *connState) closeIfIdle() {
+	st.mu.Lock()
+	idle := st.sessions == 0
+	st.mu.Unlock()
+	if idle && authenticated(st.ctx) != nil {
+		st.log.Info("connection closed: the bridge is stopping and it has no session open")
+		st.conn.Close()
 	}
 }
 

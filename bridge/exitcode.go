@@ -16,4 +16,6 @@ const (
 	ExitRequestRefused   = 247 // the platform refused the run request as invalid
 	ExitInternal         = 248 // anything else that went wrong in the bridge
 	ExitPlatformLostExit = 249 // the command's exit code could not be read back
+	ExitInvalidAppName   = 250 // the SSH user name is not an app name (appname.Valid)
+	ExitBridgeStopped    = 251 // the bridge stopped and ended the session at the end of its grace
 )

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"sshbridge/appname"
 	"sshbridge/oneoff"
 )
 
@@ -56,6 +57,17 @@ func classify(app string, err error) *failure {
 		return &failure{ExitPlatformDown, "The platform is unavailable; try again later.", err}
 	}
 	return &failure{ExitInternal, "The bridge failed to run the session; the cause is in its log.", err}
+}
+
+// invalidAppNameMessage tells the user what an app name may contain. The
+// name is quoted with Go's escapes, so that control characters in it cannot
+// paint the terminal, and cut after twice the longest app name.
+func invalidAppNameMessage(name string) string {
+	shown := fmt.Sprintf("%q", name)
+	if len(name) > 2*appname.MaxLen {
+		shown = fmt.Sprintf("%q…", name[:2*appname.MaxLen])
+	}
+	return fmt.Sprintf("%s is not a valid app name: app names are %s.", shown, appname.Rule)
 }
 
 // oneLine keeps a platform's message to one printable line of bounded size,

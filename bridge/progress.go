@@ -41,6 +41,20 @@ func (sess *session) tell(message string) {
 	fmt.Fprint(sess.stderr(), message+sess.lineEnd())
 }
 
+// announce tells a line that may come while the command's output is on
+// the screen: on a terminal it starts on a line of its own. Safe to call
+// from outside the session's goroutines.
+func (sess *session) announce(message string) {
+	sess.mu.Lock()
+	pty := sess.pty != nil
+	sess.mu.Unlock()
+	if pty {
+		fmt.Fprint(sess.stderr(), "\r\n"+message+"\r\n")
+	} else {
+		fmt.Fprint(sess.stderr(), message+"\n")
+	}
+}
+
 // uploadProgress reports each delivered file on pty sessions.
 func (sess *session) uploadProgress() func(name string, done, total int64) {
 	if sess.pty == nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"sshbridge/appname"
 	"sshbridge/oneoff"
 )
 
@@ -21,13 +22,19 @@ func (sess *session) work(kind, arg string) {
 	log := sess.log.With("kind", kind, "command", command)
 	log.Info("session start")
 	code, err := sess.dispatch(kind, arg)
-	if err != nil {
+	switch {
+	case err == nil:
+	case sess.stoppedByBridge():
+		// Whatever broke, the bridge's stop broke it.
+		code = stopFailure.code
+		log.Info("session ended: the bridge stopped", "exit_code", code, "err", err)
+		sess.announce(stopFailure.message)
+	case sess.ctx.Err() != nil:
+		log.Info("session end", "duration", time.Since(start), "reason", "client gone", "err", err)
+		return
+	default:
 		f := classify(sess.app, err)
 		code = f.code
-		if sess.ctx.Err() != nil {
-			log.Info("session end", "duration", time.Since(start), "reason", "client gone", "err", err)
-			return
-		}
 		log.Warn("session failed", "exit_code", code, "err", err)
 		sess.tell(f.message)
 	}
@@ -36,6 +43,11 @@ func (sess *session) work(kind, arg string) {
 }
 
 func (sess *session) dispatch(kind, arg string) (int, error) {
+	// First, on the name alone: the answer must not depend on whether
+	// such an app exists or whether this key may use it.
+	if !appname.Valid(sess.app) {
+		return 0, &failure{ExitInvalidAppName, invalidAppNameMessage(sess.app), errors.New("not a valid app name")}
+	}
 	if sess.grant == nil || !sess.grant.Allowed {
 		return 0, &failure{ExitAccessDenied, fmt.Sprintf("This key may not use app %q.", sess.app), errors.New("app not allowed for this key")}
 	}
@@ -62,7 +74,11 @@ func (sess *session) dispatch(kind, arg string) (int, error) {
 		command = sess.srv.cfg.DefaultCommand
 	case "exec":
 		if up := sess.srv.deps.Uploads; up != nil && up.IsSCP(command) {
-			return sess.srv.deps.Uploads.SCP(sess.ctx, sess.identity(), sess.app, command, sess.ch, sess.ch.Stderr()), nil
+			code := up.SCP(sess.ctx, sess.identity(), sess.app, command, sess.ch, sess.ch.Stderr())
+			if sess.ctx.Err() != nil {
+				return 0, context.Cause(sess.ctx)
+			}
+			return code, nil
 		}
 	}
 	for k, v := range sess.grant.Env {
@@ -125,6 +141,9 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 	// output arrives faster than 32 KiB at a time.
 	_, copyErr := io.CopyBuffer(sess.ch, stream, make([]byte, 256<<10))
 	if ctx.Err() != nil {
+		if sess.stoppedByBridge() {
+			sess.awaitOneOffEnd(o)
+		}
 		return 0, context.Cause(ctx)
 	}
 	if copyErr != nil {

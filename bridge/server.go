@@ -1,12 +1,12 @@
 package bridge
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -30,6 +30,7 @@ type Server struct {
 	deps Deps
 	log  *slog.Logger
 	ssh  *ssh.Server
+	stop shutdownState
 }
 
 // New checks the configuration and builds a server; Serve starts it.
@@ -55,12 +56,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		// sessions, answers yes to agent forwarding and blocks its request
 		// loop on a window change that comes before exec.
 		ChannelHandlers: map[string]ssh.ChannelHandler{
-			"session":      s.handleSession,
-			"direct-tcpip": refuseChannel,
+			"session":                        s.handleSession,
+			"direct-tcpip":                   s.refuseChannel,
+			"direct-streamlocal@openssh.com": s.refuseChannel,
 		},
 		RequestHandlers: map[string]ssh.RequestHandler{
-			"tcpip-forward":        s.refuseGlobal,
-			"cancel-tcpip-forward": s.refuseGlobal,
+			"tcpip-forward":                          s.refuseGlobal,
+			"cancel-tcpip-forward":                   s.refuseGlobal,
+			"streamlocal-forward@openssh.com":        s.refuseGlobal,
+			"cancel-streamlocal-forward@openssh.com": s.refuseGlobal,
 		},
 	}
 	return s, nil
@@ -78,32 +82,30 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 	return cfg
 }
 
-// Serve accepts connections on l until Shutdown or Close.
+// Serve accepts connections on l until Shutdown; nil then.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.ssh.Serve(l)
-	if errors.Is(err, ssh.ErrServerClosed) {
+	ln := &onceCloseListener{Listener: l}
+	if !s.setListener(ln) {
+		return ln.Close()
+	}
+	err := s.ssh.Serve(ln)
+	if errors.Is(err, ssh.ErrServerClosed) || s.stopping() {
 		return nil
 	}
 	return err
 }
 
-// Shutdown stops accepting connections and waits for the open ones to end
-// until ctx is done; then it closes them, which ends their one-offs.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.ssh.Shutdown(ctx)
-	if err != nil {
-		s.ssh.Close()
-	}
-	return err
+// onceCloseListener lets Shutdown close the listener before gliderlabs'
+// Shutdown closes it again.
+type onceCloseListener struct {
+	net.Listener
+	once sync.Once
+	err  error
 }
 
-func refuseChannel(_ *ssh.Server, _ *gossh.ServerConn, newChan gossh.NewChannel, _ ssh.Context) {
-	newChan.Reject(gossh.Prohibited, "port forwarding is not supported by this bridge")
-}
-
-func (s *Server) refuseGlobal(ctx ssh.Context, _ *ssh.Server, req *gossh.Request) (bool, []byte) {
-	connLogger(ctx, s.log).Info("refused request", "request", req.Type)
-	return false, nil
+func (l *onceCloseListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
 }
 
 func newConnID() string {

@@ -3,8 +3,10 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/gliderlabs/ssh"
@@ -34,6 +36,12 @@ type (
 	exitStatusMsg struct {
 		Status uint32
 	}
+	x11RequestMsg struct {
+		SingleConnection bool
+		AuthProtocol     string
+		AuthCookie       string
+		Screen           uint32
+	}
 )
 
 // errClientGone is the cause of a session's cancellation when the client
@@ -53,15 +61,19 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	// Set by the request loop before the work starts, read after.
+	// Set by the request loop before the work starts, read after; pty is
+	// also read by Shutdown, under mu.
 	pty     *ptyRequestMsg
 	env     map[string]string
 	refused []string // forwarding requests refused, told to pty users
 
 	win     *window
 	signals chan string
-	started bool
 	done    chan struct{}
+
+	mu      sync.Mutex
+	started bool // the work runs (set by the request loop)
+	stopped bool // the bridge's stop ended the session: no work may start
 }
 
 func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx ssh.Context) {
@@ -71,8 +83,14 @@ func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan go
 		return
 	}
 	defer st.closeSession(s.cfg.IdleTimeout)
+	if !s.enterSession() {
+		connLogger(ctx, s.log).Info("refused session: the bridge is stopping")
+		newChan.Reject(gossh.ResourceShortage, "the bridge is stopping; try again later")
+		return
+	}
 	ch, reqs, err := newChan.Accept()
 	if err != nil {
+		s.stop.running.Done()
 		return
 	}
 	grant, _ := auth.GrantFrom(ctx)
@@ -90,6 +108,8 @@ func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan go
 	}
 	sess.ctx, sess.cancel = context.WithCancelCause(ctx)
 	defer sess.cancel(errClientGone)
+	s.addSession(sess)
+	defer s.removeSession(sess)
 	sess.serveRequests(reqs)
 	// The client closed the channel: stop the work (which ends the one-off)
 	// and wait for it, so that nothing of this session outlives it.
@@ -127,7 +147,9 @@ func (sess *session) handleRequest(req *gossh.Request) bool {
 			sess.log.Info("refused pty: not allowed for this key")
 			return false
 		}
+		sess.mu.Lock()
 		sess.pty = &msg
+		sess.mu.Unlock()
 		sess.win.set(int(msg.Columns), int(msg.Rows))
 		return true
 	case "window-change":
@@ -171,7 +193,13 @@ func (sess *session) handleRequest(req *gossh.Request) bool {
 			sess.log.Info("refused subsystem", "subsystem", msg.Value)
 			return false
 		}
-		sess.started = true
+		sess.mu.Lock()
+		stopped := sess.stopped
+		sess.started = !stopped
+		sess.mu.Unlock()
+		if stopped {
+			return false
+		}
 		go func() {
 			defer close(sess.done)
 			defer sess.recoverPanic()
@@ -179,17 +207,25 @@ func (sess *session) handleRequest(req *gossh.Request) bool {
 		}()
 		return true
 	case "auth-agent-req@openssh.com":
-		sess.refuse("Agent forwarding is not supported by this bridge.", req.Type)
+		sess.log.Info("refused forwarding", "type", req.Type)
+		sess.refuse("Agent forwarding is not supported by this bridge.")
 		return false
 	case "x11-req":
-		sess.refuse("X11 forwarding is not supported by this bridge.", req.Type)
+		// The screen number only: the cookie is a secret.
+		attrs := []any{"type", req.Type}
+		var msg x11RequestMsg
+		if gossh.Unmarshal(req.Payload, &msg) == nil {
+			attrs = append(attrs, "screen", msg.Screen)
+		}
+		sess.log.Info("refused forwarding", attrs...)
+		sess.refuse("X11 forwarding is not supported by this bridge.")
 		return false
 	}
 	return false
 }
 
-func (sess *session) refuse(message, request string) {
-	sess.log.Info("refused request", "request", request)
+// refuse keeps the line a terminal session prints about a refused request.
+func (sess *session) refuse(message string) {
 	if !sess.started {
 		sess.refused = append(sess.refused, message)
 	}
@@ -203,9 +239,10 @@ func (sess *session) finish(code int) {
 	sess.ch.Close()
 }
 
-// elapsed formats a duration as the progress line shows it.
+// elapsed formats a duration as the progress line shows it: seconds with
+// one decimal and a unit apart, "0.4 s", "12.0 s" (the README's form).
 func elapsed(d time.Duration) string {
-	return d.Round(100 * time.Millisecond).String()
+	return fmt.Sprintf("%.1f s", d.Seconds())
 }
 
 // recoverPanic keeps a bug in one session from taking down every other

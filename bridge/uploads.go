@@ -37,6 +37,9 @@ func (s *Server) serveSubsystem(sess *session, name string) (int, error) {
 	// a channel, and the SFTP server reads each packet in two small pieces.
 	ch := keepOpen{bufio.NewReaderSize(sess.ch, 64<<10), sess.ch}
 	if err := s.deps.Uploads.ServeSFTP(sess.ctx, sess.identity(), sess.app, ch, sess.ch.Stderr()); err != nil {
+		if sess.ctx.Err() != nil {
+			return 0, context.Cause(sess.ctx)
+		}
 		sess.log.Warn("sftp ended with an error", "err", err)
 		return 1, nil
 	}

@@ -99,7 +99,7 @@ type Bridge struct {
 	Key            string // default client private key
 	cmd            *exec.Cmd
 	log            *syncBuffer
-	exited         chan struct{}
+	exited         chan struct{} // closed once the bridge exited and its log is read to the end
 	args           []string
 	env            []string
 	// launch, when set, makes the command that starts the bridge in place
@@ -162,17 +162,26 @@ func (b *Bridge) start() {
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	b.log = &syncBuffer{}
-	stderr, err := cmd.StderrPipe()
+	// A pipe of our own rather than StderrPipe, whose Wait closes it as soon
+	// as the process exits: the log is read to its end before exited closes.
+	stderr, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	cmd.Stderr = w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		stderr.Close()
 		t.Fatal(err)
 	}
 	b.cmd = cmd
 	b.exited = make(chan struct{})
 	addr := make(chan string, 1)
+	logRead := make(chan struct{})
 	go func() {
+		defer close(logRead)
+		defer stderr.Close()
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		sent := false
@@ -190,6 +199,11 @@ func (b *Bridge) start() {
 	}()
 	go func() {
 		cmd.Wait()
+		// Bounded: a child that kept the bridge's stderr would hold it open.
+		select {
+		case <-logRead:
+		case <-time.After(5 * time.Second):
+		}
 		close(b.exited)
 	}()
 	select {
@@ -336,6 +350,12 @@ func runCmd(t testing.TB, cmd *exec.Cmd, stdin io.Reader) Result {
 type syncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
 }
 
 func (s *syncBuffer) WriteString(str string) {

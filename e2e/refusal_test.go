@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"net"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -10,22 +13,77 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 )
 
+const prohibited = "administratively prohibited: port forwarding is not supported by this bridge"
+
+// Every form of forwarding is refused: the client says so, the session goes
+// on, and the log has a line with what was asked for (never the X11 cookie).
 func TestForwardingRefused(t *testing.T) {
 	b := StartBridge(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	dir := t.TempDir()
 
-	// -W opens a direct-tcpip channel: local port forwarding.
+	// -W opens a direct-tcpip channel for ssh's own stdin and stdout.
 	r := runCmd(t, b.SSH(ctx, "demo-app", []string{"-o", "LogLevel=INFO", "-W", "127.0.0.1:9"}), nil)
-	if r.Code != 255 || !strings.Contains(r.Stderr, "administratively prohibited: port forwarding is not supported by this bridge") {
-		t.Fatalf("local forwarding: %+v", r)
+	if r.Code != 255 || !strings.Contains(r.Stderr, prohibited) {
+		t.Fatalf("-W: %+v", r)
 	}
-	// -R asks for a tcpip-forward global request: remote forwarding.
-	r = runCmd(t, b.SSH(ctx, "demo-app", []string{"-R", "0:127.0.0.1:9", "-o", "ExitOnForwardFailure=yes"}, "true"), nil)
-	if r.Code != 255 || !strings.Contains(r.Stderr, "remote port forwarding failed") {
-		t.Fatalf("remote forwarding: %+v", r)
+	// -R asks for tcpip-forward, or streamlocal-forward@openssh.com for a
+	// socket path.
+	for _, spec := range []string{"127.0.0.1:7777:127.0.0.1:9", "/run/remote.sock:127.0.0.1:9"} {
+		r = runCmd(t, b.SSH(ctx, "demo-app", []string{"-R", spec, "-o", "ExitOnForwardFailure=yes"}, "true"), nil)
+		if r.Code != 255 || !strings.Contains(r.Stderr, "remote port forwarding failed") {
+			t.Fatalf("-R %s: %+v", spec, r)
+		}
 	}
 
+	// -L and -D open a channel for each connection to their local end:
+	// direct-tcpip, or direct-streamlocal@openssh.com for a socket path.
+	socks := freePort(t)
+	fwd := &syncBuffer{}
+	cmd := b.SSH(ctx, "demo-app", []string{"-N", "-o", "LogLevel=DEBUG1",
+		"-L", dir + "/tcp.sock:10.1.2.3:4444", "-L", dir + "/unix.sock:/run/app.sock", "-D", "127.0.0.1:" + socks})
+	cmd.Stderr = fwd
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	waitFor(t, 20*time.Second, "ssh -L -D listening", func() bool {
+		return strings.Count(fwd.String(), "Local forwarding listening on") == 3
+	})
+	refusals := 0
+	refused := func(what string, conn net.Conn) {
+		t.Helper()
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.ReadAll(conn); err != nil {
+			t.Fatalf("%s: %v, want the connection closed", what, err)
+		}
+		conn.Close()
+		refusals++
+		waitFor(t, 10*time.Second, what+" refused", func() bool {
+			return strings.Count(fwd.String(), "open failed: "+prohibited) == refusals
+		})
+	}
+	for _, sock := range []string{"tcp.sock", "unix.sock"} {
+		conn, err := net.Dial("unix", dir+"/"+sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused("-L "+sock, conn)
+	}
+	conn, err := net.Dial("tcp", "127.0.0.1:"+socks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// SOCKS5: no authentication, then CONNECT 10.9.8.7:5555.
+	conn.Write([]byte{5, 1, 0})
+	if hello := make([]byte, 2); !readFull(conn, hello) || hello[0] != 5 || hello[1] != 0 {
+		t.Fatalf("SOCKS5 greeting: %v", hello)
+	}
+	conn.Write([]byte{5, 1, 0, 1, 10, 9, 8, 7, 5555 >> 8, 5555 & 0xff})
+	refused("-D", conn)
+
+	// Agent and X11 forwarding are session requests.
 	c := goClient(t, b, "demo-app")
 	s, err := c.NewSession()
 	if err != nil {
@@ -35,11 +93,12 @@ func TestForwardingRefused(t *testing.T) {
 	if ok, err := s.SendRequest("auth-agent-req@openssh.com", true, nil); ok || err != nil {
 		t.Fatalf("agent forwarding: ok=%v err=%v, want a plain no", ok, err)
 	}
+	const cookie = "5ec2e7c00c1e5ec2e7c00c1e5ec2e7c0"
 	x11 := gossh.Marshal(struct {
 		Single           bool
 		Protocol, Cookie string
 		Screen           uint32
-	}{false, "MIT-MAGIC-COOKIE-1", "00", 0})
+	}{false, "MIT-MAGIC-COOKIE-1", cookie, 3})
 	if ok, err := s.SendRequest("x11-req", true, x11); ok || err != nil {
 		t.Fatalf("X11 forwarding: ok=%v err=%v, want a plain no", ok, err)
 	}
@@ -48,6 +107,44 @@ func TestForwardingRefused(t *testing.T) {
 	if err != nil || string(out) != "fine\n" {
 		t.Fatalf("session after refusals: %q %v", out, err)
 	}
+
+	var lines []*regexp.Regexp
+	for _, want := range []string{
+		"type=direct-tcpip target=127.0.0.1:9",
+		"type=tcpip-forward target=127.0.0.1:7777",
+		"type=streamlocal-forward@openssh.com target=/run/remote.sock",
+		"type=direct-tcpip target=10.1.2.3:4444",
+		"type=direct-streamlocal@openssh.com target=/run/app.sock",
+		"type=direct-tcpip target=10.9.8.7:5555",
+		"type=auth-agent-req@openssh.com",
+		"type=x11-req screen=3",
+	} {
+		lines = append(lines, regexp.MustCompile(`msg="refused forwarding" conn=\S+ remote=\S+ user=SHA256:\S+ app=demo-app `+regexp.QuoteMeta(want)+`\n`))
+	}
+	log, _ := b.LogWhen(func(log string) bool {
+		for _, line := range lines {
+			if !line.MatchString(log) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, line := range lines {
+		if !line.MatchString(log) {
+			t.Errorf("no log line matching %s", line)
+		}
+	}
+	if strings.Contains(log, cookie) {
+		t.Error("the X11 cookie is in the log")
+	}
+	if t.Failed() {
+		t.Logf("ssh -L -D said:\n%s", fwd.String())
+	}
+}
+
+func readFull(r io.Reader, p []byte) bool {
+	_, err := io.ReadFull(r, p)
+	return err == nil
 }
 
 func TestEnvAllowList(t *testing.T) {

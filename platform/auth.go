@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"sshbridge/appname"
 )
 
 // bearerToken returns the token of an `Authorization: Bearer` header.
@@ -49,7 +51,7 @@ func (p *Platform) requireApp(next http.HandlerFunc) http.HandlerFunc {
 }
 
 func (p *Platform) appExists(app string) bool {
-	if !validAppName(app) {
+	if !appname.Valid(app) {
 		return false
 	}
 	return len(p.cfg.Apps) == 0 || slices.Contains(p.cfg.Apps, app)

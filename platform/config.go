@@ -4,15 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"time"
+
+	"sshbridge/appname"
 )
 
 // Config of the embedded platform. Zero values have the documented defaults.
 type Config struct {
 	APIToken          string            // required: the API token clients exchange for a bearer token
-	Apps              []string          // empty: any name matching ^[a-z0-9][a-z0-9-]*$ exists
+	Apps              []string          // empty: every valid app name (appname.Valid) exists
 	AppQuota          int               // one-offs alive per app; 0 => 10
 	TotalQuota        int               // one-offs alive in all; 0 => 50
 	MaxUploadBytes    int64             // per uploaded file; 0 => 100 MiB
@@ -38,21 +39,13 @@ const (
 	DefaultRunAs             = "nobody"
 )
 
-var appNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
-
-// validAppName reports whether name can be an app; it also keeps app names
-// safe in URLs and logs.
-func validAppName(name string) bool {
-	return len(name) <= 64 && appNamePattern.MatchString(name)
-}
-
 // Validate reports the first problem of the configuration.
 func (c Config) Validate() error {
 	if c.APIToken == "" {
 		return errors.New("platform config: an API token is required")
 	}
 	for _, a := range c.Apps {
-		if !validAppName(a) {
+		if !appname.Valid(a) {
 			return fmt.Errorf("platform config: invalid app name %q", a)
 		}
 	}
