@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -22,7 +24,7 @@ type bridgeFlags struct {
 	listen, dataDir, hostKey   string
 	authorizedKeys             string
 	trustedUserCAKeys, revoked string
-	apiURL, authURL, apiToken  string
+	apiURL, authURL            string
 	pollTimeout, shutdownGrace time.Duration
 	uploadMaxFile, uploadQuota int64
 	uploadExpiry               time.Duration
@@ -31,6 +33,9 @@ type bridgeFlags struct {
 	platformInactivity         time.Duration
 	logLevel                   slog.Level
 	bridge                     bridge.Config
+	apiTokenFile               string
+	// flags is the parsed set, to name a setting as the user gave it.
+	flags *cli.FlagSet
 }
 
 // Names of the settings that other messages point to.
@@ -41,14 +46,14 @@ const (
 )
 
 // bridgeFlagSet defines the bridge's flags, each with its variable, into c.
-func bridgeFlagSet(c *bridgeFlags, apiTokenFlag, apiTokenFile *string) *cli.FlagSet {
+func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs := cli.NewFlagSet("bridge")
 	fs.Commands = []string{"platform", "healthcheck", "version"}
 	b := &c.bridge
 	fs.Bool(&c.version, "version", "", "print the version and exit")
-	fs.String(&c.listen, "listen", listenEnv, "127.0.0.1:2222", "address to accept SSH connections on").Arg("ADDR")
+	fs.String(&c.listen, "listen", listenEnv, "127.0.0.1:2222", "address to accept SSH connections on").Arg("ADDR").Check(cli.HostPort(&c.listen))
 	fs.String(&c.dataDir, "data-dir", "BRIDGE_DATA_DIR", defaultDataDir(), "directory for the host key and the upload staging area").
-		Arg("DIR").Default("$XDG_STATE_HOME/ssh-bridge or ~/.local/state/ssh-bridge")
+		Arg("DIR").Check(cli.NonEmpty(&c.dataDir)).Default("$XDG_STATE_HOME/ssh-bridge or ~/.local/state/ssh-bridge")
 	fs.String(&c.hostKey, "host-key", "BRIDGE_HOST_KEY", "", "an existing OpenSSH private host key, mode 0600").
 		Arg("FILE").Default("made once and kept in the data directory")
 	fs.String(&c.authorizedKeys, "authorized-keys", "BRIDGE_AUTHORIZED_KEYS", "", "OpenSSH authorized_keys file of who may connect").
@@ -57,24 +62,26 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag, apiTokenFile *string) *cli.Flag
 	fs.String(&c.revoked, "revoked-keys", "BRIDGE_REVOKED_KEYS", "", "revoked keys and certificates: an OpenSSH KRL or a list of public keys").Arg("FILE")
 	fs.String(&c.apiURL, "api-url", "ONEOFF_API_URL", "", "one-off API of a PaaS").Arg("URL").Default("none: run the embedded platform")
 	fs.String(&c.authURL, "auth-url", "ONEOFF_AUTH_URL", "", "token exchange API of the PaaS").Arg("URL").Default("the API URL")
-	fs.String(apiTokenFlag, "api-token", "", "", "refused: a flag shows in process listings; set "+apiTokenEnv+" or use --api-token-file").Arg("TOKEN")
-	fs.String(apiTokenFile, "api-token-file", "ONEOFF_API_TOKEN_FILE", "", "file holding the PaaS API token (or set "+apiTokenEnv+")").Arg("FILE")
-	fs.Duration(&c.pollTimeout, "start-timeout", "BRIDGE_START_TIMEOUT", oneoff.DefaultPollTimeout, "how long a one-off may take to start")
-	fs.Duration(&c.shutdownGrace, "shutdown-grace", "BRIDGE_SHUTDOWN_GRACE", 30*time.Second, "how long open sessions may run on after SIGTERM or SIGINT")
-	fs.String(&b.DefaultCommand, "default-command", "BRIDGE_DEFAULT_COMMAND", bridge.DefaultCommand, "command a shell session runs").Arg("COMMAND")
-	fs.List(&b.EnvAllow, "env-allow", "BRIDGE_ENV_ALLOW", "variable names clients may set besides LANG and LC_* (a trailing * matches a prefix)").Arg("NAMES")
+	fs.String(apiTokenFlag, "api-token", "", "", "refused: a flag shows in process listings; set "+apiTokenEnv+" or use --api-token-file").Arg("TOKEN").Default(cli.NoDefault)
+	fs.String(&c.apiTokenFile, "api-token-file", "ONEOFF_API_TOKEN_FILE", "", "file holding the PaaS API token (or set "+apiTokenEnv+")").Arg("FILE")
+	fs.Duration(&c.pollTimeout, "start-timeout", "BRIDGE_START_TIMEOUT", oneoff.DefaultPollTimeout, "how long a one-off may take to start").Check(cli.Positive(&c.pollTimeout))
+	fs.Duration(&c.shutdownGrace, "shutdown-grace", "BRIDGE_SHUTDOWN_GRACE", 30*time.Second, "how long open sessions may run on after SIGTERM or SIGINT").Check(cli.NonNegative(&c.shutdownGrace))
+	fs.String(&b.DefaultCommand, "default-command", "BRIDGE_DEFAULT_COMMAND", bridge.DefaultCommand, "command a shell session runs").Arg("COMMAND").Check(cli.NonEmpty(&b.DefaultCommand))
+	fs.List(&b.EnvAllow, "env-allow", "BRIDGE_ENV_ALLOW", "variable names clients may set besides LANG and LC_* (a trailing * matches a prefix)").Arg("NAMES").
+		Check(func() error { return (&bridge.Config{EnvAllow: b.EnvAllow}).Validate() })
 	fs.String(&b.Size, "size", "BRIDGE_SIZE", "", "container size to ask for").Arg("SIZE").Default("the platform's")
-	fs.Int(&b.MaxSessions, "max-sessions", "BRIDGE_MAX_SESSIONS", bridge.DefaultMaxSessions, "session channels open at once per connection (OpenSSH's MaxSessions)")
-	fs.Duration(&b.LoginGraceTime, "login-grace-time", "BRIDGE_LOGIN_GRACE_TIME", bridge.DefaultLoginGraceTime, "time a connection has to authenticate (OpenSSH's LoginGraceTime)")
-	fs.Duration(&b.KeepaliveInterval, "keepalive-interval", "BRIDGE_KEEPALIVE_INTERVAL", bridge.DefaultKeepaliveInterval, "time between keepalive requests to clients, negative for none (OpenSSH's ClientAliveInterval)")
-	fs.Int(&b.KeepaliveCountMax, "keepalive-count-max", "BRIDGE_KEEPALIVE_COUNT_MAX", bridge.DefaultKeepaliveCountMax, "unanswered keepalive intervals before a client is dropped (OpenSSH's ClientAliveCountMax)")
-	fs.Duration(&b.IdleTimeout, "idle-timeout", "BRIDGE_IDLE_TIMEOUT", 0, "close a connection with no open session after this long").Default("0: never")
-	fs.Size(&c.uploadMaxFile, "upload-max-file-size", "BRIDGE_UPLOAD_MAX_FILE_SIZE", uploads.DefaultMaxFileSize, "largest file that may be staged")
-	fs.Size(&c.uploadQuota, "upload-quota", "BRIDGE_UPLOAD_QUOTA", uploads.DefaultUserQuota, "pending bytes per user across apps")
-	fs.Duration(&c.uploadExpiry, "upload-expiry", "BRIDGE_UPLOAD_EXPIRY", uploads.DefaultExpiry, "time after which a pending upload is dropped")
-	fs.Int(&c.platformAppQuota, "platform-app-quota", "BRIDGE_PLATFORM_APP_QUOTA", platform.DefaultAppQuota, "embedded platform: one-offs at once per app")
-	fs.Int(&c.platformTotalQuota, "platform-total-quota", "BRIDGE_PLATFORM_TOTAL_QUOTA", platform.DefaultTotalQuota, "embedded platform: one-offs at once in all")
-	fs.Duration(&c.platformInactivity, "platform-inactivity-timeout", "BRIDGE_PLATFORM_INACTIVITY_TIMEOUT", platform.DefaultInactivityTimeout, "embedded platform: stop a one-off after this long without data")
+	fs.Int(&b.MaxSessions, "max-sessions", "BRIDGE_MAX_SESSIONS", bridge.DefaultMaxSessions, "session channels open at once per connection (OpenSSH's MaxSessions)").Check(cli.Positive(&b.MaxSessions))
+	fs.Duration(&b.LoginGraceTime, "login-grace-time", "BRIDGE_LOGIN_GRACE_TIME", bridge.DefaultLoginGraceTime, "time a connection has to authenticate (OpenSSH's LoginGraceTime)").Check(cli.Positive(&b.LoginGraceTime))
+	fs.Duration(&b.KeepaliveInterval, "keepalive-interval", "BRIDGE_KEEPALIVE_INTERVAL", bridge.DefaultKeepaliveInterval, "time between keepalive requests to clients, 0 for none (OpenSSH's ClientAliveInterval)").
+		Check(cli.NonNegative(&b.KeepaliveInterval))
+	fs.Int(&b.KeepaliveCountMax, "keepalive-count-max", "BRIDGE_KEEPALIVE_COUNT_MAX", bridge.DefaultKeepaliveCountMax, "unanswered keepalive intervals before a client is dropped (OpenSSH's ClientAliveCountMax)").Check(cli.Positive(&b.KeepaliveCountMax))
+	fs.Duration(&b.IdleTimeout, "idle-timeout", "BRIDGE_IDLE_TIMEOUT", 0, "close a connection with no open session after this long").Default("0: never").Check(cli.NonNegative(&b.IdleTimeout))
+	fs.Size(&c.uploadMaxFile, "upload-max-file-size", "BRIDGE_UPLOAD_MAX_FILE_SIZE", uploads.DefaultMaxFileSize, "largest file that may be staged").Check(cli.Positive(&c.uploadMaxFile))
+	fs.Size(&c.uploadQuota, "upload-quota", "BRIDGE_UPLOAD_QUOTA", uploads.DefaultUserQuota, "pending bytes per user across apps").Check(cli.Positive(&c.uploadQuota))
+	fs.Duration(&c.uploadExpiry, "upload-expiry", "BRIDGE_UPLOAD_EXPIRY", uploads.DefaultExpiry, "time after which a pending upload is dropped").Check(cli.Positive(&c.uploadExpiry))
+	fs.Int(&c.platformAppQuota, "platform-app-quota", "BRIDGE_PLATFORM_APP_QUOTA", platform.DefaultAppQuota, "embedded platform: one-offs at once per app").Check(cli.Positive(&c.platformAppQuota))
+	fs.Int(&c.platformTotalQuota, "platform-total-quota", "BRIDGE_PLATFORM_TOTAL_QUOTA", platform.DefaultTotalQuota, "embedded platform: one-offs at once in all").Check(cli.Positive(&c.platformTotalQuota))
+	fs.Duration(&c.platformInactivity, "platform-inactivity-timeout", "BRIDGE_PLATFORM_INACTIVITY_TIMEOUT", platform.DefaultInactivityTimeout, "embedded platform: stop a one-off after this long without data").Check(cli.Positive(&c.platformInactivity))
 	fs.Level(&c.logLevel, "log-level", "BRIDGE_LOG_LEVEL", slog.LevelInfo, "debug, info, warn or error")
 	return fs
 }
@@ -82,16 +89,17 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag, apiTokenFile *string) *cli.Flag
 // writeBridgeUsage is `bridge --help`: subcommands first, then each flag.
 func writeBridgeUsage(w io.Writer) {
 	var c bridgeFlags
-	var token, tokenFile string
+	var token string
 	fmt.Fprintln(w, "bridge: an SSH server in front of a PaaS's one-off containers (ssh APP@bridge)")
 	fmt.Fprintln(w)
-	bridgeFlagSet(&c, &token, &tokenFile).WriteUsage(w, cli.Section{
+	bridgeFlagSet(&c, &token).WriteUsage(w, cli.Section{
 		Title: "Usage",
 		Lines: [][2]string{
 			{"bridge [flags]", "run the SSH bridge"},
 			{"bridge platform [flags]", "run the embedded platform alone (bridge platform --help)"},
 			{"bridge healthcheck [flags]", "exit 0 when the bridge at --listen answers with an SSH banner"},
 			{"bridge version", "print the version (also bridge --version)"},
+			{"bridge --help", "this text (also -h; bridge platform --help for the platform's)"},
 		},
 	}, cli.Section{
 		Title: "Environment",
@@ -103,32 +111,42 @@ func writeBridgeUsage(w io.Writer) {
 
 func parseBridgeFlags(args []string) (*bridgeFlags, error) {
 	c := &bridgeFlags{}
-	var apiTokenFlag, apiTokenFile string
-	fs := bridgeFlagSet(c, &apiTokenFlag, &apiTokenFile)
+	var apiTokenFlag string
+	fs := bridgeFlagSet(c, &apiTokenFlag)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	c.flags = fs
 	if c.version {
 		return c, nil
 	}
-	bad := func(format string, a ...any) error {
-		return &cli.Error{Command: fs.Name(), Msg: fmt.Sprintf(format, a...)}
-	}
 	if apiTokenFlag != "" {
-		return nil, bad("--api-token is refused: a flag shows in process listings; set %s or use --api-token-file", apiTokenEnv)
+		return nil, &cli.Error{Command: fs.Name(), Msg: fmt.Sprintf("--api-token is refused: a flag shows in process listings; set %s or use --api-token-file", apiTokenEnv)}
 	}
-	token, err := readAPIToken(apiTokenFile)
-	if err != nil {
-		return nil, bad("%v", err)
+	if c.authURL != "" && c.apiURL == "" {
+		return nil, fs.Errorf("auth-url", "is used only with a PaaS: set --api-url or ONEOFF_API_URL too, or drop it")
 	}
-	c.apiToken = token
-	if c.apiURL != "" && c.apiToken == "" {
-		return nil, bad("--api-url needs an API token: set %s or use --api-token-file", apiTokenEnv)
+	if c.apiURL != "" && c.apiTokenFile == "" && strings.TrimSpace(os.Getenv(apiTokenEnv)) == "" {
+		return nil, fs.Errorf("api-url", "needs an API token: set %s or use --api-token-file", apiTokenEnv)
+	}
+	// As OpenSSH's ClientAliveInterval, 0 sends no keepalives; the bridge
+	// package takes a negative interval for that.
+	if c.bridge.KeepaliveInterval == 0 {
+		c.bridge.KeepaliveInterval = -1
 	}
 	if err := c.bridge.Validate(); err != nil {
-		return nil, bad("%v", err)
+		return nil, &cli.Error{Command: fs.Name(), Msg: err.Error()}
 	}
 	return c, nil
+}
+
+// setting names the flag called name as the user gave it: the flag, or
+// its variable when only the environment set it.
+func (c *bridgeFlags) setting(name string) string {
+	if f := c.flags.Lookup(name); f != nil {
+		return f.Source()
+	}
+	return "--" + name
 }
 
 func defaultDataDir() string {
@@ -143,17 +161,21 @@ func defaultDataDir() string {
 
 // readAPIToken takes the token from the file if one is named, else from
 // ONEOFF_API_TOKEN.
-func readAPIToken(file string) (string, error) {
-	if file == "" {
+func readAPIToken(c *bridgeFlags) (string, error) {
+	if c.apiTokenFile == "" {
 		return strings.TrimSpace(os.Getenv(apiTokenEnv)), nil
 	}
-	raw, err := os.ReadFile(file)
+	what := c.setting("api-token-file") + " " + c.apiTokenFile
+	raw, err := os.ReadFile(c.apiTokenFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%s: no such file: create it with the API token alone on one line, or set %s instead", what, apiTokenEnv)
+	}
 	if err != nil {
-		return "", fmt.Errorf("--api-token-file: %w", err)
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	token := strings.TrimSpace(string(raw))
 	if token == "" || strings.ContainsAny(token, "\r\n\t ") {
-		return "", fmt.Errorf("--api-token-file %s: want one token on one line", file)
+		return "", fmt.Errorf("%s: want the API token alone on one line", what)
 	}
 	return token, nil
 }
@@ -169,14 +191,14 @@ type platformFlags struct {
 func platformFlagSet(c *platformFlags) *cli.FlagSet {
 	fs := cli.NewFlagSet("bridge platform")
 	p := &c.platform
-	fs.String(&c.listen, "listen", "PLATFORM_LISTEN", "127.0.0.1:8080", "address to serve the one-off API on").Arg("ADDR")
+	fs.String(&c.listen, "listen", "PLATFORM_LISTEN", "127.0.0.1:8080", "address to serve the one-off API on").Arg("ADDR").Check(cli.HostPort(&c.listen))
 	fs.List(&p.Apps, "apps", "PLATFORM_APPS", "app names that exist").Arg("NAMES").Default("any valid name")
-	fs.Int(&p.AppQuota, "app-quota", "PLATFORM_APP_QUOTA", platform.DefaultAppQuota, "one-offs at once per app")
-	fs.Int(&p.TotalQuota, "total-quota", "PLATFORM_TOTAL_QUOTA", platform.DefaultTotalQuota, "one-offs at once in all")
-	fs.Size(&p.MaxUploadBytes, "max-upload-size", "PLATFORM_MAX_UPLOAD_SIZE", platform.DefaultMaxUploadBytes, "largest uploaded file")
-	fs.Duration(&p.AttachTimeout, "attach-timeout", "PLATFORM_ATTACH_TIMEOUT", platform.DefaultAttachTimeout, "drop a one-off not attached within this time")
-	fs.Duration(&p.InactivityTimeout, "inactivity-timeout", "PLATFORM_INACTIVITY_TIMEOUT", platform.DefaultInactivityTimeout, "stop an attached one-off after this long without data")
-	fs.String(&p.RunAs, "run-as", "PLATFORM_RUN_AS", platform.DefaultRunAs, "user that runs the one-offs when started as root").Arg("USER")
+	fs.Int(&p.AppQuota, "app-quota", "PLATFORM_APP_QUOTA", platform.DefaultAppQuota, "one-offs at once per app").Check(cli.Positive(&p.AppQuota))
+	fs.Int(&p.TotalQuota, "total-quota", "PLATFORM_TOTAL_QUOTA", platform.DefaultTotalQuota, "one-offs at once in all").Check(cli.Positive(&p.TotalQuota))
+	fs.Size(&p.MaxUploadBytes, "max-upload-size", "PLATFORM_MAX_UPLOAD_SIZE", platform.DefaultMaxUploadBytes, "largest uploaded file").Check(cli.Positive(&p.MaxUploadBytes))
+	fs.Duration(&p.AttachTimeout, "attach-timeout", "PLATFORM_ATTACH_TIMEOUT", platform.DefaultAttachTimeout, "drop a one-off not attached within this time").Check(cli.Positive(&p.AttachTimeout))
+	fs.Duration(&p.InactivityTimeout, "inactivity-timeout", "PLATFORM_INACTIVITY_TIMEOUT", platform.DefaultInactivityTimeout, "stop an attached one-off after this long without data").Check(cli.Positive(&p.InactivityTimeout))
+	fs.String(&p.RunAs, "run-as", "PLATFORM_RUN_AS", platform.DefaultRunAs, "user that runs the one-offs when started as root").Arg("USER").Check(cli.NonEmpty(&p.RunAs))
 	fs.String(&p.StateDir, "state-dir", "PLATFORM_STATE_DIR", "", "directory for the one-offs' private /tmp").Arg("DIR").Default("a new temporary directory")
 	fs.String(&p.PublicURL, "public-url", "PLATFORM_PUBLIC_URL", "", "base URL clients reach this server at").Arg("URL").Default("from the listen address")
 	fs.Level(&c.logLevel, "log-level", "PLATFORM_LOG_LEVEL", slog.LevelInfo, "debug, info, warn or error")

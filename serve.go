@@ -23,8 +23,8 @@ import (
 )
 
 // serveBridge wires the parts in order: the listener first (so that a
-// busy address fails before anything starts), host key, access control,
-// the platform (embedded unless an API URL is set), the one-off client,
+// busy address fails before anything starts), the API token, access
+// control, host key, the platform (embedded unless an API URL is set), the one-off client,
 // the staging area, then the SSH server; and takes them down in reverse.
 func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error {
 	ln, err := listen(cfg.listen, listenFlag, listenEnv)
@@ -32,16 +32,22 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 		return err
 	}
 	defer ln.Close()
-	hostKey, err := loadHostKey(cfg)
+	apiURL, authURL := cfg.apiURL, cfg.authURL
+	apiToken, err := readAPIToken(cfg)
 	if err != nil {
 		return err
 	}
+	// Who may connect before the host key: a bridge that cannot start for
+	// want of keys leaves nothing behind.
 	authority, err := newAuthority(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	hostKey, err := loadHostKey(cfg)
+	if err != nil {
+		return err
+	}
 
-	apiURL, authURL, apiToken := cfg.apiURL, cfg.authURL, cfg.apiToken
 	if apiURL == "" {
 		embedded, err := startEmbeddedPlatform(cfg, log)
 		if err != nil {
@@ -180,13 +186,14 @@ func newAuthority(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) (*aut
 		ac.AuthorizedKeysFiles = files
 		log.Info("no --authorized-keys given: accepting the keys of the user running the bridge", "files", strings.Join(files, ","))
 	}
-	if err := keyFileExists(cfg.authorizedKeys, "--authorized-keys", "BRIDGE_AUTHORIZED_KEYS",
-		"the public keys that may connect, one a line as in ~/.ssh/authorized_keys"); err != nil {
-		return nil, err
-	}
-	if err := keyFileExists(cfg.trustedUserCAKeys, "--trusted-user-ca-keys", "BRIDGE_TRUSTED_USER_CA_KEYS",
-		"the CA public keys whose user certificates are accepted, one a line"); err != nil {
-		return nil, err
+	for _, f := range []struct{ name, file, holds string }{
+		{"authorized-keys", cfg.authorizedKeys, "the public keys that may connect, one a line as in ~/.ssh/authorized_keys"},
+		{"trusted-user-ca-keys", cfg.trustedUserCAKeys, "the CA public keys whose user certificates are accepted, one a line"},
+		{"revoked-keys", cfg.revoked, "an OpenSSH KRL (ssh-keygen -k) or revoked public keys, one a line"},
+	} {
+		if err := keyFileUsable(cfg, f.name, f.file, f.holds); err != nil {
+			return nil, err
+		}
 	}
 	a, err := auth.New(ac)
 	if err != nil {
@@ -196,16 +203,22 @@ func newAuthority(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) (*aut
 	return a, nil
 }
 
-// keyFileExists turns a missing key file into a sentence that says what
-// the file must hold and which settings name it; a container with nothing
-// mounted at the configured path is the usual case.
-func keyFileExists(file, flagName, envName, holds string) error {
+// keyFileUsable turns a missing key file, or a directory in its place,
+// into a sentence that says what the file must hold and which setting
+// names it; a container with nothing mounted at the configured path is the
+// usual case.
+func keyFileUsable(cfg *bridgeFlags, name, file, holds string) error {
 	if file == "" {
 		return nil
 	}
-	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s %s: no such file: create it with %s (in a container, mount it there), or set %s or %s to your file",
-			flagName, file, holds, flagName, envName)
+	setting := cfg.setting(name)
+	st, err := os.Stat(file)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s %s: no such file: create it with %s (in a container, mount it there), or set %s to your file",
+			setting, file, holds, setting)
+	case err == nil && st.IsDir():
+		return fmt.Errorf("%s %s: is a directory: name the file in it that holds %s", setting, file, holds)
 	}
 	return nil
 }

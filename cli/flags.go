@@ -35,7 +35,40 @@ type Flag struct {
 	Placeholder string // the value's name in --help, e.g. "ADDR"
 	DefaultText string // the default as --help shows it; "" shows "none"
 	value       flag.Value
+	checks      []func() error
+	fromEnv     bool // set by its variable (and not overridden by the command line)
+	fromArgs    bool // set on the command line
 }
+
+// Check adds a test of the flag's final value, which Parse runs after the
+// environment and the command line are read; its error is said with the
+// flag or variable that gave the value.
+func (f *Flag) Check(check func() error) *Flag {
+	f.checks = append(f.checks, check)
+	return f
+}
+
+// Source names where the flag's value came from, as the user wrote it:
+// "--name" for the command line or the default, the variable's name when
+// only the environment set it.
+func (f *Flag) Source() string {
+	if f.fromEnv && !f.fromArgs {
+		return f.Env
+	}
+	return "--" + f.Name
+}
+
+// describe is the flag and its value as the user gave them.
+func (f *Flag) describe() string {
+	if f.fromEnv && !f.fromArgs {
+		return fmt.Sprintf("%s=%q", f.Env, f.value.String())
+	}
+	return fmt.Sprintf("--%s %q", f.Name, f.value.String())
+}
+
+// NoDefault, given to Default, shows no default in --help (for a flag that
+// is refused, or whose absence is not a value).
+const NoDefault = "\x00"
 
 // Arg sets the value's name shown in --help ("ADDR", "FILE").
 func (f *Flag) Arg(name string) *Flag {
@@ -104,6 +137,7 @@ func (s *FlagSet) Parse(args []string) error {
 		if err := f.value.Set(v); err != nil {
 			return &Error{Command: s.name, Msg: fmt.Sprintf("%s=%q: %v", f.Env, v, err)}
 		}
+		f.fromEnv = true
 	}
 	err := s.fs.Parse(args)
 	switch {
@@ -123,7 +157,31 @@ func (s *FlagSet) Parse(args []string) error {
 		}
 		return &Error{Command: s.name, Msg: msg}
 	}
+	s.fs.Visit(func(fl *flag.Flag) {
+		if f := s.Lookup(fl.Name); f != nil {
+			f.fromArgs = true
+		}
+	})
+	for _, f := range s.flags {
+		for _, check := range f.checks {
+			if err := check(); err != nil {
+				return &Error{Command: s.name, Msg: fmt.Sprintf("%s: %v", f.describe(), err)}
+			}
+		}
+	}
 	return nil
+}
+
+// Errorf is an error about the value of the flag called name, said with
+// the flag or variable that gave it, for checks that span several flags or
+// need the outside world (a file that must exist).
+func (s *FlagSet) Errorf(name, format string, a ...any) *Error {
+	f := s.Lookup(name)
+	what := "--" + name
+	if f != nil {
+		what = f.describe()
+	}
+	return &Error{Command: s.name, Msg: what + ": " + fmt.Sprintf(format, a...)}
 }
 
 // explain turns the flag package's parse errors, whose wording is fixed
@@ -262,7 +320,7 @@ func (s *FlagSet) WriteUsage(w io.Writer, sections ...Section) {
 		if f.Env != "" {
 			facts = append(facts, "$"+f.Env)
 		}
-		if _, isBool := f.value.(*Bool); !isBool {
+		if _, isBool := f.value.(*Bool); !isBool && f.DefaultText != NoDefault {
 			def := f.DefaultText
 			if def == "" {
 				def = "none"

@@ -28,6 +28,8 @@ func testSet(c *testConfig) *FlagSet {
 	fs.Int(&c.count, "max-sessions", "TEST_MAX", 10, "sessions")
 	fs.List(&c.names, "env-allow", "TEST_ALLOW", "names").Arg("NAMES")
 	fs.Level(&c.level, "log-level", "TEST_LEVEL", slog.LevelInfo, "level")
+	fs.Lookup("max-sessions").Check(Positive(&c.count))
+	fs.Lookup("listen").Check(HostPort(&c.listen))
 	return fs
 }
 
@@ -47,6 +49,10 @@ func TestParseErrorsAreOneLineNamingTheFix(t *testing.T) {
 		{[]string{"--max-sessions", "ten"}, nil, `bridge: --max-sessions "ten": not a whole number; see bridge --help`},
 		{[]string{"--log-level", "loud"}, nil, `bridge: --log-level "loud": not a log level (debug, info, warn or error); see bridge --help`},
 		{[]string{"serve"}, nil, `bridge: unexpected argument "serve": give flags, or one of the commands platform, version first; see bridge --help`},
+		{[]string{"--max-sessions", "0"}, nil, `bridge: --max-sessions "0": must be more than 0; see bridge --help`},
+		{nil, map[string]string{"TEST_MAX": "-2"}, `bridge: TEST_MAX="-2": must be more than 0; see bridge --help`},
+		{[]string{"--max-sessions", "-2"}, map[string]string{"TEST_MAX": "5"}, `bridge: --max-sessions "-2": must be more than 0; see bridge --help`},
+		{[]string{"--listen", "localhost"}, nil, `bridge: --listen "localhost": not an address to listen on (HOST:PORT, as 127.0.0.1:2222, :2222 or [::1]:2222); see bridge --help`},
 		{nil, map[string]string{"TEST_QUOTA": "-1"}, `bridge: TEST_QUOTA="-1": not a size (a whole number of bytes, optionally with K, M or G); see bridge --help`},
 	} {
 		for k, v := range tc.env {
@@ -82,6 +88,24 @@ func TestFlagWinsOverVariable(t *testing.T) {
 	}
 	if c.listen != "127.0.0.1:0" || c.size != 2<<30 || strings.Join(c.names, "|") != "A|B*" || c.level != slog.LevelInfo {
 		t.Fatalf("got %+v", c)
+	}
+}
+
+func TestSourceNamesWhatTheUserGave(t *testing.T) {
+	t.Setenv("TEST_LISTEN", "0.0.0.0:22")
+	t.Setenv("TEST_MAX", "3")
+	var c testConfig
+	fs := testSet(&c)
+	if err := fs.Parse([]string{"--max-sessions", "4"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"listen": "TEST_LISTEN", "max-sessions": "--max-sessions", "upload-quota": "--upload-quota"} {
+		if got := fs.Lookup(name).Source(); got != want {
+			t.Errorf("Source(%s) = %q, want %q", name, got, want)
+		}
+	}
+	if got := fs.Errorf("listen", "is busy").Error(); got != `bridge: TEST_LISTEN="0.0.0.0:22": is busy; see bridge --help` {
+		t.Errorf("Errorf: %s", got)
 	}
 }
 

@@ -136,6 +136,11 @@ func TestBadFlag(t *testing.T) {
 		{nil, []string{"serve"}, []string{`unexpected argument "serve"`, "platform, healthcheck, version"}},
 		{nil, []string{"--api-token", "secret-value"}, []string{"--api-token is refused", "ONEOFF_API_TOKEN"}},
 		{nil, []string{"platform", "--app-quota", "x"}, []string{`bridge platform: --app-quota "x": not a whole number`, "see bridge platform --help"}},
+		{nil, []string{"--max-sessions", "0"}, []string{`--max-sessions "0": must be more than 0`}},
+		{[]string{"BRIDGE_SHUTDOWN_GRACE=-1s"}, nil, []string{`BRIDGE_SHUTDOWN_GRACE="-1s": must not be negative`}},
+		{nil, []string{"--listen", "127.0.0.1:99999"}, []string{`--listen "127.0.0.1:99999": not an address to listen on`}},
+		{[]string{"ONEOFF_AUTH_URL=https://auth.example"}, nil, []string{`ONEOFF_AUTH_URL="https://auth.example"`, "--api-url"}},
+		{nil, []string{"--env-allow", "A B"}, []string{`--env-allow "A B"`, "not a variable name"}},
 	} {
 		r := runBinary(t, tc.env, tc.args...)
 		if r.Code != 2 || r.Stdout != "" {
@@ -228,10 +233,26 @@ func TestAuthorizedKeysFileMissing(t *testing.T) {
 		t.Fatalf("code %d, want 1: %+v", r.Code, r)
 	}
 	line := oneLine(t, "missing key file", r.Stderr)
-	for _, w := range []string{missing, "no such file", "public keys", "mount", "BRIDGE_AUTHORIZED_KEYS"} {
+	for _, w := range []string{"BRIDGE_AUTHORIZED_KEYS " + missing, "no such file", "public keys", "mount"} {
 		if !strings.Contains(line, w) {
 			t.Errorf("%q lacks %q", line, w)
 		}
+	}
+
+	r = runBinary(t, nil, "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--authorized-keys", dir)
+	if line := oneLine(t, "a directory for a key file", r.Stderr); r.Code != 1 || !strings.Contains(line, "--authorized-keys "+dir+": is a directory") {
+		t.Errorf("a directory as the key file: %+v", r)
+	}
+
+	keys := filepath.Join(dir, "keys")
+	if err := os.WriteFile(keys, []byte(publicKey(t, clientKey(t, "default"))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = runBinary(t, []string{"ONEOFF_API_URL=http://127.0.0.1:9", "ONEOFF_API_TOKEN="},
+		"--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--authorized-keys", keys, "--api-token-file", filepath.Join(dir, "token"))
+	line = oneLine(t, "missing token file", r.Stderr)
+	if r.Code != 1 || !strings.Contains(line, "--api-token-file "+filepath.Join(dir, "token")+": no such file") || !strings.Contains(line, "ONEOFF_API_TOKEN") {
+		t.Errorf("a missing token file: %+v", r)
 	}
 }
 

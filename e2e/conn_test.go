@@ -59,6 +59,9 @@ func TestNoKeyRefusesToStart(t *testing.T) {
 	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 {
 		t.Fatalf("the refusal should be said once, plainly; got %d lines:\n%s", len(lines), out)
 	}
+	if _, err := os.Stat(filepath.Join(home, "data")); err == nil {
+		t.Fatalf("a bridge that could not start left its data directory behind")
+	}
 }
 
 // The host key is made once, kept with mode 0600, and the same after a
