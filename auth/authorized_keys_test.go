@@ -58,6 +58,8 @@ func TestParseAuthorizedKeysErrorsNameLine(t *testing.T) {
 		{`no-pty notakey AAAA`, "no key of a known type"},
 		{"no-pty " + strings.TrimSpace(string(gossh.MarshalAuthorizedKey(cert))), "certificate is not an authorized key"},
 		{"justoneword", "no key"},
+		{"ssh-dss " + dsaKey, `bad ssh-dss key: ssh: unknown key algorithm`},
+		{"no-pty ssh-dss " + dsaKey, `bad ssh-dss key: ssh: unknown key algorithm`},
 	}
 	for _, tt := range tests {
 		_, err := parseAuthorizedKeys("/etc/keys", strings.NewReader("# ok\n"+k+"\n"+tt.line+"\n"), time.UTC)
@@ -66,6 +68,10 @@ func TestParseAuthorizedKeysErrorsNameLine(t *testing.T) {
 		}
 	}
 }
+
+// dsaKey is a DSA public key (ssh-keygen -t dsa), a type x/crypto no
+// longer parses and old authorized_keys files still hold.
+const dsaKey = "AAAAB3NzaC1kc3MAAACBAIeeHNC7GzFrILx8fw/pCZHWTmtvRqM77n+c0SZUj7wOpAUo+yCtsNFP9QClNZ5rECqmRrazX/sCM5gw5O1pxCmsE7WHyENWZdBYldjgf5+XAFqpmW/Ed4rsb4eAJ8ji8JZKofosPg4dHwAAFpmjZthmn3GsXztsWadeI7ZWFiV1AAAAFQDvzDSo3FB9KA+0ujhXWVaKUiyJNQAAAIBxko6m46qKM/RVJhyTf1tSLJM34QPTgt0H3j4Deb/bKTUf8B76ER9gPfeDWnSVnNqJPo1fDl24u1nQRNWJF2TYad6XLb3DUYrjh/qo7EMkThRVfkkba7cPdKOrM8QL4z7hi1WT+a79AnLvTxG4lSSRcsAZq3RKNouzaHVv+aR8sQAAAIARX7G3MU0CNAp1uayYsRD7ELWyKQrb/r/FAusL9Wlvvj36pHgyp3WwZ/5lDys3lDZVJY6p5IltOh+vhprnnLgrZ+2tODg8HWXpeSsXVxbY1eFpUWj3KNe1Fw7T9UWkpCTZBixmIf3Mqrp6Ng/4UHpe6GJ1OHse5FXGnUOTMuuzZA=="
 
 // nilReader makes certificate nonces deterministic in tests that do not
 // care about them.

@@ -35,9 +35,9 @@ func certIdentity(cert *gossh.Certificate) string {
 // principal, or with principals= one of those names must be, and apps=
 // limits the apps), as sshd checks TrustedUserCAKeys then authorized_keys.
 func (ks *keySet) decideCert(app string, cert *gossh.Certificate, addr netip.Addr, now time.Time) decision {
-	ca := string(cert.SignatureKey.Marshal())
-	caFile, trusted := ks.trustedCAs[ca]
-	lines := ks.caLines[ca]
+	ca := cert.SignatureKey.Marshal()
+	caFile, trusted := ks.trustedCAs[string(ca)]
+	lines := ks.caLines[string(ca)]
 	if !trusted && len(lines) == 0 {
 		return decision{reason: "certificate signed by an unknown CA"}
 	}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -117,7 +116,6 @@ func TestClientKeepalivesAnswered(t *testing.T) {
 // vanished from the network.
 type freezingConn struct {
 	net.Conn
-	once   sync.Once
 	frozen chan struct{}
 }
 
