@@ -183,13 +183,19 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("-X main.version: %q, %v", out, err)
 	}
 
-	rev, err := exec.Command("git", "-C", "..", "rev-parse", "HEAD").Output()
+	// Built from a plain clone: Go stamps no VCS information in a git
+	// worktree, and a developer's checkout may be one.
+	clone := filepath.Join(dir, "clone")
+	if out, err := exec.Command("git", "clone", "-q", "..", clone).CombinedOutput(); err != nil {
+		t.Fatalf("git clone: %v\n%s", err, out)
+	}
+	rev, err := exec.Command("git", "-C", clone, "rev-parse", "HEAD").Output()
 	if err != nil {
 		t.Fatalf("git rev-parse: %v", err)
 	}
 	vcs := filepath.Join(dir, "bridge-vcs")
-	build = exec.Command("go", "build", "-buildvcs=true", "-o", vcs, "..")
-	build.Env = append(os.Environ(), "GOFLAGS=")
+	build = exec.Command("go", "build", "-buildvcs=true", "-o", vcs, ".")
+	build.Dir = clone
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
