@@ -19,8 +19,10 @@ func (sess *session) work(kind, arg string) {
 	if kind == "shell" {
 		command = sess.srv.cfg.DefaultCommand
 	}
-	log := sess.log.With("kind", kind, "command", command)
-	log.Info("session start")
+	// The command once, cut, on the first line: the lines after it name
+	// the session by its connection, user and app.
+	log := sess.log.With("kind", kind)
+	log.Info("session start", "command", cut(command, logCommandBytes), "command_bytes", len(command))
 	code, err := sess.dispatch(kind, arg)
 	switch {
 	case err == nil:

@@ -1,0 +1,72 @@
+package bridge
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCut(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly", 7, "exactly"},
+		{"abcdef", 3, "abc"},
+		{"aé", 2, "a"},                          // é is two bytes: not split
+		{"a€b", 3, "a"},                         // € is three
+		{"\xff\xfe\xfd\xfc\xfb", 2, "\xff\xfe"}, // not UTF-8: cut where asked
+	} {
+		if got := cut(tc.s, tc.n); got != tc.want {
+			t.Errorf("cut(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
+		}
+	}
+}
+
+// The first refusals with a message are logged; the rest are counted in
+// one line a minute and at the end.
+func TestRefusalLogSummaries(t *testing.T) {
+	var out bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{
+		Level: slog.LevelDebug,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	now := time.Unix(0, 0)
+	r := refusalLog{now: func() time.Time { return now }}
+	for range 25 {
+		r.refused(log, slog.LevelInfo, "refused forwarding", "type", "tcpip-forward")
+	}
+	r.refused(log, slog.LevelDebug, "ignored environment variable", "name", "X")
+	now = now.Add(refusalSummaryEvery)
+	r.refused(log, slog.LevelInfo, "refused forwarding", "type", "tcpip-forward") // the 16th unlogged
+	for range 4 {
+		r.refused(log, slog.LevelInfo, "refused forwarding", "type", "tcpip-forward")
+	}
+	r.flush()
+	r.flush()
+	got := out.String()
+	if n := strings.Count(got, `level=INFO msg="refused forwarding" type=tcpip-forward`+"\n"); n != refusalLogFirst {
+		t.Errorf("%d refusals logged one by one, want %d", n, refusalLogFirst)
+	}
+	for _, want := range []string{
+		`level=INFO msg="refusals not logged" refusal="refused forwarding" count=16` + "\n",
+		`level=INFO msg="refusals not logged" refusal="refused forwarding" count=4` + "\n",
+		`level=DEBUG msg="ignored environment variable" name=X` + "\n",
+	} {
+		if strings.Count(got, want) != 1 {
+			t.Errorf("want once: %s", want)
+		}
+	}
+	if n := strings.Count(got, "\n"); n != refusalLogFirst+3 {
+		t.Errorf("%d lines, want %d:\n%s", n, refusalLogFirst+3, got)
+	}
+}
