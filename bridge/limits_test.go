@@ -2,11 +2,41 @@ package bridge
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 )
+
+func TestEnvRefusal(t *testing.T) {
+	full := map[string]string{}
+	for i := range MaxEnvVars {
+		full[fmt.Sprintf("LC_%d", i)] = "v"
+	}
+	big := map[string]string{"LC_A": strings.Repeat("a", MaxEnvValueBytes), "LC_B": strings.Repeat("b", MaxEnvValueBytes-12)}
+	for _, tc := range []struct {
+		kept        map[string]string
+		name, value string
+		want        string
+	}{
+		{nil, "LANG", "C.UTF-8", ""},
+		{nil, "LC_" + strings.Repeat("N", MaxEnvNameBytes-3), "", ""},
+		{nil, "LC_" + strings.Repeat("N", MaxEnvNameBytes-2), "", "name too long"},
+		{nil, "LC_ALL", strings.Repeat("v", MaxEnvValueBytes), ""},
+		{nil, "LC_ALL", strings.Repeat("v", MaxEnvValueBytes+1), "value too long"},
+		{full, "LC_NEW", "v", "too many variables"},
+		{full, "LC_7", "replaced", ""}, // a kept name again does not count twice
+		{big, "LC_C", "", ""},
+		{big, "LC_C", "1", "too many bytes in all"},
+		{big, "LC_B", strings.Repeat("b", MaxEnvValueBytes-8), ""}, // replacing frees the old value's bytes
+	} {
+		if got := envRefusal(tc.kept, tc.name, tc.value); got != tc.want {
+			t.Errorf("%d kept, %.12s… (%d bytes) = %.12s… (%d bytes): %q, want %q",
+				len(tc.kept), tc.name, len(tc.name), tc.value, len(tc.value), got, tc.want)
+		}
+	}
+}
 
 func TestCut(t *testing.T) {
 	for _, tc := range []struct {

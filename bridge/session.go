@@ -171,6 +171,11 @@ func (sess *session) handleRequest(req *gossh.Request) bool {
 			sess.logRefusal(slog.LevelDebug, "ignored environment variable", "name", cut(msg.Name, logNameBytes))
 			return false
 		}
+		if why := envRefusal(sess.env, msg.Name, msg.Value); why != "" {
+			sess.logRefusal(slog.LevelInfo, "refused environment variable", "name", cut(msg.Name, logNameBytes),
+				"name_bytes", len(msg.Name), "value_bytes", len(msg.Value), "reason", why)
+			return false
+		}
 		sess.env[msg.Name] = msg.Value
 		return true
 	case "signal":
