@@ -57,6 +57,26 @@ func TestCut(t *testing.T) {
 	}
 }
 
+func TestOneOffCounts(t *testing.T) {
+	var c oneOffCounts
+	r1, ok1 := c.acquire("SHA256:a", 2)
+	_, ok2 := c.acquire("SHA256:a", 2)
+	if _, ok := c.acquire("SHA256:a", 2); !ok1 || !ok2 || ok {
+		t.Fatalf("third of two: %v %v %v", ok1, ok2, ok)
+	}
+	if _, ok := c.acquire("SHA256:b", 2); !ok {
+		t.Fatal("another key refused")
+	}
+	r1()
+	r1() // a second release gives nothing back
+	if _, ok := c.acquire("SHA256:a", 2); !ok {
+		t.Fatal("no slot after a release")
+	}
+	if _, ok := c.acquire("SHA256:a", 2); ok {
+		t.Fatal("a double release gave a slot twice")
+	}
+}
+
 // The first refusals with a message are logged; the rest are counted in
 // one line a minute and at the end.
 func TestRefusalLogSummaries(t *testing.T) {

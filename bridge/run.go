@@ -90,6 +90,12 @@ func (sess *session) dispatch(kind, arg string) (int, error) {
 	if sess.pty != nil {
 		env["TERM"] = sess.pty.Term
 	}
+	limit := sess.srv.cfg.MaxOneOffsPerKey
+	release, ok := sess.srv.oneOffs.acquire(sess.identity(), limit)
+	if !ok {
+		return 0, keyLimitFailure(limit)
+	}
+	defer release()
 	return sess.runOneOff(req)
 }
 

@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"bufio"
+	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 )
@@ -104,5 +109,92 @@ func TestEnvRequestLimits(t *testing.T) {
 	}
 	if grown := b.peakRSS(t) - before; grown > 64<<10 {
 		t.Fatalf("the bridge's peak RSS grew by %d MiB over 200 MB of env requests; want under 64 MiB", grown>>10)
+	}
+}
+
+// holdOneOff starts ssh with key running a command that says "ready" and
+// then waits for its stdin to end. It returns once the one-off runs; closing
+// the returned writer ends it, and the channel then gives its result.
+func holdOneOff(t *testing.T, b *Bridge, key string) (io.WriteCloser, <-chan Result) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	args := append(b.SSHArgs(key), "-p", b.Port, "-o", "LogLevel=ERROR", "demo-app@"+b.Host, "echo ready; cat >/dev/null; echo bye")
+	cmd := exec.CommandContext(ctx, need(t, "ssh"), args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(stdout)
+	if line, err := rd.ReadString('\n'); err != nil || line != "ready\n" {
+		cancel()
+		cmd.Wait()
+		t.Fatalf("held one-off: %q %v; stderr: %s", line, err, stderr.String())
+	}
+	done := make(chan Result, 1)
+	go func() {
+		defer cancel()
+		rest, _ := io.ReadAll(rd)
+		err := cmd.Wait()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			code = -1
+		}
+		done <- Result{Stdout: string(rest), Stderr: stderr.String(), Code: code}
+	}()
+	t.Cleanup(func() { stdin.Close(); cancel() })
+	return stdin, done
+}
+
+// One key runs at most --max-one-offs-per-key one-offs at once, whatever
+// the connections they come from; the next gets its own line and exit code
+// before the platform is asked, other keys are not affected, and a slot
+// comes back when a one-off ends.
+func TestOneOffsPerKey(t *testing.T) {
+	other := clientKey(t, "other-user")
+	b := StartBridge(t, Options{
+		Args:           []string{"--max-one-offs-per-key", "2"},
+		AuthorizedKeys: publicKey(t, clientKey(t, "default")) + "\n" + publicKey(t, other) + "\n",
+	})
+	first, firstDone := holdOneOff(t, b, "")
+	holdOneOff(t, b, "")
+	created := strings.Count(b.Log(), `msg="one-off created"`)
+
+	r := b.Run("demo-app", nil, "echo third")
+	const msg = "This key already runs 2 one-off containers, the most the bridge allows per key; try again when one has ended.\n"
+	if r.Code != 252 || r.Stdout != "" || r.Stderr != msg {
+		t.Fatalf("third one-off of the key: %+v, want exit 252 and %q", r, msg)
+	}
+	if !b.LogHas("exit_code=252") {
+		t.Fatal("no log line for the refused one-off")
+	}
+	if strings.Count(b.Log(), `msg="one-off created"`) != created {
+		t.Fatal("the platform was asked for the refused one-off")
+	}
+
+	// Another key is not limited by this one's one-offs.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	args := append(b.SSHArgs(other), "-p", b.Port, "-o", "LogLevel=ERROR", "demo-app@"+b.Host, "echo other")
+	if r := runCmd(t, exec.CommandContext(ctx, "ssh", args...), nil); r.Code != 0 || r.Stdout != "other\n" {
+		t.Fatalf("another key: %+v", r)
+	}
+
+	first.Close()
+	if r := <-firstDone; r.Code != 0 || r.Stdout != "bye\n" {
+		t.Fatalf("first held one-off: %+v", r)
+	}
+	if r := b.Run("demo-app", nil, "echo again"); r.Code != 0 || r.Stdout != "again\n" {
+		t.Fatalf("after one ended: %+v", r)
 	}
 }
