@@ -71,6 +71,7 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 		Check(func() error { return (&bridge.Config{EnvAllow: b.EnvAllow}).Validate() })
 	fs.String(&b.Size, "size", "BRIDGE_SIZE", "", "container size to ask for").Arg("SIZE").Default("the platform's")
 	fs.Int(&b.MaxSessions, "max-sessions", "BRIDGE_MAX_SESSIONS", bridge.DefaultMaxSessions, "session channels open at once per connection (OpenSSH's MaxSessions)").Check(cli.Positive(&b.MaxSessions))
+	fs.Int(&b.MaxOneOffsPerKey, "max-one-offs-per-key", "BRIDGE_MAX_ONE_OFFS_PER_KEY", bridge.DefaultMaxOneOffsPerKey, "one-offs one key runs at once, across all its connections").Check(cli.Positive(&b.MaxOneOffsPerKey))
 	fs.Duration(&b.LoginGraceTime, "login-grace-time", "BRIDGE_LOGIN_GRACE_TIME", bridge.DefaultLoginGraceTime, "time a connection has to authenticate (OpenSSH's LoginGraceTime)").Check(cli.Positive(&b.LoginGraceTime))
 	fs.Duration(&b.KeepaliveInterval, "keepalive-interval", "BRIDGE_KEEPALIVE_INTERVAL", bridge.DefaultKeepaliveInterval, "time between keepalive requests to clients, 0 for none (OpenSSH's ClientAliveInterval)").
 		Check(cli.NonNegative(&b.KeepaliveInterval))

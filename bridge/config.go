@@ -22,6 +22,12 @@ type Config struct {
 	// MaxSessions caps the session channels open at once on one connection,
 	// as OpenSSH's MaxSessions. Default 10.
 	MaxSessions int
+	// MaxOneOffsPerKey caps the one-offs one key runs at once, across all
+	// its connections to this bridge (MaxSessions counts one connection
+	// only). Sessions served by the bridge itself (SFTP, legacy scp) do not
+	// count. A session past it ends with ExitKeyLimit before the platform
+	// is asked. Default 8 (DefaultMaxOneOffsPerKey).
+	MaxOneOffsPerKey int
 	// LoginGraceTime is how long a connection may take to authenticate,
 	// as OpenSSH's LoginGraceTime. Default 30 s.
 	LoginGraceTime time.Duration
@@ -59,6 +65,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxSessions < 0 {
 		return errors.New("max sessions must be positive")
+	}
+	if c.MaxOneOffsPerKey == 0 {
+		c.MaxOneOffsPerKey = DefaultMaxOneOffsPerKey
+	}
+	if c.MaxOneOffsPerKey < 0 {
+		return errors.New("max one-offs per key must be positive")
 	}
 	if c.LoginGraceTime == 0 {
 		c.LoginGraceTime = DefaultLoginGraceTime

@@ -16,7 +16,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.DefaultCommand != "bash" || c.MaxSessions != 10 || c.LoginGraceTime != 30*time.Second ||
-		c.KeepaliveInterval != 15*time.Second || c.KeepaliveCountMax != 3 || c.IdleTimeout != 0 {
+		c.KeepaliveInterval != 15*time.Second || c.KeepaliveCountMax != 3 || c.IdleTimeout != 0 || c.MaxOneOffsPerKey != 8 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -27,6 +27,7 @@ func TestConfigRefusals(t *testing.T) {
 		{EnvAllow: []string{"A*B"}},
 		{EnvAllow: []string{""}},
 		{MaxSessions: -1},
+		{MaxOneOffsPerKey: -1},
 		{LoginGraceTime: -time.Second},
 		{KeepaliveCountMax: -2},
 		{IdleTimeout: -time.Second},

@@ -24,6 +24,8 @@ type connState struct {
 	mu       sync.Mutex
 	sessions int
 	idle     *time.Timer // runs while no session is open, when an idle timeout is set
+
+	refusals refusalLog
 }
 
 func stateOf(ctx ssh.Context) *connState {
@@ -70,6 +72,7 @@ func authenticated(ctx ssh.Context) *gossh.ServerConn {
 func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
 	defer s.removeConn(st)
 	defer st.stopIdle()
+	defer st.refusals.flush()
 	grace := time.NewTimer(s.cfg.LoginGraceTime)
 	defer grace.Stop()
 	var tick <-chan time.Time

@@ -12,4 +12,9 @@ const (
 	DefaultKeepaliveInterval = 15 * time.Second
 	DefaultKeepaliveCountMax = 3
 	DefaultWaitTimeout       = 30 * time.Second
+	// DefaultMaxOneOffsPerKey lets one key run most of one connection's
+	// DefaultMaxSessions at once (a ControlMaster fan-out, a few terminals),
+	// and stays under the embedded platform's one-offs per app (10), so that
+	// one key leaves room for others.
+	DefaultMaxOneOffsPerKey = 8
 )

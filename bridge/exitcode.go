@@ -18,4 +18,5 @@ const (
 	ExitPlatformLostExit = 249 // the command's exit code could not be read back
 	ExitInvalidAppName   = 250 // the SSH user name is not an app name (appname.Valid)
 	ExitBridgeStopped    = 251 // the bridge stopped and ended the session at the end of its grace
+	ExitKeyLimit         = 252 // this key already runs Config.MaxOneOffsPerKey one-offs, on any of its connections
 )

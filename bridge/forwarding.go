@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"log/slog"
 	"net"
 	"strconv"
 
@@ -11,7 +12,8 @@ import (
 // Forwarding is refused in every form: a one-off exposes no ports to the
 // bridge, and the bridge must not become a network pivot. Each refusal is
 // logged with what was asked for; payloads that do not parse are logged
-// with an empty target.
+// with an empty target, and within the connection's limits on refusal
+// lines (refusals.go).
 
 // Payloads of the forwarding requests and channels: RFC 4254 sections 7.1
 // and 7.2, and OpenSSH's PROTOCOL section 2.4 for Unix-domain sockets.
@@ -54,7 +56,7 @@ func (s *Server) refuseChannel(_ *ssh.Server, _ *gossh.ServerConn, newChan gossh
 			target = msg.SocketPath
 		}
 	}
-	connLogger(ctx, s.log).Info("refused forwarding", "type", newChan.ChannelType(), "target", target)
+	logRefusal(stateOf(ctx), connLogger(ctx, s.log), slog.LevelInfo, "refused forwarding", "type", newChan.ChannelType(), "target", cut(target, logNameBytes))
 	newChan.Reject(gossh.Prohibited, forwardingRefused)
 }
 
@@ -74,7 +76,7 @@ func (s *Server) refuseGlobal(ctx ssh.Context, _ *ssh.Server, req *gossh.Request
 			target = msg.SocketPath
 		}
 	}
-	connLogger(ctx, s.log).Info("refused forwarding", "type", req.Type, "target", target)
+	logRefusal(stateOf(ctx), connLogger(ctx, s.log), slog.LevelInfo, "refused forwarding", "type", req.Type, "target", cut(target, logNameBytes))
 	return false, nil
 }
 

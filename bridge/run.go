@@ -19,8 +19,10 @@ func (sess *session) work(kind, arg string) {
 	if kind == "shell" {
 		command = sess.srv.cfg.DefaultCommand
 	}
-	log := sess.log.With("kind", kind, "command", command)
-	log.Info("session start")
+	// The command once, cut, on the first line: the lines after it name
+	// the session by its connection, user and app.
+	log := sess.log.With("kind", kind)
+	log.Info("session start", "command", cut(command, logCommandBytes), "command_bytes", len(command))
 	code, err := sess.dispatch(kind, arg)
 	switch {
 	case err == nil:
@@ -88,6 +90,12 @@ func (sess *session) dispatch(kind, arg string) (int, error) {
 	if sess.pty != nil {
 		env["TERM"] = sess.pty.Term
 	}
+	limit := sess.srv.cfg.MaxOneOffsPerKey
+	release, ok := sess.srv.oneOffs.acquire(sess.identity(), limit)
+	if !ok {
+		return 0, keyLimitFailure(limit)
+	}
+	defer release()
 	return sess.runOneOff(req)
 }
 

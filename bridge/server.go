@@ -31,6 +31,8 @@ type Server struct {
 	log  *slog.Logger
 	ssh  *ssh.Server
 	stop shutdownState
+	// oneOffs counts each key's one-offs, for MaxOneOffsPerKey.
+	oneOffs oneOffCounts
 }
 
 // New checks the configuration and builds a server; Serve starts it.

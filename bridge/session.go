@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,6 +55,7 @@ type session struct {
 	srv   *Server
 	ch    gossh.Channel
 	conn  *gossh.ServerConn
+	st    *connState
 	log   *slog.Logger
 	app   string
 	grant *auth.Grant
@@ -84,7 +86,7 @@ func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan go
 	}
 	defer st.closeSession(s.cfg.IdleTimeout)
 	if !s.enterSession() {
-		connLogger(ctx, s.log).Info("refused session: the bridge is stopping")
+		logRefusal(st, connLogger(ctx, s.log), slog.LevelInfo, "refused session: the bridge is stopping")
 		newChan.Reject(gossh.ResourceShortage, "the bridge is stopping; try again later")
 		return
 	}
@@ -98,6 +100,7 @@ func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan go
 		srv:     s,
 		ch:      ch,
 		conn:    conn,
+		st:      st,
 		log:     st.log.With("user", identityOf(grant), "app", conn.User()),
 		app:     conn.User(),
 		grant:   grant,
@@ -144,7 +147,7 @@ func (sess *session) handleRequest(req *gossh.Request) bool {
 			return false
 		}
 		if sess.grant != nil && sess.grant.NoPTY {
-			sess.log.Info("refused pty: not allowed for this key")
+			sess.logRefusal(slog.LevelInfo, "refused pty: not allowed for this key")
 			return false
 		}
 		sess.mu.Lock()
@@ -165,7 +168,12 @@ func (sess *session) handleRequest(req *gossh.Request) bool {
 			return false
 		}
 		if !sess.srv.cfg.envAllowed(msg.Name) {
-			sess.log.Debug("ignored environment variable", "name", msg.Name)
+			sess.logRefusal(slog.LevelDebug, "ignored environment variable", "name", cut(msg.Name, logNameBytes))
+			return false
+		}
+		if why := envRefusal(sess.env, msg.Name, msg.Value); why != "" {
+			sess.logRefusal(slog.LevelInfo, "refused environment variable", "name", cut(msg.Name, logNameBytes),
+				"name_bytes", len(msg.Name), "value_bytes", len(msg.Value), "reason", why)
 			return false
 		}
 		sess.env[msg.Name] = msg.Value
@@ -190,7 +198,7 @@ func (sess *session) handleRequest(req *gossh.Request) bool {
 			return false
 		}
 		if req.Type == "subsystem" && !sess.srv.subsystemSupported(msg.Value) {
-			sess.log.Info("refused subsystem", "subsystem", msg.Value)
+			sess.logRefusal(slog.LevelInfo, "refused subsystem", "subsystem", cut(msg.Value, logNameBytes))
 			return false
 		}
 		sess.mu.Lock()
@@ -207,7 +215,7 @@ func (sess *session) handleRequest(req *gossh.Request) bool {
 		}()
 		return true
 	case "auth-agent-req@openssh.com":
-		sess.log.Info("refused forwarding", "type", req.Type)
+		sess.logRefusal(slog.LevelInfo, "refused forwarding", "type", req.Type)
 		sess.refuse("Agent forwarding is not supported by this bridge.")
 		return false
 	case "x11-req":
@@ -217,18 +225,25 @@ func (sess *session) handleRequest(req *gossh.Request) bool {
 		if gossh.Unmarshal(req.Payload, &msg) == nil {
 			attrs = append(attrs, "screen", msg.Screen)
 		}
-		sess.log.Info("refused forwarding", attrs...)
+		sess.logRefusal(slog.LevelInfo, "refused forwarding", attrs...)
 		sess.refuse("X11 forwarding is not supported by this bridge.")
 		return false
 	}
 	return false
 }
 
-// refuse keeps the line a terminal session prints about a refused request.
+// refuse keeps the line a terminal session prints about a refused request,
+// once however often the request came.
 func (sess *session) refuse(message string) {
-	if !sess.started {
+	if !sess.started && !slices.Contains(sess.refused, message) {
 		sess.refused = append(sess.refused, message)
 	}
+}
+
+// logRefusal logs a refused request of the session within its
+// connection's limits on refusal lines (refusals.go).
+func (sess *session) logRefusal(level slog.Level, msg string, attrs ...any) {
+	logRefusal(sess.st, sess.log, level, msg, attrs...)
 }
 
 // finish ends the channel in the order OpenSSH's clients expect: the

@@ -298,7 +298,8 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 }
 
 // BenchmarkShellSessionMemory measures the bridge's RSS growth per open
-// shell session (a pty and a shell in a one-off), on connections opened
+// shell session (a pty and a shell in a one-off, all of one key, whose
+// limit on one-offs is raised with the platform's), on connections opened
 // beforehand: with the embedded platform, whose per-one-off state is in the
 // bridge's process, and with the platform as a process of its own. The
 // one-offs' own processes are not counted.
@@ -308,7 +309,7 @@ func BenchmarkShellSessionMemory(b *testing.B) {
 	b.Run("embedded", func(b *testing.B) {
 		var perSession []float64
 		for b.Loop() {
-			br := StartBridge(b, Options{Args: append(slices.Clone(benchArgs),
+			br := StartBridge(b, Options{Args: append(slices.Clone(benchArgs), "--max-one-offs-per-key", quota,
 				"--platform-app-quota", quota, "--platform-total-quota", quota)})
 			kib, _ := shellSessionGrowth(b, br, nil)
 			perSession = append(perSession, kib)
@@ -321,7 +322,7 @@ func BenchmarkShellSessionMemory(b *testing.B) {
 		for b.Loop() {
 			p := startPlatformProcess(b, "--app-quota", quota, "--total-quota", quota, "--log-level", "info")
 			br := StartBridge(b, Options{
-				Args: append(slices.Clone(benchArgs), "--api-url", p.url),
+				Args: append(slices.Clone(benchArgs), "--api-url", p.url, "--max-one-offs-per-key", quota),
 				Env:  []string{"ONEOFF_API_TOKEN=" + canaryToken},
 			})
 			kib, platformKiB := shellSessionGrowth(b, br, p)

@@ -186,13 +186,14 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
-// One line at the start and one at the end of each session, with the
-// connection id, user, app, command, duration and exit code.
+// One line at the start of each session with the connection id, user, app
+// and the command (once, with its length), and one at the end with the
+// duration and exit code.
 func TestSessionLogLines(t *testing.T) {
 	b := StartBridge(t, Options{})
 	b.Run("demo-app", nil, "exit 7")
-	startRE := regexp.MustCompile(`msg="session start" conn=[0-9a-f]+ remote=\S+ user=SHA256:\S+ app=demo-app kind=exec command="exit 7"`)
-	endRE := regexp.MustCompile(`msg="session end" conn=[0-9a-f]+ remote=\S+ user=SHA256:\S+ app=demo-app kind=exec command="exit 7" duration=\S+ exit_code=7`)
+	startRE := regexp.MustCompile(`msg="session start" conn=[0-9a-f]+ remote=\S+ user=SHA256:\S+ app=demo-app kind=exec command="exit 7" command_bytes=6\n`)
+	endRE := regexp.MustCompile(`msg="session end" conn=[0-9a-f]+ remote=\S+ user=SHA256:\S+ app=demo-app kind=exec duration=\S+ exit_code=7\n`)
 	if log, ok := b.LogWhen(func(log string) bool { return startRE.MatchString(log) && endRE.MatchString(log) }); !ok {
 		t.Fatalf("log lacks the session lines:\n%s", log)
 	}

@@ -62,8 +62,10 @@ func TestExecStdinEOF(t *testing.T) {
 	}
 }
 
+// Twenty sessions of one key at once, each on its own connection, with the
+// limits on one-offs (per key, per app, in all) raised above twenty.
 func TestConcurrentSessions(t *testing.T) {
-	b := StartBridge(t, Options{Args: []string{"--platform-app-quota", "25", "--platform-total-quota", "25"}})
+	b := StartBridge(t, Options{Args: []string{"--max-one-offs-per-key", "25", "--platform-app-quota", "25", "--platform-total-quota", "25"}})
 	const n = 20
 	var wg sync.WaitGroup
 	results := make([]Result, n)
