@@ -47,6 +47,10 @@ func (s *stagingArea) SCP(ctx context.Context, user, app, command string, rw io.
 
 func (s *stagingArea) Deliver(ctx context.Context, user, app string,
 	send func(ctx context.Context, name string, size int64, r io.Reader) error,
-	progress func(name string, done, total int64)) error {
-	return s.store.Scope(user, app).Deliver(ctx, send, progress)
+	progress func(name string, sent, size int64, accepted bool)) (bridge.Delivery, error) {
+	d, err := s.store.Scope(user, app).Deliver(ctx, send, progress)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return d, nil
 }
