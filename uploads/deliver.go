@@ -33,7 +33,8 @@ type ProgressFunc func(name string, sent, size int64, accepted bool)
 //
 // Deliveries of one scope run one after the other: a Deliver waits until
 // the one before was committed or released (or ctx ends), so that no file
-// is sent to two one-offs starting at once.
+// is sent to two one-offs starting at once. A delivery that sent nothing
+// is over when Deliver returns; Commit and Release then do nothing.
 func (sc *Scope) Deliver(ctx context.Context, send SendFunc, progress ProgressFunc) (*Delivery, error) {
 	if progress == nil {
 		progress = func(string, int64, int64, bool) {}
@@ -73,6 +74,13 @@ func (sc *Scope) Deliver(ctx context.Context, send SendFunc, progress ProgressFu
 		}
 		if ok {
 			d.files = append(d.files, deliveredFile{name: name, blob: f.blob})
+		}
+	}
+	if len(d.files) == 0 {
+		// Nothing to wait for: the sessions of a scope with no files do
+		// not queue behind each other's attach.
+		if err := d.Commit(); err != nil {
+			sc.s.log.Warn("uploads: save after delivery", "err", err)
 		}
 	}
 	return d, nil

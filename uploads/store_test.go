@@ -578,6 +578,26 @@ func TestDeliverConcurrentWithWrites(t *testing.T) {
 	}
 }
 
+// A delivery that sent nothing does not hold up the next one: sessions
+// with no files do not wait for each other's attach.
+func TestDeliverNothingDoesNotWait(t *testing.T) {
+	s, _ := newStore(t, t.TempDir(), Limits{})
+	sc := s.Scope("u", "a")
+	var sent []string
+	d1, err := sc.Deliver(context.Background(), sendAll(&sent), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d1.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d2, err := sc.Deliver(ctx, sendAll(&sent), nil)
+	if err != nil {
+		t.Fatalf("second delivery with nothing pending: %v", err)
+	}
+	d2.Commit()
+}
+
 func TestPatchExisting(t *testing.T) {
 	s, _ := newStore(t, t.TempDir(), Limits{})
 	sc := s.Scope("u", "a")
