@@ -15,8 +15,9 @@ import (
 // stagingArea joins the upload staging area to the SSH side: SFTP and
 // legacy scp fill it, the next one-off's start empties it.
 type stagingArea struct {
-	store *uploads.Store
-	log   *slog.Logger
+	store   *uploads.Store
+	handles *sftp.Handles // shared by every SFTP session
+	log     *slog.Logger
 }
 
 var _ bridge.Uploads = (*stagingArea)(nil)
@@ -30,13 +31,14 @@ func newStaging(cfg *bridgeFlags, log *slog.Logger) (*stagingArea, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &stagingArea{store: store, log: log.With("component", "uploads")}, nil
+	return &stagingArea{store: store, handles: sftp.NewHandles(cfg.sftpMaxOpen, cfg.sftpMaxTotal),
+		log: log.With("component", "uploads")}, nil
 }
 
 func (s *stagingArea) Close() error { return s.store.Close() }
 
 func (s *stagingArea) ServeSFTP(ctx context.Context, user, app string, ch io.ReadWriteCloser, stderr io.Writer) error {
-	return sftp.Serve(ctx, ch, s.store.Scope(user, app), sftp.Options{Logger: s.log, Stderr: stderr})
+	return sftp.Serve(ctx, ch, s.store.Scope(user, app), sftp.Options{Logger: s.log, Stderr: stderr, Handles: s.handles})
 }
 
 func (s *stagingArea) IsSCP(command string) bool { return scp.IsCommand(command) }
