@@ -15,6 +15,7 @@ import (
 	"sshbridge/cli"
 	"sshbridge/oneoff"
 	"sshbridge/platform"
+	"sshbridge/sftp"
 	"sshbridge/uploads"
 )
 
@@ -28,6 +29,7 @@ type bridgeFlags struct {
 	pollTimeout, shutdownGrace time.Duration
 	uploadMaxFile, uploadQuota int64
 	uploadExpiry               time.Duration
+	sftpMaxOpen, sftpMaxTotal  int
 	platformAppQuota           int
 	platformTotalQuota         int
 	platformInactivity         time.Duration
@@ -80,6 +82,11 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs.Size(&c.uploadMaxFile, "upload-max-file-size", "BRIDGE_UPLOAD_MAX_FILE_SIZE", uploads.DefaultMaxFileSize, "largest file that may be staged").Check(cli.Positive(&c.uploadMaxFile))
 	fs.Size(&c.uploadQuota, "upload-quota", "BRIDGE_UPLOAD_QUOTA", uploads.DefaultUserQuota, "pending bytes per user across apps").Check(cli.Positive(&c.uploadQuota))
 	fs.Duration(&c.uploadExpiry, "upload-expiry", "BRIDGE_UPLOAD_EXPIRY", uploads.DefaultExpiry, "time after which a pending upload is dropped").Check(cli.Positive(&c.uploadExpiry))
+	defOpen, defTotal := sftp.DefaultHandleLimits()
+	fs.Int(&c.sftpMaxOpen, "sftp-max-open-files", "BRIDGE_SFTP_MAX_OPEN_FILES", defOpen, "files and directories one SFTP session may hold open at once").
+		Default("an eighth of the process's open file limit (RLIMIT_NOFILE), at most 1024").Check(cli.Positive(&c.sftpMaxOpen))
+	fs.Int(&c.sftpMaxTotal, "sftp-max-open-files-total", "BRIDGE_SFTP_MAX_OPEN_FILES_TOTAL", defTotal, "files and directories all SFTP sessions together may hold open at once").
+		Default("half the process's open file limit (RLIMIT_NOFILE)").Check(cli.Positive(&c.sftpMaxTotal))
 	fs.Int(&c.platformAppQuota, "platform-app-quota", "BRIDGE_PLATFORM_APP_QUOTA", platform.DefaultAppQuota, "embedded platform: one-offs at once per app").Check(cli.Positive(&c.platformAppQuota))
 	fs.Int(&c.platformTotalQuota, "platform-total-quota", "BRIDGE_PLATFORM_TOTAL_QUOTA", platform.DefaultTotalQuota, "embedded platform: one-offs at once in all").Check(cli.Positive(&c.platformTotalQuota))
 	fs.Duration(&c.platformInactivity, "platform-inactivity-timeout", "BRIDGE_PLATFORM_INACTIVITY_TIMEOUT", platform.DefaultInactivityTimeout, "embedded platform: stop a one-off after this long without data").Check(cli.Positive(&c.platformInactivity))

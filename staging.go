@@ -15,8 +15,9 @@ import (
 // stagingArea joins the upload staging area to the SSH side: SFTP and
 // legacy scp fill it, the next one-off's start empties it.
 type stagingArea struct {
-	store *uploads.Store
-	log   *slog.Logger
+	store   *uploads.Store
+	handles *sftp.Handles // shared by every SFTP session
+	log     *slog.Logger
 }
 
 var _ bridge.Uploads = (*stagingArea)(nil)
@@ -30,13 +31,14 @@ func newStaging(cfg *bridgeFlags, log *slog.Logger) (*stagingArea, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &stagingArea{store: store, log: log.With("component", "uploads")}, nil
+	return &stagingArea{store: store, handles: sftp.NewHandles(cfg.sftpMaxOpen, cfg.sftpMaxTotal),
+		log: log.With("component", "uploads")}, nil
 }
 
 func (s *stagingArea) Close() error { return s.store.Close() }
 
 func (s *stagingArea) ServeSFTP(ctx context.Context, user, app string, ch io.ReadWriteCloser, stderr io.Writer) error {
-	return sftp.Serve(ctx, ch, s.store.Scope(user, app), sftp.Options{Logger: s.log, Stderr: stderr})
+	return sftp.Serve(ctx, ch, s.store.Scope(user, app), sftp.Options{Logger: s.log, Stderr: stderr, Handles: s.handles})
 }
 
 func (s *stagingArea) IsSCP(command string) bool { return scp.IsCommand(command) }
@@ -47,6 +49,10 @@ func (s *stagingArea) SCP(ctx context.Context, user, app, command string, rw io.
 
 func (s *stagingArea) Deliver(ctx context.Context, user, app string,
 	send func(ctx context.Context, name string, size int64, r io.Reader) error,
-	progress func(name string, done, total int64)) error {
-	return s.store.Scope(user, app).Deliver(ctx, send, progress)
+	progress func(name string, sent, size int64, accepted bool)) (bridge.Delivery, error) {
+	d, err := s.store.Scope(user, app).Deliver(ctx, send, progress)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return d, nil
 }

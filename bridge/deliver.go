@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
 	"sshbridge/oneoff"
 )
@@ -18,37 +20,114 @@ type deliverError struct {
 func (e *deliverError) Error() string { return fmt.Sprintf("upload %q: %v", e.name, e.err) }
 func (e *deliverError) Unwrap() error { return e.err }
 
-// deliver sends the pending uploads of (user, app) to the one-off before
-// anyone attaches, as the platform requires. A refused file stops the
-// session with a sentence naming it and the platform's reason; that file and
-// the ones after it stay pending.
-func (sess *session) deliver(ctx context.Context, o *oneoff.OneOff) error {
+// deliverAndAttach sends the pending uploads of (user, app) to the one-off
+// before anyone attaches, as the platform requires, then attaches. The
+// files leave the staging area only once the attach succeeded: a one-off
+// that never attached never ran the command, and whatever it took is lost
+// with it. When either step fails, the user's line names every file, all
+// still pending for the next session.
+func (sess *session) deliverAndAttach(ctx context.Context, o *oneoff.OneOff) (*oneoff.Stream, error) {
 	up := sess.srv.deps.Uploads
 	if up == nil {
-		return nil
+		stream, err := o.Attach(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("attach: %w", err)
+		}
+		return stream, nil
 	}
+	d, err := sess.deliver(ctx, up, o)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := o.Attach(ctx)
+	if err != nil {
+		files := d.Files()
+		d.Release()
+		err = fmt.Errorf("attach: %w", err)
+		if len(files) == 0 {
+			return nil, err
+		}
+		f := classify(sess.app, err)
+		return nil, &failure{f.code, f.message + " " + stillPending(files), err}
+	}
+	if err := d.Commit(); err != nil {
+		// They were delivered and the one-off runs: the next session gets
+		// them again, which beats losing them.
+		sess.log.Warn("delivered uploads stay pending", "files", len(d.Files()), "err", err)
+	}
+	return stream, nil
+}
+
+// deliver sends the pending files. A failure stops the session with a
+// sentence naming the file, the cause, and every file still pending.
+func (sess *session) deliver(ctx context.Context, up Uploads, o *oneoff.OneOff) (Delivery, error) {
 	send := func(ctx context.Context, name string, size int64, r io.Reader) error {
 		if err := o.Upload(ctx, name, size, r); err != nil {
 			return &deliverError{name: name, err: err}
 		}
 		return nil
 	}
-	err := up.Deliver(ctx, sess.identity(), sess.app, send, sess.uploadProgress())
+	progress, failed := sess.uploadProgress()
+	d, err := up.Deliver(ctx, sess.identity(), sess.app, send, progress)
 	if err == nil {
-		return nil
+		return d, nil
+	}
+	failed()
+	var pending []string
+	var sp interface{ StillPending() []string }
+	if errors.As(err, &sp) {
+		pending = sp.StillPending()
 	}
 	var de *deliverError
-	if !errors.As(err, &de) {
-		return &failure{ExitInternal, "The bridge could not read a pending upload; it stays pending.", err}
+	switch {
+	case ctx.Err() != nil:
+		return nil, err
+	case !errors.As(err, &de):
+		return nil, &failure{ExitInternal, joinSentences("The bridge could not read a pending upload.", stillPending(pending)), err}
+	case errors.Is(err, oneoff.ErrUploadRefused):
+		reason := "refused"
+		var apiErr *oneoff.APIError
+		if errors.As(err, &apiErr) && apiErr.Message != "" {
+			reason = oneLine(apiErr.Message)
+		}
+		return nil, &failure{ExitUploadRefused,
+			joinSentences(fmt.Sprintf("The platform refused the upload of %q (%s).", de.name, reason), stillPending(pending)), err}
 	}
-	if !errors.Is(err, oneoff.ErrUploadRefused) {
-		return err
+	f := classify(sess.app, err)
+	return nil, &failure{f.code, joinSentences(fmt.Sprintf("The upload of %q failed.", de.name), f.message, stillPending(pending)), err}
+}
+
+// maxNamed bounds the names a failure line lists: past it, a count.
+const maxNamed = 100
+
+// stillPending says that files are still pending, naming them ("" for
+// none). Names are quoted with Go's escapes, so that no control character
+// of a name reaches the terminal.
+func stillPending(files []string) string {
+	if len(files) == 0 {
+		return ""
 	}
-	reason := "refused"
-	var apiErr *oneoff.APIError
-	if errors.As(err, &apiErr) && apiErr.Message != "" {
-		reason = oneLine(apiErr.Message)
+	named := make([]string, 0, min(len(files), maxNamed))
+	for _, f := range files[:min(len(files), maxNamed)] {
+		named = append(named, strconv.Quote(f))
 	}
-	return &failure{ExitUploadRefused,
-		fmt.Sprintf("The platform refused the upload of %q (%s); it stays pending with the files not yet delivered.", de.name, reason), err}
+	list := strings.Join(named, ", ")
+	if len(files) > maxNamed {
+		list += fmt.Sprintf(" and %d more", len(files)-maxNamed)
+	}
+	if len(files) == 1 {
+		return "This file stays pending for your next session: " + list + "."
+	}
+	return fmt.Sprintf("These %d files stay pending for your next session: %s.", len(files), list)
+}
+
+// joinSentences makes one line of sentences, leaving out empty ones.
+func joinSentences(sentences ...string) string {
+	out := sentences[:0:0]
+	for _, s := range sentences {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -55,22 +55,31 @@ func (sess *session) announce(message string) {
 	}
 }
 
-// uploadProgress reports each delivered file on pty sessions.
-func (sess *session) uploadProgress() func(name string, done, total int64) {
+// uploadProgress reports each delivered file on pty sessions, "done" only
+// once the platform accepted it. failed ends the line of a file whose
+// upload failed.
+func (sess *session) uploadProgress() (progress func(name string, sent, size int64, accepted bool), failed func()) {
 	if sess.pty == nil {
-		return nil
+		return nil, func() {}
 	}
 	started := ""
-	return func(name string, done, total int64) {
-		if done == 0 && started != name {
+	progress = func(name string, sent, size int64, accepted bool) {
+		if sent == 0 && !accepted && started != name {
 			started = name
-			sess.progressStart(fmt.Sprintf("Uploading %s (%s)...", name, humanBytes(total)))
+			sess.progressStart(fmt.Sprintf("Uploading %s (%s)...", name, humanBytes(size)))
 		}
-		if done == total && started == name {
+		if accepted && started == name {
 			started = ""
 			sess.progressEnd("done")
 		}
 	}
+	failed = func() {
+		if started != "" {
+			started = ""
+			sess.progressEnd("failed")
+		}
+	}
+	return progress, failed
 }
 
 func humanBytes(n int64) string {

@@ -119,12 +119,9 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 	sess.progressEnd(fmt.Sprintf("done in %s", elapsed(time.Since(t0))))
 	sess.log.Info("one-off started", "container", o.ContainerID(), "pipe_mode", o.PipeMode(), "after", time.Since(t0))
 
-	if err := sess.deliver(ctx, o); err != nil {
-		return 0, err
-	}
-	stream, err := o.Attach(ctx)
+	stream, err := sess.deliverAndAttach(ctx, o)
 	if err != nil {
-		return 0, fmt.Errorf("attach: %w", err)
+		return 0, err
 	}
 	attached, detach := context.WithCancel(ctx)
 	defer detach()

@@ -21,11 +21,30 @@ type Uploads interface {
 	// SCP answers the server side of legacy scp for the command line
 	// ("scp -t …" or "scp -f …") and returns the exit code.
 	SCP(ctx context.Context, user, app, command string, rw io.ReadWriter, stderr io.Writer) int
-	// Deliver sends every pending file of (user, app) through send, removing
-	// each only once sent.
+	// Deliver sends every pending file of (user, app) through send, oldest
+	// first, and returns the delivery: the files stay pending until it is
+	// committed. progress, which may be nil, learns of each file: sent == 0
+	// before it is sent, the bytes read while it is sent, and accepted only
+	// once send returned nil for it. On a failure no delivery is returned;
+	// the error names the file, and its StillPending() []string method, when
+	// it has one, lists every file of the delivery: all still pending.
 	Deliver(ctx context.Context, user, app string,
 		send func(ctx context.Context, name string, size int64, r io.Reader) error,
-		progress func(name string, done, total int64)) error
+		progress func(name string, sent, size int64, accepted bool)) (Delivery, error)
+}
+
+// Delivery is the pending files sent to one one-off. Exactly one of Commit
+// and Release must be called; until then the next delivery of the same
+// (user, app) waits, so that no file goes to two one-offs.
+type Delivery interface {
+	// Files names the files sent, oldest first.
+	Files() []string
+	// Commit removes the files from the staging area: the one-off they
+	// were sent to has attached. On an error they stay pending.
+	Commit() error
+	// Release leaves every file pending: the one-off did not attach, so it
+	// never ran the command and what it took is lost with it.
+	Release()
 }
 
 func (s *Server) subsystemSupported(name string) bool {

@@ -18,11 +18,15 @@ import (
 
 // handlers implements every pkg/sftp handler interface over one scope.
 type handlers struct {
-	sc  *uploads.Scope
-	log *slog.Logger
+	sc      *uploads.Scope
+	log     *slog.Logger
+	handles *sessionHandles
 
 	stderrMu sync.Mutex
 	stderr   io.Writer // nil: no explanations on stderr
+	// limitTold: a refusal for the handle limits is logged and told once
+	// per session, however many opens a client tries past it.
+	limitTold sync.Once
 }
 
 var (
@@ -42,12 +46,30 @@ func (h *handlers) explain(err error) {
 		return
 	}
 	h.log.Info("sftp: refused", "reason", err.Error())
+	h.tell("upload refused: " + err.Error())
+}
+
+// tell writes one line on the channel's stderr, if there is one.
+func (h *handlers) tell(line string) {
 	if h.stderr == nil {
 		return
 	}
 	h.stderrMu.Lock()
 	defer h.stderrMu.Unlock()
-	fmt.Fprintf(h.stderr, "upload refused: %s\n", err.Error())
+	fmt.Fprintln(h.stderr, line)
+}
+
+// acquire takes a handle for an open of path, or refuses it past the
+// limits on open files (Handles).
+func (h *handlers) acquire(path string) (release func(), err error) {
+	release, err = h.handles.acquire(path)
+	if err != nil {
+		h.limitTold.Do(func() {
+			h.log.Warn("sftp: open refused", "reason", err.Error())
+			h.tell("open refused: " + err.Error())
+		})
+	}
+	return release, err
 }
 
 // Fileread opens a pending file for reading back.
@@ -56,11 +78,27 @@ func (h *handlers) Fileread(r *pkgsftp.Request) (io.ReaderAt, error) {
 	if err != nil {
 		return nil, err
 	}
+	release, err := h.acquire(r.Filepath)
+	if err != nil {
+		return nil, err
+	}
 	f, _, err := h.sc.Open(rel)
 	if err != nil {
+		release()
 		return nil, h.status("open", err)
 	}
-	return f, nil
+	return &fileReader{File: f, release: release}, nil
+}
+
+// fileReader gives its handle back when closed.
+type fileReader struct {
+	*uploads.File
+	release func()
+}
+
+func (f *fileReader) Close() error {
+	defer f.release()
+	return f.File.Close()
 }
 
 // Filewrite opens a file for writing: it becomes pending at a clean close.
@@ -91,12 +129,17 @@ func (h *handlers) openWriter(r *pkgsftp.Request) (*fileWriter, error) {
 	if pf.Excl {
 		flag |= os.O_EXCL
 	}
+	release, err := h.acquire(r.Filepath)
+	if err != nil {
+		return nil, err
+	}
 	w, err := h.sc.Create(rel, flag, openMode(r))
 	if err != nil {
+		release()
 		h.explain(err)
 		return nil, h.status("create", err)
 	}
-	return &fileWriter{w: w, h: h}, nil
+	return &fileWriter{w: w, h: h, release: release}, nil
 }
 
 // openMode reads the permissions an SSH_FXP_OPEN carries, 0 when unknown.
@@ -109,10 +152,12 @@ func openMode(r *pkgsftp.Request) fs.FileMode {
 	return fs.FileMode(binary.BigEndian.Uint32(r.Attrs)).Perm()
 }
 
-// fileWriter turns the staging writer's errors into SFTP statuses.
+// fileWriter turns the staging writer's errors into SFTP statuses, and
+// gives its handle back when closed.
 type fileWriter struct {
 	w         *uploads.Writer
 	h         *handlers
+	release   func()
 	explained sync.Once
 }
 
@@ -138,6 +183,7 @@ func (f *fileWriter) ReadAt(p []byte, off int64) (int, error) {
 func (f *fileWriter) TransferError(err error) { f.w.TransferError(err) }
 
 func (f *fileWriter) Close() error {
+	defer f.release()
 	return f.h.status("close", f.w.Close())
 }
 
@@ -237,15 +283,21 @@ func (h *handlers) Filelist(r *pkgsftp.Request) (pkgsftp.ListerAt, error) {
 	}
 	switch r.Method {
 	case "List":
+		// Only opendir lists: the listing is held by a handle until closed.
+		release, err := h.acquire(r.Filepath)
+		if err != nil {
+			return nil, err
+		}
 		es, err := h.sc.List(rel)
 		if err != nil {
+			release()
 			return nil, h.status("list", err)
 		}
 		l := make(listerAt, len(es))
 		for i, e := range es {
 			l[i] = fileInfo{e}
 		}
-		return l, nil
+		return &dirLister{listerAt: l, release: release}, nil
 	case "Stat":
 		return h.stat(rel)
 	}
@@ -286,6 +338,18 @@ func (h *handlers) Readlink(p string) (string, error) {
 }
 
 type listerAt []os.FileInfo
+
+// dirLister is the listing of an open directory; pkg/sftp closes it with
+// the handle.
+type dirLister struct {
+	listerAt
+	release func()
+}
+
+func (d *dirLister) Close() error {
+	d.release()
+	return nil
+}
 
 func (l listerAt) ListAt(out []os.FileInfo, off int64) (int, error) {
 	if off >= int64(len(l)) {

@@ -20,6 +20,10 @@ type Options struct {
 	// upload (size, quota, name): OpenSSH's sftp prints only a status code's
 	// generic text ("Failure"), so without it the user would not know why.
 	Stderr io.Writer
+	// Handles bounds the files and directories open at once, in this
+	// session and in all the sessions given the same Handles; nil means
+	// NewHandles(0, 0) for this session alone.
+	Handles *Handles
 }
 
 // Serve runs the SFTP subsystem on ch over the scope until the client ends
@@ -48,7 +52,11 @@ func Serve(ctx context.Context, ch io.ReadWriteCloser, sc *uploads.Scope, opts O
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &handlers{sc: sc, log: log, stderr: opts.Stderr}
+	lim := opts.Handles
+	if lim == nil {
+		lim = NewHandles(0, 0)
+	}
+	h := &handlers{sc: sc, log: log, stderr: opts.Stderr, handles: &sessionHandles{lim: lim}}
 	rs := pkgsftp.NewRequestServer(ch,
 		pkgsftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
 		pkgsftp.WithStartDirectory(Home),

@@ -62,6 +62,13 @@ func connect(t *testing.T, sc *uploads.Scope, opts ...pkgsftp.ClientOption) *ses
 
 func connectTB(t testing.TB, sc *uploads.Scope, opts ...pkgsftp.ClientOption) *session {
 	t.Helper()
+	return connectWith(t, sc, Options{}, opts...)
+}
+
+// connectWith is connect with the server's options; their Stderr is the
+// session's.
+func connectWith(t testing.TB, sc *uploads.Scope, serverOpts Options, opts ...pkgsftp.ClientOption) *session {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +84,8 @@ func connectTB(t testing.TB, sc *uploads.Scope, opts ...pkgsftp.ClientOption) *s
 			return
 		}
 		accepted <- c
-		s.done <- Serve(context.Background(), c, sc, Options{Stderr: s.stderr})
+		serverOpts.Stderr = s.stderr
+		s.done <- Serve(context.Background(), c, sc, serverOpts)
 		c.Close()
 	}()
 	s.conn, err = net.Dial("tcp", l.Addr().String())

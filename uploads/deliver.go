@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"sync"
+	"time"
 )
 
 // SendFunc posts one file to the platform: name is its relative path
@@ -13,65 +16,184 @@ import (
 // returns nil only once the platform has accepted the file.
 type SendFunc func(ctx context.Context, name string, size int64, r io.Reader) error
 
-// ProgressFunc learns how far the file name has been read by send. It is
-// called with done == 0 before and done == total after each file.
-type ProgressFunc func(name string, done, total int64)
+// ProgressFunc learns how the delivery of the file name goes: it is called
+// with sent == 0 before the file is sent, with the bytes read so far (up
+// to size) while it is sent, and once more with accepted true only after
+// send returned nil for it. A file whose sending failed is never accepted.
+type ProgressFunc func(name string, sent, size int64, accepted bool)
 
-// Deliver posts every pending file, oldest first, and removes each one only
-// after send returned nil for it. On the first failure it stops and returns
-// an error naming the file; that file and the rest stay pending. Files being
-// written are not pending and are left alone; files that become pending
-// while Deliver runs wait for the next one. Once every file was delivered,
-// the directories emptied by the delivery are removed too (the platform
-// makes directories from the names). progress may be nil.
+// Deliver posts every pending file, oldest first, and returns the delivery.
+// The files stay pending until Delivery.Commit, called once the one-off
+// they were sent to has attached: a one-off that never attached never ran
+// the command, and whatever it took is gone with it. On the first failure
+// Deliver stops and returns a *DeliveryError naming the file and every file
+// of the delivery, all still pending. Files being written are not pending
+// and are left alone; files that become pending while Deliver runs wait
+// for the next one. progress may be nil.
 //
-// Concurrent Deliver calls on one scope run one after the other.
-func (sc *Scope) Deliver(ctx context.Context, send SendFunc, progress ProgressFunc) error {
+// Deliveries of one scope run one after the other: a Deliver waits until
+// the one before was committed or released (or ctx ends), so that no file
+// is sent to two one-offs starting at once. A delivery that sent nothing
+// is over when Deliver returns; Commit and Release then do nothing.
+func (sc *Scope) Deliver(ctx context.Context, send SendFunc, progress ProgressFunc) (*Delivery, error) {
 	if progress == nil {
-		progress = func(string, int64, int64) {}
+		progress = func(string, int64, int64, bool) {}
 	}
 	sc.s.mu.Lock()
 	st := sc.s.state(sc)
-	st.deliverers++ // keeps st the scope's state while this call runs
+	st.deliverers++ // keeps st the scope's state until the delivery ends
 	sc.s.mu.Unlock()
-	defer func() {
-		sc.s.mu.Lock()
-		st.deliverers--
-		sc.unlock()
-	}()
 	select {
 	case st.delivering <- struct{}{}:
 	case <-ctx.Done():
-		return fmt.Errorf("deliver uploads: %w", context.Cause(ctx))
+		sc.s.mu.Lock()
+		st.deliverers--
+		sc.unlock()
+		return nil, &DeliveryError{Err: context.Cause(ctx)}
 	}
-	defer func() { <-st.delivering }()
+	d := &Delivery{sc: sc, st: st}
 
 	sc.lock()
-	start := sc.s.now()
+	d.start = sc.s.now()
 	todo := st.pendingLocked()
-	blobs := make([]string, len(todo))
+	files := make([]deliveredFile, len(todo))
 	for i, e := range todo {
-		blobs[i] = st.files[e.Name].blob
+		files[i] = deliveredFile{name: e.Name, blob: st.files[e.Name].blob}
 	}
 	sc.unlock()
 
-	for _, blob := range blobs {
+	for i, f := range files {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("deliver uploads: %w", context.Cause(ctx))
+			d.Release()
+			return nil, &DeliveryError{Pending: d.pendingNames(files[i:]), Err: context.Cause(ctx)}
 		}
-		if err := sc.deliverOne(ctx, blob, send, progress); err != nil {
-			return err
+		name, ok, err := sc.deliverOne(ctx, f.blob, send, progress)
+		if err != nil {
+			d.Release()
+			return nil, &DeliveryError{File: name, Pending: d.pendingNames(files[i:]), Err: err}
+		}
+		if ok {
+			d.files = append(d.files, deliveredFile{name: name, blob: f.blob})
 		}
 	}
-
-	sc.lock()
-	defer sc.unlock()
-	if sc.s.pruneDirsLocked(st, start) > 0 {
-		if err := sc.s.saveLocked(st); err != nil {
+	if len(d.files) == 0 {
+		// Nothing to wait for: the sessions of a scope with no files do
+		// not queue behind each other's attach.
+		if err := d.Commit(); err != nil {
 			sc.s.log.Warn("uploads: save after delivery", "err", err)
 		}
 	}
+	return d, nil
+}
+
+// pendingNames lists the files sent so far and the ones left to send.
+func (d *Delivery) pendingNames(left []deliveredFile) []string {
+	out := make([]string, 0, len(d.files)+len(left))
+	for _, f := range d.files {
+		out = append(out, f.name)
+	}
+	for _, f := range left {
+		out = append(out, f.name)
+	}
+	return out
+}
+
+// DeliveryError is a Deliver that failed. Its message names the file and
+// the cause; Pending says where every file is: still pending.
+type DeliveryError struct {
+	// File is the file whose sending failed; "" when the delivery failed
+	// before sending one (ctx ended).
+	File string
+	// Pending names every file of the delivery, oldest first, those sent
+	// before the failure included: all are still pending.
+	Pending []string
+	Err     error
+}
+
+func (e *DeliveryError) Error() string {
+	if e.File == "" {
+		return fmt.Sprintf("deliver uploads: %v", e.Err)
+	}
+	return fmt.Sprintf("deliver %s: %v", quote(e.File), e.Err)
+}
+
+func (e *DeliveryError) Unwrap() error { return e.Err }
+
+// StillPending names every file of the failed delivery: all are still
+// pending, for the next session.
+func (e *DeliveryError) StillPending() []string { return e.Pending }
+
+// Delivery is the pending files sent to one one-off, still pending until
+// Commit. Exactly one of Commit or Release must be called: until then, the
+// next delivery of the scope waits.
+type Delivery struct {
+	sc    *Scope
+	st    *scopeState
+	start time.Time
+	files []deliveredFile
+	once  sync.Once
+}
+
+type deliveredFile struct{ name, blob string }
+
+// Files names the files sent, oldest first, as they were named when sent.
+func (d *Delivery) Files() []string { return d.pendingNames(nil) }
+
+// Commit removes the delivered files from the staging area: call it once
+// the one-off they were sent to has attached. A file replaced or removed
+// since it was sent is left as it is now; directories emptied by the
+// delivery go too (the platform makes directories from the names). On an
+// error (the staging area could not be saved) every file stays pending.
+// Only the first call of Commit or Release does anything.
+func (d *Delivery) Commit() error {
+	var err error
+	d.once.Do(func() {
+		defer d.end()
+		err = d.commit()
+	})
+	return err
+}
+
+func (d *Delivery) commit() error {
+	sc, s := d.sc, d.sc.s
+	st := sc.lock()
+	defer sc.unlock()
+	byBlob := make(map[string]string, len(st.files))
+	for p, f := range st.files {
+		byBlob[f.blob] = p
+	}
+	oldFiles, oldDirs := maps.Clone(st.files), maps.Clone(st.dirs)
+	var gone []*fileEntry
+	for _, f := range d.files {
+		if p, ok := byBlob[f.blob]; ok {
+			gone = append(gone, st.files[p])
+			delete(st.files, p)
+		}
+	}
+	if s.pruneDirsLocked(st, d.start) == 0 && len(gone) == 0 {
+		return nil
+	}
+	if err := s.saveLocked(st); err != nil {
+		st.files, st.dirs = oldFiles, oldDirs
+		return fmt.Errorf("remove delivered files from staging: %w", err)
+	}
+	for _, f := range gone {
+		s.usage[st.key.user] -= f.size
+		s.removeBlob(st, f.blob)
+	}
 	return nil
+}
+
+// Release ends the delivery and leaves every file pending, for the next
+// session: call it when the one-off the files were sent to did not attach.
+// Only the first call of Commit or Release does anything.
+func (d *Delivery) Release() { d.once.Do(d.end) }
+
+func (d *Delivery) end() {
+	<-d.st.delivering
+	d.sc.s.mu.Lock()
+	d.st.deliverers--
+	d.sc.unlock()
 }
 
 // findBlobLocked finds a pending file by its blob, wherever renames took it.
@@ -84,47 +206,35 @@ func (st *scopeState) findBlobLocked(blob string) (string, *fileEntry) {
 	return "", nil
 }
 
-func (sc *Scope) deliverOne(ctx context.Context, blob string, send SendFunc, progress ProgressFunc) error {
+// deliverOne sends one pending file and returns its name when sent; ok is
+// false when it was removed, replaced or expired meanwhile.
+func (sc *Scope) deliverOne(ctx context.Context, blob string, send SendFunc, progress ProgressFunc) (name string, ok bool, err error) {
 	st := sc.lock()
 	name, fe := st.findBlobLocked(blob)
 	if fe == nil {
 		sc.unlock()
-		return nil // removed, replaced or expired meanwhile
+		return "", false, nil
 	}
 	size := fe.size
 	// Opened under the lock so that a concurrent removal cannot unlink it first.
 	f, err := os.Open(sc.s.blobPath(st.key, blob))
 	sc.unlock()
 	if err != nil {
-		return fmt.Errorf("deliver %s: %w", quote(name), err)
+		return name, false, err
 	}
 	defer f.Close()
 
-	progress(name, 0, size)
+	progress(name, 0, size, false)
 	r := &progressReader{r: io.NewSectionReader(f, 0, size), name: name, total: size, progress: progress}
 	if err := send(ctx, name, size, r); err != nil {
-		return fmt.Errorf("deliver %s: %w", quote(name), err)
+		return name, false, err
 	}
 	if r.done != size {
 		// The platform answered before reading the file: do not trust it.
-		return fmt.Errorf("deliver %s: %w", quote(name), errShortSend)
+		return name, false, errShortSend
 	}
-	progress(name, size, size)
-
-	st = sc.lock()
-	defer sc.unlock()
-	p, cur := st.findBlobLocked(blob)
-	if cur == nil {
-		return nil
-	}
-	delete(st.files, p)
-	if err := sc.s.saveLocked(st); err != nil {
-		st.files[p] = cur
-		return fmt.Errorf("deliver %s: delivered, but could not be removed from staging: %w", quote(name), err)
-	}
-	sc.s.usage[st.key.user] -= cur.size
-	sc.s.removeBlob(st, blob)
-	return nil
+	progress(name, size, size, true)
+	return name, true, nil
 }
 
 var errShortSend = errors.New("the file was not read to its end")
@@ -141,7 +251,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	if n > 0 {
 		p.done += int64(n)
-		p.progress(p.name, p.done, p.total)
+		p.progress(p.name, p.done, p.total, false)
 	}
 	return n, err
 }

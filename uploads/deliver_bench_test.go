@@ -31,10 +31,13 @@ func BenchmarkDeliver(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		err = sc.Deliver(context.Background(), func(_ context.Context, _ string, _ int64, r io.Reader) error {
+		d, err := sc.Deliver(context.Background(), func(_ context.Context, _ string, _ int64, r io.Reader) error {
 			_, err := io.Copy(io.Discard, r)
 			return err
 		}, nil)
+		if err == nil {
+			err = d.Commit()
+		}
 		if err != nil {
 			b.Fatal(err)
 		}

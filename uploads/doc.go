@@ -5,8 +5,9 @@
 // the platform takes files only after a one-off is ready and before anyone
 // attaches. A Store keeps, on the bridge's disk, the files pending for each
 // (user, app) scope as a small virtual tree; the next shell or exec session
-// of that scope delivers them (Scope.Deliver) and removes each one only after
-// the platform accepted it.
+// of that scope delivers them (Scope.Deliver) and removes them only once the
+// one-off they were sent to has attached (Delivery.Commit): a one-off that
+// never attached never ran the command, and what it took is lost with it.
 //
 // A file becomes pending only when its writer is closed after a clean
 // transfer: a refused or broken transfer leaves nothing pending. Writes go

@@ -68,9 +68,13 @@ const manifestVersion = 1
 // per change, appended. Appends are not synced: a crash of the bridge loses
 // nothing (the kernel has the bytes), and a crash of the machine loses at
 // most the last changes, whose files then count as never uploaded; syncing
-// each line would cost a disk flush per file of a `put -r`. A change is a set of absolute states ("this path is
-// now this file", "this path is gone"), so replaying a line twice is
-// harmless, and a torn last line (a crash mid-append) is simply dropped.
+// each line would cost a disk flush per file of a `put -r`. A change is a
+// set of absolute states ("this path is now this file", "this path is
+// gone"), so replaying a line twice is harmless. An append that fails (a
+// full disk writes part of the line) is cut off again, so the journal is
+// left as it was; should that fail too, or the machine crash mid-append,
+// the next append starts a line of its own, and reading skips the torn
+// line alone, never the lines after it.
 // Appending keeps the cost of a change small however large the tree
 // (`put -r` of thousands of files); the journal is folded into a new
 // snapshot once it outgrows it.
@@ -226,24 +230,71 @@ func (s *Store) saveLocked(st *scopeState) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("save uploads manifest: %w", err)
 	}
-	if err := appendLine(filepath.Join(dir, journalName), line); err != nil {
+	n, err := s.appendRecord(filepath.Join(dir, journalName), line)
+	if err != nil {
 		return fmt.Errorf("save uploads manifest: %w", err)
 	}
-	st.disk.journalBytes += int64(len(line))
+	st.disk.journalBytes += n
 	st.disk.apply(c)
 	return nil
 }
 
-func appendLine(name string, line []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+// journalFile is the journal as appendRecord uses it; Store.openJournal
+// opens it, so that tests can make the disk full.
+type journalFile interface {
+	Stat() (fs.FileInfo, error)
+	ReadAt(p []byte, off int64) (int, error)
+	Write(p []byte) (int, error)
+	Truncate(size int64) error
+	Close() error
+}
+
+func openJournal(name string) (journalFile, error) {
+	return os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+}
+
+// appendRecord appends one line (ending in \n) to the journal and returns
+// the bytes added, or fails and leaves the journal as it was: a full disk
+// may take part of the line, and a fragment left at the end would swallow
+// the next record appended after it. When the journal does not end a line
+// (an earlier undo failed, or the machine crashed mid-append), the record
+// starts a line of its own.
+func (s *Store) appendRecord(name string, line []byte) (int64, error) {
+	f, err := s.openJournal(name)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return 0, err
+	}
+	size := fi.Size()
+	if size > 0 {
+		var last [1]byte
+		if _, err := f.ReadAt(last[:], size-1); err != nil {
+			f.Close()
+			return 0, err
+		}
+		if last[0] != '\n' {
+			line = append([]byte{'\n'}, line...)
+		}
 	}
 	_, err = f.Write(line)
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if err != nil {
+		if terr := f.Truncate(size); terr != nil {
+			s.log.Warn("uploads: could not cut a failed journal append", "err", terr)
+		}
+		f.Close()
+		return 0, err
 	}
-	return err
+	if err := f.Close(); err != nil {
+		if terr := os.Truncate(name, size); terr != nil {
+			s.log.Warn("uploads: could not cut a failed journal append", "err", terr)
+		}
+		return 0, err
+	}
+	return int64(len(line)), nil
 }
 
 // snapshotLocked writes the whole tree as a new snapshot and drops the
@@ -357,8 +408,8 @@ func readTree(dir string) (m manifest, files map[string]manifestFile, dirs map[s
 	}
 	journal = err == nil
 	for _, line := range bytes.Split(data, []byte("\n")) {
-		var c change
-		if len(line) == 0 || json.Unmarshal(line, &c) != nil {
+		c, ok := parseChange(line)
+		if !ok {
 			continue // a torn line from a crash mid-append
 		}
 		for _, f := range c.Files {
@@ -375,6 +426,35 @@ func readTree(dir string) (m manifest, files map[string]manifestFile, dirs map[s
 		}
 	}
 	return m, files, dirs, journal, nil
+}
+
+// recordStarts are how a journal line can begin: json.Marshal writes the
+// fields of a change in order, and omits the empty ones.
+var recordStarts = [][]byte{[]byte(`{"files":`), []byte(`{"del_files":`), []byte(`{"dirs":`), []byte(`{"del_dirs":`)}
+
+// parseChange reads one journal line. A line that does not parse may be a
+// torn record with a whole one after it on the same line (a failed append
+// of an earlier version of the bridge left no line end): the whole one is
+// kept. Inside a record, names are JSON strings, in which a quote is
+// escaped, so a record start cannot be forged by a file name.
+func parseChange(line []byte) (change, bool) {
+	for len(line) > 0 {
+		var c change
+		if json.Unmarshal(line, &c) == nil {
+			return c, true
+		}
+		next := -1
+		for _, start := range recordStarts {
+			if i := bytes.Index(line[1:], start); i >= 0 && (next < 0 || i+1 < next) {
+				next = i + 1
+			}
+		}
+		if next < 0 {
+			break
+		}
+		line = line[next:]
+	}
+	return change{}, false
 }
 
 func (s *Store) loadScope(k scopeKey) error {

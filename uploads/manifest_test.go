@@ -59,10 +59,14 @@ func TestJournalReplayAndCompaction(t *testing.T) {
 		t.Fatalf("usage after restart = %d", used)
 	}
 	// Emptied, the scope leaves nothing on disk.
-	if err := sc2.Deliver(t.Context(), func(_ context.Context, _ string, _ int64, r io.Reader) error {
+	d, err := sc2.Deliver(t.Context(), func(_ context.Context, _ string, _ int64, r io.Reader) error {
 		_, err := io.Copy(io.Discard, r)
 		return err
-	}, nil); err != nil {
+	}, nil)
+	if err == nil {
+		err = d.Commit()
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(scopeDir); !os.IsNotExist(err) {

@@ -23,6 +23,9 @@ type Store struct {
 	log  *slog.Logger
 	now  func() time.Time
 	lock *os.File
+	// openJournal opens a scope's journal to append to it: the function
+	// of that name, or a full disk in tests.
+	openJournal func(name string) (journalFile, error)
 
 	// mu guards scopes, usage, every scope's tree and the Writer fields
 	// documented as such. Disk work under it is limited to renames, unlinks
@@ -68,6 +71,7 @@ func open(dir string, lim Limits, log *slog.Logger, now func() time.Time) (*Stor
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	s.openJournal = openJournal
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open uploads: %w", err)
 	}

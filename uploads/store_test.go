@@ -390,6 +390,15 @@ func TestExpiry(t *testing.T) {
 	}
 }
 
+// sendAll is a SendFunc that reads every file and records it as sent.
+func sendAll(sent *[]string) SendFunc {
+	return func(ctx context.Context, name string, size int64, r io.Reader) error {
+		b, err := io.ReadAll(r)
+		*sent = append(*sent, name+"="+string(b))
+		return err
+	}
+}
+
 func TestDeliver(t *testing.T) {
 	s, c := newStore(t, t.TempDir(), Limits{})
 	sc := s.Scope("u", "a")
@@ -414,33 +423,44 @@ func TestDeliver(t *testing.T) {
 		got = append(got, name+"="+string(b))
 		return nil
 	}
-	err := sc.Deliver(context.Background(), send, nil)
-	if !errors.Is(err, fail) || !strings.Contains(err.Error(), `"dir/sub/f"`) {
-		t.Fatalf("deliver = %v", err)
+	d, err := sc.Deliver(context.Background(), send, nil)
+	var de *DeliveryError
+	if d != nil || !errors.Is(err, fail) || !strings.Contains(err.Error(), `"dir/sub/f"`) || !errors.As(err, &de) {
+		t.Fatalf("deliver = %v, %v", d, err)
+	}
+	if de.File != "dir/sub/f" || strings.Join(de.Pending, ",") != "first,dir/sub/f,last" {
+		t.Fatalf("failure names %q, pending %q", de.File, de.Pending)
 	}
 	if strings.Join(got, ",") != "first=1" {
 		t.Fatalf("sent %q", got)
 	}
-	if p := pendingNames(t, sc); strings.Join(p, ",") != "dir/sub/f,last" {
+	// The file sent before the failure stays pending too: its one-off
+	// never attached.
+	if p := pendingNames(t, sc); strings.Join(p, ",") != "first,dir/sub/f,last" {
 		t.Fatalf("pending after failure = %q", p)
 	}
 
 	got = nil
-	var progressed int64
-	err = sc.Deliver(context.Background(), func(ctx context.Context, name string, size int64, r io.Reader) error {
-		b, _ := io.ReadAll(r)
-		got = append(got, name+"="+string(b))
-		return nil
-	}, func(name string, done, total int64) {
-		if done == total {
-			progressed += total
+	var accepted int64
+	d, err = sc.Deliver(context.Background(), sendAll(&got), func(name string, sent, size int64, ok bool) {
+		if ok {
+			accepted += size
 		}
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(got, ",") != "dir/sub/f=22,last=333" || progressed < 5 {
-		t.Fatalf("sent %q, progress %d", got, progressed)
+	if strings.Join(got, ",") != "first=1,dir/sub/f=22,last=333" || accepted != 6 {
+		t.Fatalf("sent %q, accepted %d bytes", got, accepted)
+	}
+	if strings.Join(d.Files(), ",") != "first,dir/sub/f,last" {
+		t.Fatalf("delivery files = %q", d.Files())
+	}
+	if p := pendingNames(t, sc); strings.Join(p, ",") != "first,dir/sub/f,last" {
+		t.Fatalf("pending before commit = %q", p)
+	}
+	if err := d.Commit(); err != nil {
+		t.Fatal(err)
 	}
 	if ls, _ := sc.List(""); len(ls) != 0 {
 		t.Fatalf("tree after delivery = %+v", ls)
@@ -450,9 +470,73 @@ func TestDeliver(t *testing.T) {
 	}
 	// A send that does not read the file is not trusted.
 	put(t, sc, "unread", []byte("data"))
-	err = sc.Deliver(context.Background(), func(context.Context, string, int64, io.Reader) error { return nil }, nil)
+	_, err = sc.Deliver(context.Background(), func(context.Context, string, int64, io.Reader) error { return nil }, nil)
 	if err == nil || len(pendingNames(t, sc)) != 1 {
 		t.Fatalf("unread send: %v", err)
+	}
+}
+
+// A delivery released (its one-off never attached) leaves every file
+// pending, as it was; the next delivery sends them again.
+func TestDeliverReleased(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := newStore(t, dir, Limits{})
+	sc := s.Scope("u", "a")
+	sc.Mkdir("d", 0)
+	for _, n := range []string{"d/f1", "f2", "f3"} {
+		put(t, sc, n, []byte(n))
+	}
+	want := tree(t, sc)
+	var sent []string
+	d, err := sc.Deliver(context.Background(), sendAll(&sent), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Release()
+	d.Commit() // after Release: does nothing
+	if got := tree(t, sc); got != want {
+		t.Fatalf("tree after release:\n%s\nwant\n%s", got, want)
+	}
+	if used, _ := sc.Usage(); used != 8 {
+		t.Fatalf("usage after release = %d", used)
+	}
+	s.Close()
+	s2, _ := newStore(t, dir, Limits{})
+	sc2 := s2.Scope("u", "a")
+	sent = nil
+	d, err = sc2.Deliver(context.Background(), sendAll(&sent), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(sent, ",") != "d/f1=d/f1,f2=f2,f3=f3" {
+		t.Fatalf("sent again %q", sent)
+	}
+	if err := d.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tree(t, sc2); got != "" {
+		t.Fatalf("tree after commit:\n%s", got)
+	}
+}
+
+// A file is accepted only once send returned nil for it, never when its
+// last byte was read.
+func TestDeliverProgressAcceptedAfterSend(t *testing.T) {
+	s, _ := newStore(t, t.TempDir(), Limits{})
+	sc := s.Scope("u", "a")
+	put(t, sc, "f", []byte("read to the end"))
+	var events []string
+	_, err := sc.Deliver(context.Background(), func(ctx context.Context, name string, size int64, r io.Reader) error {
+		io.Copy(io.Discard, r)
+		return errors.New("connection reset")
+	}, func(name string, sent, size int64, accepted bool) {
+		events = append(events, fmt.Sprintf("%s %d/%d %v", name, sent, size, accepted))
+	})
+	if err == nil {
+		t.Fatal("deliver succeeded")
+	}
+	if got := strings.Join(events, "; "); got != "f 0/15 false; f 15/15 false" {
+		t.Fatalf("progress = %q", got)
 	}
 }
 
@@ -464,25 +548,26 @@ func TestDeliverConcurrentWithWrites(t *testing.T) {
 	w.Write([]byte("not yet"))
 
 	var sent []string
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		// A second delivery of the same scope waits for the first: no duplicates.
-		sc.Deliver(context.Background(), func(ctx context.Context, name string, size int64, r io.Reader) error {
-			io.Copy(io.Discard, r)
-			sent = append(sent, name)
-			return nil
-		}, nil)
-	})
-	wg.Wait()
-	err := sc.Deliver(context.Background(), func(ctx context.Context, name string, size int64, r io.Reader) error {
-		io.Copy(io.Discard, r)
-		sent = append(sent, name)
-		return nil
-	}, nil)
+	d, err := sc.Deliver(context.Background(), sendAll(&sent), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(sent, ",") != "a" {
+	// A second delivery of the same scope waits until the first ends: no
+	// file goes to two one-offs.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := sc.Deliver(ctx, sendAll(&sent), nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second delivery while the first is open = %v", err)
+	}
+	if err := d.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	d, err = sc.Deliver(context.Background(), sendAll(&sent), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Commit()
+	if strings.Join(sent, ",") != "a=a" {
 		t.Fatalf("sent %q", sent)
 	}
 	if err := w.Close(); err != nil {
@@ -491,6 +576,26 @@ func TestDeliverConcurrentWithWrites(t *testing.T) {
 	if got := pendingNames(t, sc); strings.Join(got, ",") != "writing" {
 		t.Fatalf("pending = %q", got)
 	}
+}
+
+// A delivery that sent nothing does not hold up the next one: sessions
+// with no files do not wait for each other's attach.
+func TestDeliverNothingDoesNotWait(t *testing.T) {
+	s, _ := newStore(t, t.TempDir(), Limits{})
+	sc := s.Scope("u", "a")
+	var sent []string
+	d1, err := sc.Deliver(context.Background(), sendAll(&sent), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d1.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d2, err := sc.Deliver(ctx, sendAll(&sent), nil)
+	if err != nil {
+		t.Fatalf("second delivery with nothing pending: %v", err)
+	}
+	d2.Commit()
 }
 
 func TestPatchExisting(t *testing.T) {
@@ -531,7 +636,9 @@ func TestIdleScopesForgotten(t *testing.T) {
 	for i := range 10 {
 		sc := s.Scope(fmt.Sprint("user", i), "app")
 		sc.List("")
-		sc.Deliver(context.Background(), func(context.Context, string, int64, io.Reader) error { return nil }, nil)
+		if d, err := sc.Deliver(context.Background(), func(context.Context, string, int64, io.Reader) error { return nil }, nil); err == nil {
+			d.Commit()
+		}
 	}
 	sc := s.Scope("u", "a")
 	put(t, sc, "f", []byte("x"))
