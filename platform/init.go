@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -20,14 +23,15 @@ const (
 	initSocketFD = 3
 	maxInitSpec  = 4 << 20
 	initReady    = 'R' // the byte an init sends once it waits for its one-off
+	initFailed   = 'F' // the byte an init sends before the reason it cannot serve
 )
 
 // initSpec is what the init needs to prepare and run one one-off.
 type initSpec struct {
 	Command string   `json:"command"`
 	Env     []string `json:"env"`
-	TmpDir  string   `json:"tmp_dir"` // bound on /tmp
-	Home    string   `json:"home"`    // working directory
+	Dir     string   `json:"dir"`  // the one-off's dir in the state dir; its tmp is bound on /tmp
+	Home    string   `json:"home"` // working directory
 	TTY     bool     `json:"tty"`
 	SetUser bool     `json:"set_user"`
 	UID     uint32   `json:"uid"`
@@ -49,20 +53,26 @@ func RunInitIfRequested() {
 }
 
 // runInit is PID 1 of the one-off's PID namespace: it makes the mounts
-// private, mounts a /proc of its own, waits for its one-off, binds the
-// one-off's dir on /tmp, starts the shell as its child and reaps every
-// orphan until the shell exits. Its exit then takes the whole namespace
-// down, and its status is the shell's (128+N for signal N): a shell that
-// were PID 1 itself would ignore the signals it has no handler for,
-// `kill -9 $$` included.
+// private, mounts a /proc of its own, hides what the platform protects,
+// waits for its one-off, binds the one-off's dir on /tmp, starts the shell
+// as its child with no capabilities and reaps every orphan until the shell
+// exits. Its exit then takes the whole namespace down, and its status is
+// the shell's (128+N for signal N): a shell that were PID 1 itself would
+// ignore the signals it has no handler for, `kill -9 $$` included.
 func runInit() int {
-	// Errors before the one-off's stdio arrives have nowhere to go but the
-	// exit status: the platform sees the init die.
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+	// The shell is started from this thread, which alone gives up its
+	// capabilities: other threads of the runtime keep theirs.
+	runtime.LockOSThread()
+	// Neither the one-off nor anything it starts may read this process's
+	// memory or descriptors through /proc or ptrace.
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	stateDir, err := prepareNamespace()
+	if err != nil {
+		// Before the one-off's stdio arrives the socket is the only way
+		// to say why.
+		_ = unix.Sendto(initSocketFD, append([]byte{initFailed}, err.Error()...), unix.MSG_NOSIGNAL, nil)
 		return exitInitFailed
 	}
-	// A /proc of the new PID namespace, so that ps shows this one-off only.
-	_ = unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 	// Ready: the platform hands one-offs to ready inits first. An init
 	// started for one one-off is sent its spec at once and the socket closed
 	// before this: its spec waits to be read all the same.
@@ -71,8 +81,12 @@ func runInit() int {
 	if err != nil {
 		return exitInitFailed
 	}
-	if err := unix.Mount(s.TmpDir, "/tmp", "", unix.MS_BIND, ""); err != nil {
+	if err := bindPrivateTmp(stateDir, s.Dir); err != nil {
 		return initFail("bind private /tmp", err)
+	}
+	unix.Close(stateDir)
+	if err := dropPrivileges(); err != nil {
+		return initFail("drop privileges", err)
 	}
 	sys := &syscall.SysProcAttr{Setsid: true, Setctty: s.TTY, Ctty: 0}
 	if s.SetUser {
@@ -112,6 +126,55 @@ func runInit() int {
 		}
 		return ws.ExitStatus()
 	}
+}
+
+// prepareNamespace makes the init's mount namespace what every one-off
+// gets: private mounts, a /proc of the new PID namespace alone (the host's
+// would show the platform's own process), and the platform's protected
+// paths and state dir out of reach. It returns a descriptor of the state
+// dir opened before it was hidden.
+func prepareNamespace() (int, error) {
+	// The platform's working directory may be one it protects.
+	if err := unix.Chdir("/"); err != nil {
+		return -1, fmt.Errorf("chdir /: %w", err)
+	}
+	plan, err := readProtectPlan()
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return -1, fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return -1, fmt.Errorf("mount /proc of the one-off's PID namespace: %w", err)
+	}
+	stateDir, err := unix.Open(plan.StateDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open state dir: %w", err)
+	}
+	m, err := resolveProtection(append([]string{plan.StateDir}, plan.Protect...))
+	if err == nil {
+		err = m.apply()
+	}
+	if err != nil {
+		unix.Close(stateDir)
+		return -1, err
+	}
+	return stateDir, nil
+}
+
+// bindPrivateTmp binds dir/tmp of the (hidden) state dir on /tmp, through
+// the descriptor opened before it was hidden.
+func bindPrivateTmp(stateDir int, dir string) error {
+	if dir == "" || strings.ContainsRune(dir, '/') || dir == "." || dir == ".." {
+		return fmt.Errorf("one-off dir %q is not a plain name", dir)
+	}
+	fd, err := unix.Openat(stateDir, dir+"/tmp", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Mount("/proc/self/fd/"+strconv.Itoa(fd), "/tmp", "", unix.MS_BIND, "")
 }
 
 // receiveInitSpec reads the spec and the one-off's three stdio descriptors

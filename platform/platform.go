@@ -66,6 +66,14 @@ func New(cfg Config) (*Platform, error) {
 		alive:   map[string]int{},
 		indexes: map[string]int{},
 	}
+	// What the host allows first: a refusal leaves no state dir behind.
+	p.runner, err = newRunner(cfg, p.log)
+	if errors.Is(err, ErrNoIsolation) {
+		return nil, err // a sentence of its own, for the caller to complete
+	}
+	if err != nil {
+		return nil, fmt.Errorf("new platform: %w", err)
+	}
 	p.stateDir = cfg.StateDir
 	if p.stateDir == "" {
 		dir, err := os.MkdirTemp("", "platform-")
@@ -76,9 +84,11 @@ func New(cfg Config) (*Platform, error) {
 	} else if err := os.MkdirAll(p.stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("new platform: state dir: %w", err)
 	}
-	p.runner, err = newRunner(cfg.RunAs, p.log)
-	if err != nil {
+	if err := p.runner.prove(cfg, p.stateDir); err != nil {
 		p.removeStateDir()
+		if errors.Is(err, ErrNoIsolation) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("new platform: %w", err)
 	}
 	p.mux = p.routes()
@@ -123,6 +133,12 @@ func reachableAddr(a net.Addr) string {
 	}
 	return net.JoinHostPort(ip.String(), fmt.Sprint(tcp.Port))
 }
+
+// Isolated reports whether one-offs run isolated: in their own PID and
+// mount namespaces, as another user (root) or without capabilities in a
+// user namespace, with Config.Protect and the state dir hidden. False:
+// they run as the platform's own user and can reach what it can.
+func (p *Platform) Isolated() bool { return p.runner.isolation != isolationNone }
 
 // URL is the base URL of the API, like "http://127.0.0.1:PORT", once serving.
 func (p *Platform) URL() string {

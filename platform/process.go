@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 
 	"github.com/creack/pty"
@@ -27,7 +28,7 @@ type process struct {
 type startSpec struct {
 	command       string
 	env           []string
-	tmpDir        string // host dir that becomes /tmp (or, without isolation, HOME)
+	dir           string // the one-off's dir in the state dir: dir/tmp becomes /tmp (or, without isolation, HOME)
 	tty           bool
 	width, height uint16
 }
@@ -94,7 +95,7 @@ func (r *runner) start(spec startSpec) (*process, error) {
 // startPlain runs the shell directly, as the leader of its own session and
 // process group, killed as a group.
 func (r *runner) startPlain(pr *process, spec startSpec, in, out *os.File) error {
-	cmd := &exec.Cmd{Path: "/bin/sh", Args: []string{"sh", "-c", spec.command}, Env: spec.env, Dir: spec.tmpDir,
+	cmd := &exec.Cmd{Path: "/bin/sh", Args: []string{"sh", "-c", spec.command}, Env: spec.env, Dir: spec.dir + "/tmp",
 		Stdin: in, Stdout: out, Stderr: out}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: spec.tty, Ctty: 0, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -107,7 +108,7 @@ func (r *runner) startPlain(pr *process, spec startSpec, in, out *os.File) error
 // startInit hands the one-off to a spare init (or a fresh one when the
 // spare turns out dead).
 func (r *runner) startInit(pr *process, spec startSpec, in, out *os.File) error {
-	is := initSpec{Command: spec.command, Env: spec.env, TmpDir: spec.tmpDir, TTY: spec.tty, Home: r.home(spec.tmpDir)}
+	is := initSpec{Command: spec.command, Env: spec.env, Dir: filepath.Base(spec.dir), TTY: spec.tty, Home: r.home(spec.dir + "/tmp")}
 	if r.cred != nil {
 		is.UID, is.GID, is.SetUser = r.cred.Uid, r.cred.Gid, true
 	}
