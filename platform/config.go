@@ -23,9 +23,15 @@ type Config struct {
 	TokenTTL          time.Duration     // bearer token lifetime; 0 => 1 h
 	Env               map[string]string // the app environment, added to every one-off
 	RunAs             string            // user to run one-offs as when root; "" => "nobody"
-	StateDir          string            // per-one-off dirs (private /tmp); "" => os.MkdirTemp
-	PublicURL         string            // base of operation and attach URLs; "" => from the listener
-	Logger            *slog.Logger      // nil => discard
+	// StateDir holds the one-off dirs (their private /tmp). Several
+	// platforms may share one: at start a platform removes the dirs that
+	// platforms which died left (kill -9, a crash), never one a live
+	// platform or one-off still holds. "" => ssh-bridge-platform-<uid>
+	// under os.TempDir(), shared by every platform of the user; New fails
+	// when that name is taken by another user or readable by others.
+	StateDir  string
+	PublicURL string       // base of operation and attach URLs; "" => from the listener
+	Logger    *slog.Logger // nil => discard
 
 	// Protect are paths one-offs must neither read nor write, whatever
 	// their permissions: each directory is hidden under an empty read-only

@@ -177,13 +177,15 @@ func bindPrivateTmp(stateDir int, dir string) error {
 	return unix.Mount("/proc/self/fd/"+strconv.Itoa(fd), "/tmp", "", unix.MS_BIND, "")
 }
 
-// receiveInitSpec reads the spec and the one-off's three stdio descriptors
-// from the socket, installs them as fds 0, 1 and 2 and closes the socket.
-// The frame is an 8-byte length carrying the descriptors, then the JSON.
+// receiveInitSpec reads the spec, the one-off's three stdio descriptors
+// and its locked dir from the socket, installs the stdio as fds 0, 1 and 2,
+// keeps the dir open (close-on-exec: the shell does not get it) and closes
+// the socket. The frame is an 8-byte length carrying the descriptors, then
+// the JSON.
 func receiveInitSpec() (initSpec, error) {
 	var s initSpec
 	head := make([]byte, 8)
-	oob := make([]byte, unix.CmsgSpace(3*4))
+	oob := make([]byte, unix.CmsgSpace(4*4))
 	n, oobn, _, _, err := unix.Recvmsg(initSocketFD, head, oob, unix.MSG_CMSG_CLOEXEC)
 	if err != nil || n == 0 {
 		return s, fmt.Errorf("receive init spec: %w", err)
@@ -193,8 +195,8 @@ func receiveInitSpec() (initSpec, error) {
 		return s, fmt.Errorf("receive init spec: no descriptors")
 	}
 	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 3 {
-		return s, fmt.Errorf("receive init spec: want 3 descriptors")
+	if err != nil || len(fds) != 4 {
+		return s, fmt.Errorf("receive init spec: want 4 descriptors")
 	}
 	if err := readFull(initSocketFD, head[n:]); err != nil {
 		return s, err
@@ -208,7 +210,7 @@ func receiveInitSpec() (initSpec, error) {
 		return s, err
 	}
 	unix.Close(initSocketFD)
-	for i, fd := range fds {
+	for i, fd := range fds[:3] {
 		if err := unix.Dup3(fd, i, 0); err != nil {
 			return s, fmt.Errorf("install stdio: %w", err)
 		}

@@ -202,14 +202,15 @@ func (r *runner) spawnInit() (*initProc, error) {
 	return &initProc{cmd: cmd, conn: c.(*net.UnixConn)}, nil
 }
 
-// send hands the init its one-off: the spec and the stdio descriptors.
-func (in *initProc) send(s initSpec, stdio [3]*os.File) error {
+// send hands the init its one-off: the spec, the stdio descriptors and
+// the locked dir, which the init keeps open while it lives.
+func (in *initProc) send(s initSpec, fds [4]*os.File) error {
 	body, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("send init spec: %w", err)
 	}
 	head := binary.BigEndian.AppendUint64(nil, uint64(len(body)))
-	rights := unix.UnixRights(int(stdio[0].Fd()), int(stdio[1].Fd()), int(stdio[2].Fd()))
+	rights := unix.UnixRights(int(fds[0].Fd()), int(fds[1].Fd()), int(fds[2].Fd()), int(fds[3].Fd()))
 	_ = in.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	defer in.conn.Close()
 	if _, _, err := in.conn.WriteMsgUnix(head, rights, nil); err != nil {

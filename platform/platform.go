@@ -21,7 +21,7 @@ type Platform struct {
 	tokens   *tokenSigner
 	runner   *runner
 	stateDir string
-	ownState bool // stateDir was made by New and is removed by Shutdown
+	state    *oneOffDirs
 	started  time.Time
 	srv      *http.Server
 	mux      *http.ServeMux
@@ -76,16 +76,22 @@ func New(cfg Config) (*Platform, error) {
 	}
 	p.stateDir = cfg.StateDir
 	if p.stateDir == "" {
-		dir, err := os.MkdirTemp("", "platform-")
-		if err != nil {
+		if p.stateDir, err = defaultStateDir(); err != nil {
 			return nil, fmt.Errorf("new platform: state dir: %w", err)
 		}
-		p.stateDir, p.ownState = dir, true
-	} else if err := os.MkdirAll(p.stateDir, 0o700); err != nil {
+	}
+	if p.state, err = openStateDir(p.stateDir); err != nil {
 		return nil, fmt.Errorf("new platform: state dir: %w", err)
 	}
+	// What platforms that died left: their one-offs are gone with them.
+	switch n, err := p.state.sweep(); {
+	case err != nil:
+		p.log.Warn("remove what stopped platforms left in the state dir", "dir", p.stateDir, "removed", n, "err", err)
+	case n > 0:
+		p.log.Info("removed what stopped platforms left in the state dir", "dir", p.stateDir, "one_off_dirs", n)
+	}
 	if err := p.runner.prove(cfg, p.stateDir); err != nil {
-		p.removeStateDir()
+		p.state.close()
 		if errors.Is(err, ErrNoIsolation) {
 			return nil, err
 		}
@@ -148,7 +154,7 @@ func (p *Platform) URL() string {
 }
 
 // Shutdown stops accepting, kills every one-off, waits for their ends and
-// removes their directories.
+// removes their directories (also of those that did not end in time).
 func (p *Platform) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	p.closed = true
@@ -176,16 +182,11 @@ func (p *Platform) Shutdown(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	p.runner.close()
-	p.removeStateDir()
-	return err
-}
-
-func (p *Platform) removeStateDir() {
-	if p.ownState {
-		if err := os.RemoveAll(p.stateDir); err != nil {
-			p.log.Warn("remove state dir", "err", err)
-		}
+	for _, o := range all {
+		o.removeDir()
 	}
+	p.state.close()
+	return err
 }
 
 // ServeHTTP sends /v1/ to the API and every other path to the attach service,
