@@ -63,36 +63,50 @@ func openStateDir(path string) (*oneOffDirs, error) {
 }
 
 // sweep removes the one-off dirs whose lock is free, and returns how many.
+// The state dir is locked only while the dead dirs are found and their
+// locks taken, not while they are removed: platforms sharing it may go on
+// making one-off dirs meanwhile.
 func (s *oneOffDirs) sweep() (int, error) {
+	dead, err := s.takeDead()
+	removed := 0
+	var errs []error
+	for _, d := range dead {
+		if err := removeTree(d.Name()); err != nil {
+			errs = append(errs, err)
+		} else {
+			removed++
+		}
+		d.Close()
+	}
+	return removed, errors.Join(append([]error{err}, errs...)...)
+}
+
+// takeDead returns the one-off dirs whose lock is free, locked.
+func (s *oneOffDirs) takeDead() ([]*os.File, error) {
 	if err := flock(s.dir, unix.LOCK_EX); err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer flock(s.dir, unix.LOCK_UN)
 	ents, err := os.ReadDir(s.path)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	removed := 0
-	var errs []error
+	var dead []*os.File
 	for _, e := range ents {
 		if !e.IsDir() || !oneOffDirName.MatchString(e.Name()) {
 			continue
 		}
-		path := filepath.Join(s.path, e.Name())
-		d, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+		d, err := os.OpenFile(filepath.Join(s.path, e.Name()), os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
 		if err != nil {
 			continue // gone meanwhile, or not a directory after all
 		}
-		if flock(d, unix.LOCK_EX|unix.LOCK_NB) == nil {
-			if err := removeTree(path); err != nil {
-				errs = append(errs, err)
-			} else {
-				removed++
-			}
+		if flock(d, unix.LOCK_EX|unix.LOCK_NB) != nil {
+			d.Close() // in use
+			continue
 		}
-		d.Close()
+		dead = append(dead, d)
 	}
-	return removed, errors.Join(errs...)
+	return dead, nil
 }
 
 // make makes the one-off dir name, locked: the lock lasts until the
