@@ -17,6 +17,9 @@ FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin bridge \
  && mkdir -p /data && chown bridge:bridge /data && chmod 700 /data
 COPY --from=build /out/bridge /usr/local/bin/bridge
+# Not root: the embedded platform could isolate one-offs from the bridge's
+# files only in user namespaces, which containers seldom allow, so without
+# ONEOFF_API_URL the bridge refuses to start unless run as root.
 USER bridge
 # Host key, upload staging area and, by default, authorized_keys.
 VOLUME /data

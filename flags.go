@@ -207,7 +207,7 @@ func platformFlagSet(c *platformFlags) *cli.FlagSet {
 	fs.Duration(&p.AttachTimeout, "attach-timeout", "PLATFORM_ATTACH_TIMEOUT", platform.DefaultAttachTimeout, "drop a one-off not attached within this time").Check(cli.Positive(&p.AttachTimeout))
 	fs.Duration(&p.InactivityTimeout, "inactivity-timeout", "PLATFORM_INACTIVITY_TIMEOUT", platform.DefaultInactivityTimeout, "stop an attached one-off after this long without data").Check(cli.Positive(&p.InactivityTimeout))
 	fs.String(&p.RunAs, "run-as", "PLATFORM_RUN_AS", platform.DefaultRunAs, "user that runs the one-offs when started as root").Arg("USER").Check(cli.NonEmpty(&p.RunAs))
-	fs.String(&p.StateDir, "state-dir", "PLATFORM_STATE_DIR", "", "directory for the one-offs' private /tmp").Arg("DIR").Default("a new temporary directory")
+	fs.String(&p.StateDir, "state-dir", "PLATFORM_STATE_DIR", "", "directory for the one-offs' private /tmp").Arg("DIR").Default("ssh-bridge-platform-UID under $TMPDIR or /tmp")
 	fs.String(&p.PublicURL, "public-url", "PLATFORM_PUBLIC_URL", "", "base URL clients reach this server at").Arg("URL").Default("from the listen address")
 	fs.Level(&c.logLevel, "log-level", "PLATFORM_LOG_LEVEL", slog.LevelInfo, "debug, info, warn or error")
 	return fs

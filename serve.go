@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -24,8 +26,9 @@ import (
 
 // serveBridge wires the parts in order: the listener first (so that a
 // busy address fails before anything starts), the API token, access
-// control, host key, the platform (embedded unless an API URL is set), the one-off client,
-// the staging area, then the SSH server; and takes them down in reverse.
+// control, the platform (embedded unless an API URL is set), host key, the
+// one-off client, the staging area, then the SSH server; and takes them
+// down in reverse.
 func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error {
 	ln, err := listen(cfg.listen, listenFlag, listenEnv)
 	if err != nil {
@@ -37,19 +40,15 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	// Who may connect before the host key: a bridge that cannot start for
-	// want of keys leaves nothing behind.
-	authority, err := newAuthority(ctx, cfg, log)
+	// Who may connect, and whether one-offs can be kept from the bridge's
+	// files, before the host key: a bridge that cannot start leaves
+	// nothing behind.
+	authority, ownKeys, err := newAuthority(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	hostKey, err := loadHostKey(cfg)
-	if err != nil {
-		return err
-	}
-
 	if apiURL == "" {
-		embedded, err := startEmbeddedPlatform(cfg, log)
+		embedded, err := startEmbeddedPlatform(cfg, ownKeys, log)
 		if err != nil {
 			return err
 		}
@@ -59,6 +58,10 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 			embedded.Shutdown(shutdownCtx)
 		}()
 		apiURL, authURL, apiToken = embedded.url, "", embedded.token
+	}
+	hostKey, err := loadHostKey(cfg)
+	if err != nil {
+		return err
 	}
 	client, err := oneoff.New(oneoff.Config{
 		APIURL:      apiURL,
@@ -139,7 +142,26 @@ type embeddedPlatform struct {
 	url, token string
 }
 
-func startEmbeddedPlatform(cfg *bridgeFlags, log *slog.Logger) (*embeddedPlatform, error) {
+// startEmbeddedPlatform starts the platform with the bridge's files
+// hidden from its one-offs: the data dir (host key, staging area, the
+// one-offs' own dirs) and every key file. ownKeys are the default key
+// files of the user running the bridge, nil when key files were named:
+// only then may one-offs run unisolated, as that user, who can reach those
+// files anyway; otherwise a host where one-offs cannot be isolated is
+// refused.
+func startEmbeddedPlatform(cfg *bridgeFlags, ownKeys []string, log *slog.Logger) (*embeddedPlatform, error) {
+	protect := []string{cfg.dataDir}
+	for _, f := range []string{cfg.hostKey, cfg.authorizedKeys, cfg.trustedUserCAKeys, cfg.revoked, cfg.apiTokenFile} {
+		if f != "" {
+			protect = append(protect, f)
+		}
+	}
+	for _, f := range ownKeys {
+		// Their directory whole: ~/.ssh holds the user's private keys too.
+		if d := filepath.Dir(f); !slices.Contains(protect, d) {
+			protect = append(protect, d)
+		}
+	}
 	token := randomToken()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -152,11 +174,22 @@ func startEmbeddedPlatform(cfg *bridgeFlags, log *slog.Logger) (*embeddedPlatfor
 		AppQuota:          cfg.platformAppQuota,
 		TotalQuota:        cfg.platformTotalQuota,
 		InactivityTimeout: cfg.platformInactivity,
+		StateDir:          filepath.Join(cfg.dataDir, "platform"),
+		Protect:           protect,
+		RequireIsolation:  ownKeys == nil,
 		Logger:            log.With("component", "platform"),
 	})
+	if errors.Is(err, platform.ErrNoIsolation) {
+		ln.Close()
+		return nil, fmt.Errorf("%v; one-offs would run as this user (uid %d) and could read the host key and the staging area in %s and rewrite the key files, taking over the bridge; run the bridge as root, or set --api-url or ONEOFF_API_URL to run one-offs on a PaaS",
+			err, os.Geteuid(), cfg.dataDir)
+	}
 	if err != nil {
 		ln.Close()
 		return nil, err
+	}
+	if !p.Isolated() {
+		log.Warn("one-offs are not isolated: they run as this user and can read and write what it can, the data dir and key files included; allowed because only this user's own keys are accepted (no --authorized-keys or --trusted-user-ca-keys)")
 	}
 	go p.Serve(ln)
 	return &embeddedPlatform{Platform: p, url: url, token: token}, nil
@@ -170,8 +203,10 @@ func randomToken() string {
 
 // newAuthority loads who may connect. With no key source named it takes
 // the keys of the user running the bridge, so that a developer's own `ssh`
-// works at once; with no key at all it refuses to start.
-func newAuthority(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) (*auth.Authority, error) {
+// works at once, and returns their files; with no key at all it refuses to
+// start.
+func newAuthority(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) (*auth.Authority, []string, error) {
+	var ownKeys []string
 	ac := auth.Config{
 		AuthorizedKeysFile:    cfg.authorizedKeys,
 		TrustedUserCAKeysFile: cfg.trustedUserCAKeys,
@@ -181,9 +216,9 @@ func newAuthority(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) (*aut
 	if ac.AuthorizedKeysFile == "" && ac.TrustedUserCAKeysFile == "" {
 		files, err := auth.DefaultAuthorizedKeys()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		ac.AuthorizedKeysFiles = files
+		ac.AuthorizedKeysFiles, ownKeys = files, files
 		log.Info("no --authorized-keys given: accepting the keys of the user running the bridge", "files", strings.Join(files, ","))
 	}
 	for _, f := range []struct{ name, file, holds string }{
@@ -192,15 +227,15 @@ func newAuthority(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) (*aut
 		{"revoked-keys", cfg.revoked, "an OpenSSH KRL (ssh-keygen -k) or revoked public keys, one a line"},
 	} {
 		if err := keyFileUsable(cfg, f.name, f.file, f.holds); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	a, err := auth.New(ac)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	go a.Watch(ctx)
-	return a, nil
+	return a, ownKeys, nil
 }
 
 // keyFileUsable turns a missing key file, or a directory in its place,

@@ -141,11 +141,23 @@ func (p *Platform) oneOffEnv(o *oneOff, run map[string]string) []string {
 	return out
 }
 
-// prepareDir makes the one-off's private /tmp with /tmp/uploads owned by the
-// user it runs as.
+// prepareDir makes the one-off's dir, locked, and in it the private /tmp
+// with /tmp/uploads owned by the user it runs as.
 func (p *Platform) prepareDir(o *oneOff) error {
-	if err := os.Mkdir(o.dir, 0o700); err != nil {
+	lock, err := p.state.make(o.id)
+	if err != nil {
 		return fmt.Errorf("one-off dir: %w", err)
+	}
+	o.mu.Lock()
+	gone := o.dirGone
+	if !gone {
+		o.lock = lock
+	}
+	o.mu.Unlock()
+	if gone { // ended meanwhile (by Shutdown)
+		_ = removeTree(o.dir)
+		lock.Close()
+		return errClosed
 	}
 	if err := os.Mkdir(o.tmpDir(), 0o700); err != nil {
 		return fmt.Errorf("one-off tmp: %w", err)

@@ -63,7 +63,7 @@ func (p *Platform) handleAttach(w http.ResponseWriter, o *oneOff) {
 	if o.attachTimer != nil {
 		o.attachTimer.Stop()
 	}
-	spec := startSpec{command: o.command, env: o.env, tmpDir: o.tmpDir(), tty: o.tty, width: o.width, height: o.height}
+	spec := startSpec{command: o.command, env: o.env, dir: o.dir, lock: o.lock, tty: o.tty, width: o.width, height: o.height}
 	o.mu.Unlock()
 
 	o.uploads.Wait()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,9 +23,32 @@ type Config struct {
 	TokenTTL          time.Duration     // bearer token lifetime; 0 => 1 h
 	Env               map[string]string // the app environment, added to every one-off
 	RunAs             string            // user to run one-offs as when root; "" => "nobody"
-	StateDir          string            // per-one-off dirs (private /tmp); "" => os.MkdirTemp
-	PublicURL         string            // base of operation and attach URLs; "" => from the listener
-	Logger            *slog.Logger      // nil => discard
+	// StateDir holds the one-off dirs (their private /tmp). Several
+	// platforms may share one: at start a platform removes the dirs that
+	// platforms which died left (kill -9, a crash), never one a live
+	// platform or one-off still holds. "" => ssh-bridge-platform-<uid>
+	// under os.TempDir(), shared by every platform of the user; New fails
+	// when that name is taken by another user or readable by others.
+	StateDir  string
+	PublicURL string       // base of operation and attach URLs; "" => from the listener
+	Logger    *slog.Logger // nil => discard
+
+	// Protect are paths one-offs must neither read nor write, whatever
+	// their permissions: each directory is hidden under an empty read-only
+	// one; each file is masked (opening it fails) and its directory made
+	// read-only, so that it cannot be replaced; a path that does not exist
+	// makes its nearest existing directory read-only; no directory above
+	// any of them can be renamed. Relative paths are taken from the
+	// working directory. The state dir is always hidden. Nil: only the
+	// state dir. Applies whenever one-offs are isolated (see
+	// Platform.Isolated); each one-off's init sets it up before the
+	// one-off is handed to it.
+	Protect []string
+	// RequireIsolation makes New fail with ErrNoIsolation when one-offs
+	// could run only as the platform's own user, with Protect not hidden
+	// from them (not root, and no user namespace that can hide it).
+	// False: they then run so, and New logs a warning.
+	RequireIsolation bool
 }
 
 // Defaults for the zero values of Config, as Scalingo documents its own
@@ -54,6 +78,14 @@ func (c Config) Validate() error {
 	}
 	if c.AttachTimeout < 0 || c.InactivityTimeout < 0 || c.TokenTTL < 0 {
 		return errors.New("platform config: timeouts must not be negative")
+	}
+	for _, p := range c.Protect {
+		if strings.TrimSpace(p) == "" {
+			return errors.New("platform config: an empty protected path")
+		}
+		if abs, err := filepath.Abs(p); err != nil || abs == "/" {
+			return fmt.Errorf("platform config: protected path %q: the root cannot be hidden", p)
+		}
 	}
 	for k := range c.Env {
 		if !validEnvName(k) {
@@ -92,6 +124,12 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	protect := make([]string, 0, len(c.Protect))
+	for _, p := range c.Protect {
+		abs, _ := filepath.Abs(p) // checked by Validate
+		protect = append(protect, abs)
+	}
+	c.Protect = protect
 	return c
 }
 

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -20,14 +23,15 @@ const (
 	initSocketFD = 3
 	maxInitSpec  = 4 << 20
 	initReady    = 'R' // the byte an init sends once it waits for its one-off
+	initFailed   = 'F' // the byte an init sends before the reason it cannot serve
 )
 
 // initSpec is what the init needs to prepare and run one one-off.
 type initSpec struct {
 	Command string   `json:"command"`
 	Env     []string `json:"env"`
-	TmpDir  string   `json:"tmp_dir"` // bound on /tmp
-	Home    string   `json:"home"`    // working directory
+	Dir     string   `json:"dir"`  // the one-off's dir in the state dir; its tmp is bound on /tmp
+	Home    string   `json:"home"` // working directory
 	TTY     bool     `json:"tty"`
 	SetUser bool     `json:"set_user"`
 	UID     uint32   `json:"uid"`
@@ -49,20 +53,26 @@ func RunInitIfRequested() {
 }
 
 // runInit is PID 1 of the one-off's PID namespace: it makes the mounts
-// private, mounts a /proc of its own, waits for its one-off, binds the
-// one-off's dir on /tmp, starts the shell as its child and reaps every
-// orphan until the shell exits. Its exit then takes the whole namespace
-// down, and its status is the shell's (128+N for signal N): a shell that
-// were PID 1 itself would ignore the signals it has no handler for,
-// `kill -9 $$` included.
+// private, mounts a /proc of its own, hides what the platform protects,
+// waits for its one-off, binds the one-off's dir on /tmp, starts the shell
+// as its child with no capabilities and reaps every orphan until the shell
+// exits. Its exit then takes the whole namespace down, and its status is
+// the shell's (128+N for signal N): a shell that were PID 1 itself would
+// ignore the signals it has no handler for, `kill -9 $$` included.
 func runInit() int {
-	// Errors before the one-off's stdio arrives have nowhere to go but the
-	// exit status: the platform sees the init die.
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+	// The shell is started from this thread, which alone gives up its
+	// capabilities: other threads of the runtime keep theirs.
+	runtime.LockOSThread()
+	// Neither the one-off nor anything it starts may read this process's
+	// memory or descriptors through /proc or ptrace.
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	stateDir, err := prepareNamespace()
+	if err != nil {
+		// Before the one-off's stdio arrives the socket is the only way
+		// to say why.
+		_ = unix.Sendto(initSocketFD, append([]byte{initFailed}, err.Error()...), unix.MSG_NOSIGNAL, nil)
 		return exitInitFailed
 	}
-	// A /proc of the new PID namespace, so that ps shows this one-off only.
-	_ = unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 	// Ready: the platform hands one-offs to ready inits first. An init
 	// started for one one-off is sent its spec at once and the socket closed
 	// before this: its spec waits to be read all the same.
@@ -71,8 +81,12 @@ func runInit() int {
 	if err != nil {
 		return exitInitFailed
 	}
-	if err := unix.Mount(s.TmpDir, "/tmp", "", unix.MS_BIND, ""); err != nil {
+	if err := bindPrivateTmp(stateDir, s.Dir); err != nil {
 		return initFail("bind private /tmp", err)
+	}
+	unix.Close(stateDir)
+	if err := dropPrivileges(); err != nil {
+		return initFail("drop privileges", err)
 	}
 	sys := &syscall.SysProcAttr{Setsid: true, Setctty: s.TTY, Ctty: 0}
 	if s.SetUser {
@@ -114,13 +128,64 @@ func runInit() int {
 	}
 }
 
-// receiveInitSpec reads the spec and the one-off's three stdio descriptors
-// from the socket, installs them as fds 0, 1 and 2 and closes the socket.
-// The frame is an 8-byte length carrying the descriptors, then the JSON.
+// prepareNamespace makes the init's mount namespace what every one-off
+// gets: private mounts, a /proc of the new PID namespace alone (the host's
+// would show the platform's own process), and the platform's protected
+// paths and state dir out of reach. It returns a descriptor of the state
+// dir opened before it was hidden.
+func prepareNamespace() (int, error) {
+	// The platform's working directory may be one it protects.
+	if err := unix.Chdir("/"); err != nil {
+		return -1, fmt.Errorf("chdir /: %w", err)
+	}
+	plan, err := readProtectPlan()
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return -1, fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return -1, fmt.Errorf("mount /proc of the one-off's PID namespace: %w", err)
+	}
+	stateDir, err := unix.Open(plan.StateDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open state dir: %w", err)
+	}
+	m, err := resolveProtection(append([]string{plan.StateDir}, plan.Protect...))
+	if err == nil {
+		err = m.apply()
+	}
+	if err != nil {
+		unix.Close(stateDir)
+		return -1, err
+	}
+	return stateDir, nil
+}
+
+// bindPrivateTmp binds dir/tmp of the (hidden) state dir on /tmp, through
+// the descriptor opened before it was hidden.
+func bindPrivateTmp(stateDir int, dir string) error {
+	if dir == "" || strings.ContainsRune(dir, '/') || dir == "." || dir == ".." {
+		return fmt.Errorf("one-off dir %q is not a plain name", dir)
+	}
+	fd, err := unix.Openat(stateDir, dir+"/tmp", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Mount("/proc/self/fd/"+strconv.Itoa(fd), "/tmp", "", unix.MS_BIND, "")
+}
+
+// receiveInitSpec reads the spec, the one-off's three stdio descriptors
+// and its locked dir from the socket, installs the stdio as fds 0, 1 and 2,
+// keeps the dir open (close-on-exec: the shell does not get it) and closes
+// the socket. The frame is an 8-byte length carrying the descriptors, then
+// the JSON.
 func receiveInitSpec() (initSpec, error) {
 	var s initSpec
 	head := make([]byte, 8)
-	oob := make([]byte, unix.CmsgSpace(3*4))
+	oob := make([]byte, unix.CmsgSpace(4*4))
 	n, oobn, _, _, err := unix.Recvmsg(initSocketFD, head, oob, unix.MSG_CMSG_CLOEXEC)
 	if err != nil || n == 0 {
 		return s, fmt.Errorf("receive init spec: %w", err)
@@ -130,8 +195,8 @@ func receiveInitSpec() (initSpec, error) {
 		return s, fmt.Errorf("receive init spec: no descriptors")
 	}
 	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 3 {
-		return s, fmt.Errorf("receive init spec: want 3 descriptors")
+	if err != nil || len(fds) != 4 {
+		return s, fmt.Errorf("receive init spec: want 4 descriptors")
 	}
 	if err := readFull(initSocketFD, head[n:]); err != nil {
 		return s, err
@@ -145,7 +210,7 @@ func receiveInitSpec() (initSpec, error) {
 		return s, err
 	}
 	unix.Close(initSocketFD)
-	for i, fd := range fds {
+	for i, fd := range fds[:3] {
 		if err := unix.Dup3(fd, i, 0); err != nil {
 			return s, fmt.Errorf("install stdio: %w", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -46,7 +47,9 @@ type initPool struct {
 	starting *initProc // the init the loop waits for; close interrupts it
 }
 
-func newInitPool(r *runner) *initPool {
+// newInitPool starts keeping spares; first, when not nil, is a ready init
+// that becomes the first of them.
+func newInitPool(r *runner, first *initProc) *initPool {
 	ip := &initPool{
 		r:      r,
 		spares: make(chan *initProc, spareInits),
@@ -54,6 +57,9 @@ func newInitPool(r *runner) *initPool {
 		refill: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+	}
+	if first != nil {
+		ip.spares <- first
 	}
 	go ip.loop()
 	ip.refill <- struct{}{}
@@ -163,6 +169,11 @@ func (r *runner) spawnInit() (*initProc, error) {
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "init"), os.NewFile(uintptr(fds[1]), "init")
 	defer theirs.Close()
+	plan, err := json.Marshal(r.plan)
+	if err != nil {
+		ours.Close()
+		return nil, fmt.Errorf("init plan: %w", err)
+	}
 	c, err := net.FileConn(ours)
 	ours.Close()
 	if err != nil {
@@ -171,8 +182,9 @@ func (r *runner) spawnInit() (*initProc, error) {
 	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
 		Args: []string{initArg0},
+		Dir:  "/",
 		// GORACE: a race-enabled build would otherwise sleep a second at exit.
-		Env:        []string{initEnvVar + "=1", "GORACE=atexit_sleep_ms=0"},
+		Env:        []string{initEnvVar + "=1", protectEnvVar + "=" + string(plan), "GORACE=atexit_sleep_ms=0"},
 		ExtraFiles: []*os.File{theirs}, // fd 3: initSocketFD
 		SysProcAttr: &syscall.SysProcAttr{
 			Setsid:     true,
@@ -190,14 +202,15 @@ func (r *runner) spawnInit() (*initProc, error) {
 	return &initProc{cmd: cmd, conn: c.(*net.UnixConn)}, nil
 }
 
-// send hands the init its one-off: the spec and the stdio descriptors.
-func (in *initProc) send(s initSpec, stdio [3]*os.File) error {
+// send hands the init its one-off: the spec, the stdio descriptors and
+// the locked dir, which the init keeps open while it lives.
+func (in *initProc) send(s initSpec, fds [4]*os.File) error {
 	body, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("send init spec: %w", err)
 	}
 	head := binary.BigEndian.AppendUint64(nil, uint64(len(body)))
-	rights := unix.UnixRights(int(stdio[0].Fd()), int(stdio[1].Fd()), int(stdio[2].Fd()))
+	rights := unix.UnixRights(int(fds[0].Fd()), int(fds[1].Fd()), int(fds[2].Fd()), int(fds[3].Fd()))
 	_ = in.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	defer in.conn.Close()
 	if _, _, err := in.conn.WriteMsgUnix(head, rights, nil); err != nil {
@@ -209,14 +222,23 @@ func (in *initProc) send(s initSpec, stdio [3]*os.File) error {
 	return nil
 }
 
-// awaitReady waits for the byte an init sends when it is ready.
+// awaitReady waits for the byte an init sends when it is ready; an init
+// that cannot serve says why instead.
 func (in *initProc) awaitReady() error {
 	_ = in.conn.SetReadDeadline(time.Now().Add(initReadyTimeout))
 	b := make([]byte, 1)
-	if _, err := in.conn.Read(b); err != nil || b[0] != initReady {
+	if _, err := in.conn.Read(b); err != nil {
 		return fmt.Errorf("one-off init not ready: %w", err)
 	}
-	return in.conn.SetReadDeadline(time.Time{})
+	switch b[0] {
+	case initReady:
+		return in.conn.SetReadDeadline(time.Time{})
+	case initFailed:
+		why, _ := io.ReadAll(io.LimitReader(in.conn, 4<<10))
+		return fmt.Errorf("one-off init: %s", why)
+	default:
+		return fmt.Errorf("one-off init not ready: unexpected byte %#x", b[0])
+	}
 }
 
 // discard kills an init that will not be used and reaps it.

@@ -19,6 +19,7 @@ const (
 	isolationNone isolation = iota
 	// isolationUserNS: PID and mount namespaces with a private /tmp, inside a
 	// user namespace that maps the platform's own user (not root).
+	// The command runs as root of that namespace without capabilities.
 	isolationUserNS
 	// isolationRoot: PID and mount namespaces with a private /tmp, the
 	// command run as an unprivileged user.
@@ -30,15 +31,21 @@ func (i isolation) String() string {
 	case isolationRoot:
 		return "namespaces, unprivileged user"
 	case isolationUserNS:
-		return "user namespace, private /tmp, same user"
+		return "user namespace, private /tmp, same user without capabilities"
 	default:
 		return "none"
 	}
 }
 
+// ErrNoIsolation is the error of New, wrapped with the reason, when
+// Config.RequireIsolation is set and one-offs could only run as the
+// platform's own user with nothing hidden from them.
+var ErrNoIsolation = errors.New("one-offs cannot be isolated")
+
 // runner starts one-off process trees as the host allows.
 type runner struct {
 	isolation isolation
+	plan      protectPlan         // what each init hides from its one-off
 	cred      *syscall.Credential // the user one-offs run as; nil: the platform's own
 	userName  string
 	homeDir   string // the run-as user's home when it exists; "" => /tmp
@@ -47,20 +54,24 @@ type runner struct {
 	pool      *initPool // nil without isolation
 }
 
-func newRunner(runAs string, log *slog.Logger) (*runner, error) {
-	r := &runner{uid: -1, gid: -1, log: log}
+// newRunner finds what the host allows: root, or else user namespaces.
+// Without either, one-offs run without isolation, or New fails with
+// ErrNoIsolation when cfg asks for isolation. It touches no file: prove
+// then proves the isolation real.
+func newRunner(cfg Config, log *slog.Logger) (*runner, error) {
+	r := &runner{uid: -1, gid: -1, log: log, plan: protectPlan{Protect: cfg.Protect}}
 	if os.Geteuid() == 0 {
-		u, err := user.Lookup(runAs)
+		u, err := user.Lookup(cfg.RunAs)
 		if err != nil {
-			return nil, fmt.Errorf("run-as user %q: %w", runAs, err)
+			return nil, fmt.Errorf("run-as user %q: %w", cfg.RunAs, err)
 		}
 		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
 		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
 		if err := errors.Join(err1, err2); err != nil {
-			return nil, fmt.Errorf("run-as user %q: %w", runAs, err)
+			return nil, fmt.Errorf("run-as user %q: %w", cfg.RunAs, err)
 		}
 		if uid == 0 {
-			return nil, fmt.Errorf("run-as user %q is root", runAs)
+			return nil, fmt.Errorf("run-as user %q is root", cfg.RunAs)
 		}
 		r.isolation = isolationRoot
 		r.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
@@ -69,20 +80,59 @@ func newRunner(runAs string, log *slog.Logger) (*runner, error) {
 		if st, err := os.Stat(u.HomeDir); err == nil && st.IsDir() {
 			r.homeDir = u.HomeDir
 		}
-		r.pool = newInitPool(r)
 		return r, nil
 	}
 	if u, err := user.Current(); err == nil {
 		r.userName = u.Username
 	}
 	if err := probeUserNS(); err != nil {
-		log.Warn("one-offs will not be isolated: no private /tmp, no PID namespace, same user as the platform", "err", err)
+		if err := r.unisolated(cfg, fmt.Errorf("not root, and no user namespace: %w", err)); err != nil {
+			return nil, err
+		}
 		return r, nil
 	}
 	r.isolation = isolationUserNS
-	log.Warn("not root: one-offs run as the platform's own user, in a user namespace")
-	r.pool = newInitPool(r)
 	return r, nil
+}
+
+// prove proves the isolation by starting a first init with everything it
+// must do (namespaces, its own /proc, the state dir and protected paths
+// hidden), which then becomes the first spare. As root a failure is an
+// error; otherwise one-offs run without isolation, or New fails with
+// ErrNoIsolation.
+func (r *runner) prove(cfg Config, stateDir string) error {
+	r.plan.StateDir = stateDir
+	if r.isolation == isolationNone {
+		return nil
+	}
+	first, err := r.spawnInit()
+	if err == nil {
+		if err = first.awaitReady(); err != nil {
+			first.discard()
+		}
+	}
+	switch {
+	case err != nil && r.isolation == isolationRoot:
+		return err
+	case err != nil:
+		r.isolation = isolationNone
+		return r.unisolated(cfg, fmt.Errorf("not root, and a user namespace cannot hide the protected paths: %w", err))
+	}
+	r.pool = newInitPool(r, first)
+	if r.isolation == isolationUserNS {
+		r.log.Info("not root: one-offs run as the platform's own user, in a user namespace, without capabilities")
+	}
+	return nil
+}
+
+// unisolated says that one-offs will run without isolation, for why; an
+// error when cfg requires isolation.
+func (r *runner) unisolated(cfg Config, why error) error {
+	if cfg.RequireIsolation {
+		return fmt.Errorf("%w: %w", ErrNoIsolation, why)
+	}
+	r.log.Warn("one-offs will not be isolated: no private /tmp, no PID namespace, same user as the platform, nothing hidden from them", "err", why)
+	return nil
 }
 
 // userNSAttr maps the platform's user to root of a new user namespace, so

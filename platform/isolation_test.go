@@ -1,6 +1,8 @@
 package platform
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +19,7 @@ func withIsolation(t *testing.T, tp *testPlatform, iso isolation) {
 	}
 	r.isolation, r.cred, r.uid, r.gid, r.homeDir = iso, nil, -1, -1, ""
 	if iso != isolationNone {
-		r.pool = newInitPool(r)
+		r.pool = newInitPool(r, nil)
 	}
 }
 
@@ -80,5 +82,98 @@ func TestUserNamespaceIsolation(t *testing.T) {
 	}
 	if status, code := o.wait(); status != 200 || code != 137 {
 		t.Errorf("wait: %d exit %d", status, code)
+	}
+}
+
+// TestProtectedPaths: what Config.Protect names is out of a one-off's
+// reach, even for a one-off that owns it (root of a user namespace is the
+// platform's own user, here root): a hidden directory, a file reached
+// through a symbolic link, a file not made yet; nor can the one-off
+// rename a directory above them, undo a mount, or gain a capability.
+func TestProtectedPaths(t *testing.T) {
+	t.Parallel()
+	for _, iso := range []isolation{isolationRoot, isolationUserNS} {
+		t.Run(iso.String(), func(t *testing.T) {
+			t.Parallel()
+			if iso == isolationUserNS {
+				if err := probeUserNS(); err != nil {
+					t.Skipf("no user namespaces: %v", err)
+				}
+			}
+			// Outside /tmp, which a one-off has of its own.
+			root, err := os.MkdirTemp("/var/tmp", "platform-protect-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(root) })
+			if err := os.Chmod(root, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			hidden := filepath.Join(root, "data")
+			secretDir := filepath.Join(root, "real")
+			links := filepath.Join(root, "links")
+			for _, d := range []string{hidden, secretDir, links} {
+				if err := os.Mkdir(d, 0o777); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for name, content := range map[string]string{
+				filepath.Join(hidden, "key"):    "hidden-secret",
+				filepath.Join(secretDir, "key"): "linked-secret",
+			} {
+				if err := os.WriteFile(name, []byte(content), 0o666); err != nil {
+					t.Fatal(err)
+				}
+			}
+			link := filepath.Join(links, "key")
+			if err := os.Symlink(filepath.Join(secretDir, "key"), link); err != nil {
+				t.Fatal(err)
+			}
+			missing := filepath.Join(root, "later", "key")
+			tp := startPlatform(t, Config{Protect: []string{hidden, link, missing}})
+			if iso == isolationUserNS {
+				withIsolation(t, tp, isolationUserNS)
+			}
+			out, code := tp.runAndCollect(strings.Join([]string{
+				"cat " + hidden + "/key " + link + " " + secretDir + "/key",
+				"echo x >> " + link + "; echo x >> " + secretDir + "/key",
+				"ln -sf /etc/hostname " + link,
+				"mkdir -p " + filepath.Dir(missing) + " && echo made > " + missing,
+				"mv " + secretDir + " " + root + "/moved; mv " + links + " " + root + "/moved-links; mv " + hidden + " " + root + "/moved-data",
+				"umount " + hidden + "; umount " + secretDir + "/key",
+				"grep -E '^Cap(Prm|Eff|Bnd)|NoNewPrivs' /proc/self/status",
+				"echo over",
+			}, "\n"), false)
+			if code != 0 || !strings.Contains(out, "over\n") {
+				t.Fatalf("the one-off did not run: exit %d\n%s", code, out)
+			}
+			for _, leak := range []string{"hidden-secret", "linked-secret"} {
+				if strings.Contains(out, leak) {
+					t.Errorf("read %q", leak)
+				}
+			}
+			for _, f := range []string{"CapPrm:\t0000000000000000", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1"} {
+				if !strings.Contains(out, f) {
+					t.Errorf("the one-off's status lacks %q", f)
+				}
+			}
+			if b, err := os.ReadFile(filepath.Join(secretDir, "key")); err != nil || string(b) != "linked-secret" {
+				t.Errorf("the linked file: %q, %v", b, err)
+			}
+			if target, err := os.Readlink(link); err != nil || target != filepath.Join(secretDir, "key") {
+				t.Errorf("the link: %q, %v", target, err)
+			}
+			if _, err := os.Stat(filepath.Dir(missing)); err == nil {
+				t.Errorf("the one-off made the directory of a protected path")
+			}
+			for _, moved := range []string{"moved", "moved-links", "moved-data"} {
+				if _, err := os.Stat(filepath.Join(root, moved)); err == nil {
+					t.Errorf("the one-off renamed a directory to %s", moved)
+				}
+			}
+			if t.Failed() {
+				t.Logf("one-off output:\n%s", out)
+			}
+		})
 	}
 }

@@ -61,6 +61,8 @@ type oneOff struct {
 	retainTimer *time.Timer
 	ended       chan struct{} // closed once the tree is gone and dir removed
 	endOnce     sync.Once
+	lock        *os.File // dir, locked while the one-off may use it (see oneOffDirs)
+	dirGone     bool     // removeDir ran: a dir made after goes at once
 }
 
 func randomToken(n int) string {
@@ -114,9 +116,7 @@ func (o *oneOff) finish(code int) {
 		o.stopTimersLocked()
 		reason := o.reason
 		o.mu.Unlock()
-		if err := os.RemoveAll(o.dir); err != nil {
-			o.log.Warn("remove one-off dir", "err", err)
-		}
+		o.removeDir()
 		o.p.released(o)
 		o.log.Info("one-off ended", "reason", reason.String(), "exit_code", code)
 		close(o.ended)
@@ -124,6 +124,27 @@ func (o *oneOff) finish(code int) {
 		o.retainTimer = time.AfterFunc(retainEnded, func() { o.p.forget(o) })
 		o.mu.Unlock()
 	})
+}
+
+// removeDir removes the one-off's dir, then lets go of its lock; it runs
+// once, and a dir made after it ran is removed as soon as made.
+func (o *oneOff) removeDir() {
+	o.mu.Lock()
+	if o.dirGone {
+		o.mu.Unlock()
+		return
+	}
+	o.dirGone = true
+	lock := o.lock
+	o.lock = nil
+	o.mu.Unlock()
+	if lock == nil {
+		return
+	}
+	if err := removeTree(o.dir); err != nil {
+		o.log.Warn("remove one-off dir", "err", err)
+	}
+	lock.Close()
 }
 
 // killedLocked reports whether the platform has ended the one-off. A command

@@ -21,7 +21,7 @@ type Platform struct {
 	tokens   *tokenSigner
 	runner   *runner
 	stateDir string
-	ownState bool // stateDir was made by New and is removed by Shutdown
+	state    *oneOffDirs
 	started  time.Time
 	srv      *http.Server
 	mux      *http.ServeMux
@@ -66,19 +66,35 @@ func New(cfg Config) (*Platform, error) {
 		alive:   map[string]int{},
 		indexes: map[string]int{},
 	}
+	// What the host allows first: a refusal leaves no state dir behind.
+	p.runner, err = newRunner(cfg, p.log)
+	if errors.Is(err, ErrNoIsolation) {
+		return nil, err // a sentence of its own, for the caller to complete
+	}
+	if err != nil {
+		return nil, fmt.Errorf("new platform: %w", err)
+	}
 	p.stateDir = cfg.StateDir
 	if p.stateDir == "" {
-		dir, err := os.MkdirTemp("", "platform-")
-		if err != nil {
+		if p.stateDir, err = defaultStateDir(); err != nil {
 			return nil, fmt.Errorf("new platform: state dir: %w", err)
 		}
-		p.stateDir, p.ownState = dir, true
-	} else if err := os.MkdirAll(p.stateDir, 0o700); err != nil {
+	}
+	if p.state, err = openStateDir(p.stateDir); err != nil {
 		return nil, fmt.Errorf("new platform: state dir: %w", err)
 	}
-	p.runner, err = newRunner(cfg.RunAs, p.log)
-	if err != nil {
-		p.removeStateDir()
+	// What platforms that died left: their one-offs are gone with them.
+	switch n, err := p.state.sweep(); {
+	case err != nil:
+		p.log.Warn("remove what stopped platforms left in the state dir", "dir", p.stateDir, "removed", n, "err", err)
+	case n > 0:
+		p.log.Info("removed what stopped platforms left in the state dir", "dir", p.stateDir, "one_off_dirs", n)
+	}
+	if err := p.runner.prove(cfg, p.stateDir); err != nil {
+		p.state.close()
+		if errors.Is(err, ErrNoIsolation) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("new platform: %w", err)
 	}
 	p.mux = p.routes()
@@ -124,6 +140,12 @@ func reachableAddr(a net.Addr) string {
 	return net.JoinHostPort(ip.String(), fmt.Sprint(tcp.Port))
 }
 
+// Isolated reports whether one-offs run isolated: in their own PID and
+// mount namespaces, as another user (root) or without capabilities in a
+// user namespace, with Config.Protect and the state dir hidden. False:
+// they run as the platform's own user and can reach what it can.
+func (p *Platform) Isolated() bool { return p.runner.isolation != isolationNone }
+
 // URL is the base URL of the API, like "http://127.0.0.1:PORT", once serving.
 func (p *Platform) URL() string {
 	p.mu.Lock()
@@ -132,7 +154,7 @@ func (p *Platform) URL() string {
 }
 
 // Shutdown stops accepting, kills every one-off, waits for their ends and
-// removes their directories.
+// removes their directories (also of those that did not end in time).
 func (p *Platform) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	p.closed = true
@@ -160,16 +182,11 @@ func (p *Platform) Shutdown(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	p.runner.close()
-	p.removeStateDir()
-	return err
-}
-
-func (p *Platform) removeStateDir() {
-	if p.ownState {
-		if err := os.RemoveAll(p.stateDir); err != nil {
-			p.log.Warn("remove state dir", "err", err)
-		}
+	for _, o := range all {
+		o.removeDir()
 	}
+	p.state.close()
+	return err
 }
 
 // ServeHTTP sends /v1/ to the API and every other path to the attach service,

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 
 	"github.com/creack/pty"
@@ -27,7 +28,8 @@ type process struct {
 type startSpec struct {
 	command       string
 	env           []string
-	tmpDir        string // host dir that becomes /tmp (or, without isolation, HOME)
+	dir           string   // the one-off's dir in the state dir: dir/tmp becomes /tmp (or, without isolation, HOME)
+	lock          *os.File // dir, locked: the init holds it too, as long as it lives
 	tty           bool
 	width, height uint16
 }
@@ -94,8 +96,13 @@ func (r *runner) start(spec startSpec) (*process, error) {
 // startPlain runs the shell directly, as the leader of its own session and
 // process group, killed as a group.
 func (r *runner) startPlain(pr *process, spec startSpec, in, out *os.File) error {
-	cmd := &exec.Cmd{Path: "/bin/sh", Args: []string{"sh", "-c", spec.command}, Env: spec.env, Dir: spec.tmpDir,
+	cmd := &exec.Cmd{Path: "/bin/sh", Args: []string{"sh", "-c", spec.command}, Env: spec.env, Dir: spec.dir + "/tmp",
 		Stdin: in, Stdout: out, Stderr: out}
+	if spec.lock != nil {
+		// Only the shell dies with the platform: what it left running in
+		// the background keeps the dir in use, and so locked.
+		cmd.ExtraFiles = []*os.File{spec.lock}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: spec.tty, Ctty: 0, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start one-off: %w", err)
@@ -107,17 +114,20 @@ func (r *runner) startPlain(pr *process, spec startSpec, in, out *os.File) error
 // startInit hands the one-off to a spare init (or a fresh one when the
 // spare turns out dead).
 func (r *runner) startInit(pr *process, spec startSpec, in, out *os.File) error {
-	is := initSpec{Command: spec.command, Env: spec.env, TmpDir: spec.tmpDir, TTY: spec.tty, Home: r.home(spec.tmpDir)}
+	is := initSpec{Command: spec.command, Env: spec.env, Dir: filepath.Base(spec.dir), TTY: spec.tty, Home: r.home(spec.dir + "/tmp")}
 	if r.cred != nil {
 		is.UID, is.GID, is.SetUser = r.cred.Uid, r.cred.Gid, true
 	}
-	stdio := [3]*os.File{in, out, out}
+	if spec.lock == nil {
+		return errors.New("start one-off: its dir is not locked")
+	}
+	fds := [4]*os.File{in, out, out, spec.lock}
 	for attempt := 0; ; attempt++ {
 		init, err := r.pool.take()
 		if err != nil {
 			return err
 		}
-		err = init.send(is, stdio)
+		err = init.send(is, fds)
 		if err == nil {
 			pr.cmd = init.cmd
 			return nil
