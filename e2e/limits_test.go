@@ -115,7 +115,7 @@ func TestEnvRequestLimits(t *testing.T) {
 // holdOneOff starts ssh with key running a command that says "ready" and
 // then waits for its stdin to end. It returns once the one-off runs; closing
 // the returned writer ends it, and the channel then gives its result.
-func holdOneOff(t *testing.T, b *Bridge, key string) (io.WriteCloser, <-chan Result) {
+func holdKeyOneOff(t *testing.T, b *Bridge, key string) (io.WriteCloser, <-chan Result) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	args := append(b.SSHArgs(key), "-p", b.Port, "-o", "LogLevel=ERROR", "demo-app@"+b.Host, "echo ready; cat >/dev/null; echo bye")
@@ -166,8 +166,8 @@ func TestOneOffsPerKey(t *testing.T) {
 		Args:           []string{"--max-one-offs-per-key", "2"},
 		AuthorizedKeys: publicKey(t, clientKey(t, "default")) + "\n" + publicKey(t, other) + "\n",
 	})
-	first, firstDone := holdOneOff(t, b, "")
-	holdOneOff(t, b, "")
+	first, firstDone := holdKeyOneOff(t, b, "")
+	holdKeyOneOff(t, b, "")
 	created := strings.Count(b.Log(), `msg="one-off created"`)
 
 	r := b.Run("demo-app", nil, "echo third")
