@@ -112,7 +112,7 @@ func TestEnvRequestLimits(t *testing.T) {
 	}
 }
 
-// holdOneOff starts ssh with key running a command that says "ready" and
+// holdKeyOneOff starts ssh with key running a command that says "ready" and
 // then waits for its stdin to end. It returns once the one-off runs; closing
 // the returned writer ends it, and the channel then gives its result.
 func holdKeyOneOff(t *testing.T, b *Bridge, key string) (io.WriteCloser, <-chan Result) {
