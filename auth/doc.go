@@ -13,12 +13,13 @@
 // say plainly that this key may not use that app. Anything else is refused
 // during authentication.
 //
-// A certificate signed by a CA of the trusted CA keys file may use the apps
-// named by its principals. On a cert-authority line without principals=,
-// the app must be one of the certificate's principals; with principals=,
-// one of those names must be a principal, and apps= (default all) limits
-// the apps, as principals= replaces the user name check in sshd. The
-// force-command and source-address critical options are honoured, a
+// Certificates get least privilege on every path: a certificate opens the
+// apps named by its principals, whether its CA is in the trusted CA keys
+// file or on a cert-authority line. On a cert-authority line, principals=
+// only narrows which certificates the line accepts (one of its names must
+// be among the certificate's principals, as in sshd), and apps=, when the
+// line has it, alone names the apps the line's certificates open (a role
+// CA that should open every app says apps="*"). The force-command and source-address critical options are honoured, a
 // missing permit-pty (or port, agent, X11 forwarding) extension restricts
 // the session, and the KRL or key list of the revoked keys file applies to
 // keys, certificates (serial, key id) and CA keys.
