@@ -1,8 +1,17 @@
 // Package auth decides who may connect to the bridge and which app they may
 // open: OpenSSH authorized_keys files (with OpenSSH's options plus apps="..."),
 // OpenSSH user certificates (TrustedUserCAKeys and cert-authority lines),
-// revocation lists (KRL or plain keys), a per-address failure throttle and an
-// audit log line for every decision. Host keys are in hostkey.go.
+// revocation lists (KRL or plain keys) and an audit log line for every
+// decision. Host keys are in hostkey.go.
+//
+// Admission decides which connections may try to authenticate at all and
+// keeps each source address's penalty: caps on unauthenticated connections
+// in total and per source (OpenSSH's MaxStartups and PerSourceMaxStartups),
+// and penalties earned by failed connections (OpenSSH's PerSourcePenalties
+// and PerSourcePenaltyExemptList). Unlike sshd, a penalty never refuses a
+// connection: it slows down refused keys and shortens the login grace, so
+// that a client proving an authorized key is never locked out by others
+// sharing its address (see Penalties).
 //
 // The SSH user name is the app. A key line may use every app, or those its
 // apps="glob,!glob" option allows (path.Match globs; as in OpenSSH pattern

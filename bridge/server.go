@@ -4,9 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -26,11 +28,12 @@ type Deps struct {
 
 // Server is the bridge's SSH server.
 type Server struct {
-	cfg  Config
-	deps Deps
-	log  *slog.Logger
-	ssh  *ssh.Server
-	stop shutdownState
+	cfg       Config
+	deps      Deps
+	log       *slog.Logger
+	ssh       *ssh.Server
+	admission *auth.Admission // which connections may authenticate; per-source penalties
+	stop      shutdownState
 }
 
 // New checks the configuration and builds a server; Serve starts it.
@@ -45,11 +48,22 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, deps: deps, log: log}
+	admission, err := auth.NewAdmission(auth.AdmissionConfig{
+		MaxStartups:          cfg.MaxStartups,
+		PerSourceMaxStartups: cfg.PerSourceMaxStartups,
+		Penalties:            cfg.PerSourcePenalties,
+		ExemptList:           cfg.PerSourcePenaltyExemptList,
+		LoginGrace:           cfg.LoginGraceTime,
+		Logger:               log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	s := &Server{cfg: cfg, deps: deps, log: log, admission: admission}
 	s.ssh = &ssh.Server{
 		Version:              cfg.Version,
 		HostSigners:          []ssh.Signer{deps.HostKey},
-		PublicKeyHandler:     deps.Auth.PublicKeyHandler,
+		PublicKeyHandler:     s.publicKeyHandler,
 		ConnCallback:         s.onConn,
 		ServerConfigCallback: s.serverConfig,
 		// Our own session handler: gliderlabs' rewrites \n to \r\n on pty
@@ -75,11 +89,47 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 		MaxAuthTries:              auth.MaxAuthTries,
 		PublicKeyAuthAlgorithms:   publicKeyAuthAlgorithms,
 		VerifiedPublicKeyCallback: s.deps.Auth.VerifiedPublicKeyCallback(ctx),
+		AuthLogCallback: func(_ gossh.ConnMetadata, method string, err error) {
+			s.authAttempt(ctx, method, err)
+		},
 	}
 	cfg.KeyExchanges = keyExchanges
 	cfg.Ciphers = ciphers
 	cfg.MACs = macs
 	return cfg
+}
+
+// publicKeyHandler asks access control about a key. On a connection from
+// a penalised source, a refused key is answered only after
+// auth.PenaltyKeyDelay: guessing slows down, while an authorized key is
+// accepted at once.
+func (s *Server) publicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool {
+	if s.deps.Auth.PublicKeyHandler(ctx, key) {
+		return true
+	}
+	if st := stateOf(ctx); st != nil && st.startup.Penalised() {
+		t := time.NewTimer(auth.PenaltyKeyDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return false
+}
+
+// authAttempt sees the outcome of each authentication request but an
+// accepted key offer: success, or a failure to count.
+func (s *Server) authAttempt(ctx ssh.Context, method string, err error) {
+	st := stateOf(ctx)
+	if st == nil {
+		return
+	}
+	if err == nil {
+		st.authenticated()
+		return
+	}
+	st.countFailure(method)
 }
 
 // Serve accepts connections on l until Shutdown; nil then.
