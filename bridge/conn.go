@@ -26,6 +26,7 @@ type connState struct {
 	sessions int
 	idle     *time.Timer // runs while no session is open, when an idle timeout is set
 	// Authentication, for MaxAuthTries and the source's penalty.
+	preAuth       gossh.ServerPreAuthConn // to send a banner before authentication ends
 	authed        bool
 	noneSeen      bool // the free first "none" request was made
 	authFailures  int
@@ -118,6 +119,20 @@ func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
 			}
 		}
 	}
+}
+
+// setPreAuth keeps the connection's pre-authentication handle, through
+// which a banner reaches the client.
+func (st *connState) setPreAuth(c gossh.ServerPreAuthConn) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.preAuth = c
+}
+
+func (st *connState) preAuthConn() gossh.ServerPreAuthConn {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.preAuth
 }
 
 // authenticated records that authentication succeeded: the connection no

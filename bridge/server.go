@@ -86,11 +86,19 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 	cfg := &gossh.ServerConfig{
+		// x/crypto counts fewer failures than OpenSSH (the first refused
+		// key offers are free); authAttempt counts as OpenSSH does and
+		// ends the connection first. This is the backstop.
 		MaxAuthTries:              auth.MaxAuthTries,
 		PublicKeyAuthAlgorithms:   publicKeyAuthAlgorithms,
 		VerifiedPublicKeyCallback: s.deps.Auth.VerifiedPublicKeyCallback(ctx),
 		AuthLogCallback: func(_ gossh.ConnMetadata, method string, err error) {
 			s.authAttempt(ctx, method, err)
+		},
+		PreAuthConnCallback: func(c gossh.ServerPreAuthConn) {
+			if st := stateOf(ctx); st != nil {
+				st.setPreAuth(c)
+			}
 		},
 	}
 	cfg.KeyExchanges = keyExchanges
@@ -118,8 +126,16 @@ func (s *Server) publicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool {
 	return false
 }
 
+// tooManyFailures is the banner a client gets when the bridge ends its
+// connection at auth.MaxAuthTries failures (OpenSSH's clients show it).
+const tooManyFailures = "Too many authentication failures. If your agent holds several keys, pick one: ssh -i KEY -o IdentitiesOnly=yes\n"
+
 // authAttempt sees the outcome of each authentication request but an
-// accepted key offer: success, or a failure to count.
+// accepted key offer, and counts failures as OpenSSH's MaxAuthTries does:
+// every failed request counts, a refused key offer too, except a first
+// "none" request. At auth.MaxAuthTries failures the client gets a banner
+// saying so and the connection is closed, so that no further attempt is
+// heard (OpenSSH disconnects at the same count).
 func (s *Server) authAttempt(ctx ssh.Context, method string, err error) {
 	st := stateOf(ctx)
 	if st == nil {
@@ -129,7 +145,13 @@ func (s *Server) authAttempt(ctx ssh.Context, method string, err error) {
 		st.authenticated()
 		return
 	}
-	st.countFailure(method)
+	if n := st.countFailure(method); n >= auth.MaxAuthTries {
+		st.log.Info("connection closed: too many authentication failures", "failures", n, "user", ctx.User())
+		if pc := st.preAuthConn(); pc != nil {
+			pc.SendAuthBanner(tooManyFailures)
+		}
+		st.conn.Close()
+	}
 }
 
 // Serve accepts connections on l until Shutdown; nil then.

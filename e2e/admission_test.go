@@ -428,6 +428,58 @@ func TestAdmissionPenaltyExemptList(t *testing.T) {
 	}
 }
 
+// Six authentication failures end a connection, counted as OpenSSH counts
+// them (each refused key offer, not only signatures): a client offering
+// ten keys has six heard, then is told and disconnected; the right key
+// sixth gets in, seventh does not.
+func TestAdmissionMaxAuthTries(t *testing.T) {
+	b := StartBridge(t, Options{Args: []string{"--per-source-penalties", "no"}})
+	good := signerOf(t, b.Key)
+	wrong := strangers(t, 10)
+
+	at := login(t, b, "127.0.0.1", "demo-app", wrong...)
+	if at.err == nil {
+		t.Fatal("ten unknown keys got in")
+	}
+	lines := connLines(t, b, at.local, "too many authentication failures")
+	if n := countContaining(lines, `msg="auth refused"`); n != 6 {
+		t.Fatalf("%d key offers heard, want 6:\n%s", n, strings.Join(lines, "\n"))
+	}
+	if !strings.Contains(at.banners, "Too many authentication failures") {
+		t.Fatalf("the client was not told why: banners %q, error %v", at.banners, at.err)
+	}
+
+	if at := login(t, b, "127.0.0.1", "demo-app", append(wrong[:5:5], good)...); at.err != nil {
+		t.Fatalf("the right key offered sixth: %v", at.err)
+	}
+	at = login(t, b, "127.0.0.1", "demo-app", append(wrong[:6:6], good)...)
+	if at.err == nil {
+		t.Fatal("the right key offered seventh got in")
+	}
+	lines = connLines(t, b, at.local, "too many authentication failures")
+	if fp := gossh.FingerprintSHA256(good.PublicKey()); countContaining(lines, fp) != 0 {
+		t.Fatalf("the seventh key was heard:\n%s", strings.Join(lines, "\n"))
+	}
+
+	// OpenSSH's client, with the keys in files, offered in the order given.
+	sshWith := func(wrongFirst int) Result {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		args := b.SSHArgs(clientKey(t, "wrong0"))
+		for i := 1; i < wrongFirst; i++ {
+			args = append(args, "-i", clientKey(t, fmt.Sprintf("wrong%d", i)))
+		}
+		args = append(args, "-i", b.Key, "-p", b.Port, "-o", "LogLevel=INFO", "demo-app@"+b.Host, "echo", "in")
+		return runCmd(t, exec.CommandContext(ctx, need(t, "ssh"), args...), nil)
+	}
+	if r := sshWith(5); r.Code != 0 || r.Stdout != "in\n" {
+		t.Fatalf("ssh with the right key sixth: %+v", r)
+	}
+	if r := sshWith(6); r.Code != 255 || r.Stdout != "" || !strings.Contains(r.Stderr, "Too many authentication failures") {
+		t.Fatalf("ssh with the right key seventh: %+v", r)
+	}
+}
+
 func countContaining(lines []string, s string) int {
 	n := 0
 	for _, l := range lines {
