@@ -428,6 +428,39 @@ func TestAdmissionPenaltyExemptList(t *testing.T) {
 	}
 }
 
+// The other events count too: a key that may not use the app it asked
+// for (app-denied), and connections that end without trying to
+// authenticate (noauth), each with its own duration.
+func TestAdmissionPenaltyEvents(t *testing.T) {
+	b := StartBridge(t, Options{
+		AuthorizedKeys: keyLine(t, `apps="demo-*"`),
+		Args:           []string{"--per-source-penalties", "authfail:0 grace-exceeded:0 noauth:2s app-denied:5s min:5s max:1m"},
+	})
+	if r := b.Run("other-app", nil, "true"); r.Code != 240 {
+		t.Fatalf("other-app: %+v", r)
+	}
+	if !b.LogHas("event=app-denied") || !servedUnderPenalty(t, b, "127.0.0.1") {
+		t.Fatalf("a denied app did not penalise its source:\n%s", b.Log())
+	}
+
+	// Three connections that read the identification string and close:
+	// 6 s, less the time they take.
+	for range 3 {
+		c, err := dialFrom(b, "127.0.0.2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if line, err := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(line, "SSH-2.0-") {
+			t.Fatalf("no identification string: %q, %v", line, err)
+		}
+		c.Close()
+	}
+	if !b.LogHas("event=noauth") || !servedUnderPenalty(t, b, "127.0.0.2") {
+		t.Fatalf("connections without authentication did not penalise their source:\n%s", b.Log())
+	}
+}
+
 // Six authentication failures end a connection, counted as OpenSSH counts
 // them (each refused key offer, not only signatures): a client offering
 // ten keys has six heard, then is told and disconnected; the right key
