@@ -146,7 +146,7 @@ func (s *Server) authAttempt(ctx ssh.Context, method string, err error) {
 		return
 	}
 	if n := st.countFailure(method); n >= auth.MaxAuthTries {
-		st.log.Info("connection closed: too many authentication failures", "failures", n, "user", ctx.User())
+		st.log.Info("connection closed: too many authentication failures", "failures", n, "app", ctx.User())
 		if pc := st.preAuthConn(); pc != nil {
 			pc.SendAuthBanner(tooManyFailures)
 		}

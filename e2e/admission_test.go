@@ -522,3 +522,29 @@ func countContaining(lines []string, s string) int {
 	}
 	return n
 }
+
+// The admission flags take OpenSSH's syntax and refuse what it would not,
+// in one line naming the flag or variable and the fix (exit 2).
+func TestAdmissionFlagsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		env        []string
+		args       []string
+		name, want string
+	}{
+		{args: []string{"--max-startups", "10:30"}, name: `--max-startups "10:30"`, want: "start:rate:full"},
+		{args: []string{"--max-startups", "100:30:10"}, name: `--max-startups "100:30:10"`, want: "start must not be more than full"},
+		{env: []string{"BRIDGE_MAX_STARTUPS=10:0:100"}, name: `BRIDGE_MAX_STARTUPS="10:0:100"`, want: "percentage"},
+		{args: []string{"--per-source-max-startups", "0"}, name: `--per-source-max-startups "0"`, want: "more than 0"},
+		{args: []string{"--per-source-penalties", "crash:90s"}, name: `--per-source-penalties "crash:90s"`, want: `unknown keyword "crash"`},
+		{env: []string{"BRIDGE_PER_SOURCE_PENALTIES=min:20m max:10m"}, name: `BRIDGE_PER_SOURCE_PENALTIES="min:20m max:10m"`, want: "must not be more than max"},
+		{args: []string{"--per-source-penalties", "authfail:soon"}, name: `--per-source-penalties "authfail:soon"`, want: "want a time"},
+		{args: []string{"--per-source-penalty-exempt-list", "10.0.0.1/8"}, name: `--per-source-penalty-exempt-list "10.0.0.1/8"`, want: "inconsistent mask length"},
+		{env: []string{"BRIDGE_PER_SOURCE_PENALTY_EXEMPT_LIST=*.example.com"}, name: `BRIDGE_PER_SOURCE_PENALTY_EXEMPT_LIST="*.example.com"`, want: "bad address"},
+	} {
+		r := runBinary(t, tc.env, append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, tc.args...)...)
+		line := oneLine(t, tc.name, r.Stderr)
+		if r.Code != 2 || !strings.Contains(line, tc.name) || !strings.Contains(line, tc.want) {
+			t.Errorf("%s: exit %d, %q; want exit 2 naming it and saying %q", tc.name, r.Code, line, tc.want)
+		}
+	}
+}
