@@ -292,9 +292,9 @@ func (a *Admission) penalise(source netip.Addr, e Event) {
 	}
 	if !en.active && en.until.Sub(now) >= p.Min {
 		en.active = true
-		a.log.Warn("source penalised: its connections are still served, with refused keys answered slowly and a shorter login grace",
-			"source", sourceString(source), "event", e.String(), "for", en.until.Sub(now).Round(time.Second).String(),
-			"until", en.until.Format(time.RFC3339))
+		// Its connections are still served: see Penalties.
+		a.log.Warn("source penalised", "source", sourceString(source), "event", e.String(),
+			"for", en.until.Sub(now).Round(time.Second).String(), "until", en.until.Format(time.RFC3339))
 	}
 }
 

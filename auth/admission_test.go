@@ -455,3 +455,25 @@ func TestAdmissionGrace(t *testing.T) {
 		t.Fatalf("a shorter configured grace: %v", s.Grace())
 	}
 }
+
+// The README's example of the defaults: four failed logins within 5 s
+// penalise a source; three a second apart do not.
+func TestAdmissionDefaultPenalties(t *testing.T) {
+	a, clock, _ := newAdmission(t, AdmissionConfig{})
+	for i := range 4 {
+		if i > 0 {
+			clock.Add(5 * time.Second / 3)
+		}
+		connect(t, a, "192.0.2.1:1", EventAuthFail)
+	}
+	if !penalised(t, a, "192.0.2.1:1") {
+		t.Fatal("four failures within 5 s: not penalised")
+	}
+	for range 3 {
+		connect(t, a, "192.0.2.2:1", EventAuthFail)
+		clock.Add(time.Second)
+	}
+	if penalised(t, a, "192.0.2.2:1") {
+		t.Fatal("three failures a second apart: penalised")
+	}
+}
