@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"sshbridge/auth"
 	"sshbridge/bridge"
 	"sshbridge/cli"
 	"sshbridge/oneoff"
@@ -36,6 +37,9 @@ type bridgeFlags struct {
 	logLevel                   slog.Level
 	bridge                     bridge.Config
 	apiTokenFile               string
+	// Admission, in OpenSSH's syntax; their checks parse them into bridge.
+	maxStartups, penalties string
+	penaltyExempt          []string
 	// flags is the parsed set, to name a setting as the user gave it.
 	flags *cli.FlagSet
 }
@@ -78,6 +82,22 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs.Duration(&b.KeepaliveInterval, "keepalive-interval", "BRIDGE_KEEPALIVE_INTERVAL", bridge.DefaultKeepaliveInterval, "time between keepalive requests to clients, 0 for none (OpenSSH's ClientAliveInterval)").
 		Check(cli.NonNegative(&b.KeepaliveInterval))
 	fs.Int(&b.KeepaliveCountMax, "keepalive-count-max", "BRIDGE_KEEPALIVE_COUNT_MAX", bridge.DefaultKeepaliveCountMax, "unanswered keepalive intervals before a client is dropped (OpenSSH's ClientAliveCountMax)").Check(cli.Positive(&b.KeepaliveCountMax))
+	fs.String(&c.maxStartups, "max-startups", "BRIDGE_MAX_STARTUPS", auth.DefaultMaxStartups.String(),
+		"unauthenticated connections at once: from START on, RATE% of new ones are dropped, rising to all at FULL (OpenSSH's MaxStartups)").
+		Arg("START:RATE:FULL").Check(func() (err error) { b.MaxStartups, err = auth.ParseMaxStartups(c.maxStartups); return err })
+	fs.Int(&b.PerSourceMaxStartups, "per-source-max-startups", "BRIDGE_PER_SOURCE_MAX_STARTUPS", auth.DefaultPerSourceMaxStartups,
+		"unauthenticated connections at once from one address, or IPv6 /64 (OpenSSH's PerSourceMaxStartups)").Check(cli.Positive(&b.PerSourceMaxStartups))
+	fs.String(&c.penalties, "per-source-penalties", "BRIDGE_PER_SOURCE_PENALTIES", auth.DefaultPenalties.String(),
+		"penalty time a source earns per failed connection, as OpenSSH's PerSourcePenalties; \"no\" for none (see README: Hardening)").
+		Arg("KEYWORDS").Check(func() (err error) { b.PerSourcePenalties, err = auth.ParsePenalties(c.penalties); return err })
+	fs.List(&c.penaltyExempt, "per-source-penalty-exempt-list", "BRIDGE_PER_SOURCE_PENALTY_EXEMPT_LIST",
+		"addresses and CIDR blocks never penalised (OpenSSH's PerSourcePenaltyExemptList)").Arg("CIDRS").
+		Check(func() (err error) {
+			if len(c.penaltyExempt) > 0 {
+				b.PerSourcePenaltyExemptList, err = auth.ParseExemptList(strings.Join(c.penaltyExempt, ","))
+			}
+			return err
+		})
 	fs.Duration(&b.IdleTimeout, "idle-timeout", "BRIDGE_IDLE_TIMEOUT", 0, "close a connection with no open session after this long").Default("0: never").Check(cli.NonNegative(&b.IdleTimeout))
 	fs.Size(&c.uploadMaxFile, "upload-max-file-size", "BRIDGE_UPLOAD_MAX_FILE_SIZE", uploads.DefaultMaxFileSize, "largest file that may be staged").Check(cli.Positive(&c.uploadMaxFile))
 	fs.Size(&c.uploadQuota, "upload-quota", "BRIDGE_UPLOAD_QUOTA", uploads.DefaultUserQuota, "pending bytes per user across apps").Check(cli.Positive(&c.uploadQuota))

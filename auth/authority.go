@@ -12,12 +12,11 @@ import (
 
 // Authority answers who may use which app. Create it with New.
 type Authority struct {
-	cfg      Config
-	log      *slog.Logger
-	now      func() time.Time
-	loc      *time.Location
-	keys     atomic.Pointer[keySet]
-	throttle *throttle
+	cfg  Config
+	log  *slog.Logger
+	now  func() time.Time
+	loc  *time.Location
+	keys atomic.Pointer[keySet]
 
 	reloadMu  sync.Mutex // one reload at a time
 	stamps    []fileStamp
@@ -42,7 +41,6 @@ func New(cfg Config) (*Authority, error) {
 	if a.cfg.ReloadInterval == 0 {
 		a.cfg.ReloadInterval = time.Second
 	}
-	a.throttle = newThrottle(cfg.MaxFailuresPerAddr, cfg.FailureWindow)
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}

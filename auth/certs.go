@@ -30,10 +30,13 @@ func certIdentity(cert *gossh.Certificate) string {
 	return fmt.Sprintf("id=%s serial=%d ca=%s", id, cert.Serial, gossh.FingerprintSHA256(cert.SignatureKey))
 }
 
-// decideCert checks a user certificate: trusted CA file first (the app
-// must be a principal), then cert-authority lines (the app must be a
-// principal, or with principals= one of those names must be, and apps=
-// limits the apps), as sshd checks TrustedUserCAKeys then authorized_keys.
+// decideCert checks a user certificate: trusted CA file first, then
+// cert-authority lines, as sshd checks TrustedUserCAKeys then
+// authorized_keys. Least privilege: the apps a certificate opens are those
+// its principals name, unless the cert-authority line has apps=, which
+// then alone names them. A line's principals= only narrows which
+// certificates the line accepts (one of its names must be a principal of
+// the certificate); it never widens the apps.
 func (ks *keySet) decideCert(app string, cert *gossh.Certificate, addr netip.Addr, now time.Time) decision {
 	ca := cert.SignatureKey.Marshal()
 	caFile, trusted := ks.trustedCAs[string(ca)]
@@ -87,8 +90,7 @@ func (ks *keySet) decideCert(app string, cert *gossh.Certificate, addr netip.Add
 			reason = "no certificate principal allowed by principals= (" + kl.source + ")"
 			continue
 		}
-		appOK := (len(kl.opts.principals) > 0 || hasApp) && (kl.opts.apps == nil || kl.opts.apps.allows(app))
-		if !appOK {
+		if !certLineAllows(&kl.opts, hasApp, app) {
 			if denied == "" {
 				denied = kl.source
 			}
@@ -100,6 +102,16 @@ func (ks *keySet) decideCert(app string, cert *gossh.Certificate, addr netip.Add
 		return decision{grant: deniedGrant(app, identity, fp, denied), reason: "app not among the certificate's allowed apps (" + denied + ")"}
 	}
 	return decision{reason: reason}
+}
+
+// certLineAllows says whether a cert-authority line that accepted a
+// certificate lets it open app: apps= alone decides when the line has it;
+// otherwise the app must be one of the certificate's principals (hasApp).
+func certLineAllows(o *keyOptions, hasApp bool, app string) bool {
+	if o.apps != nil {
+		return o.apps.allows(app)
+	}
+	return hasApp
 }
 
 // certGrant merges line options with the certificate's: restrictions add

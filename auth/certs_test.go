@@ -114,10 +114,14 @@ func TestCertificatesCertAuthorityLines(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
 	caApps, caRoles, caCmd, user := newKey(t), newKey(t), newKey(t), newKey(t)
+	caPlain, caNarrow, caEvery := newKey(t), newKey(t), newKey(t)
 	file := writeFile(t, dir, "authorized_keys",
 		authLine(`cert-authority,apps="demo-*",environment="FROM_CA=1"`, caApps.PublicKey())+
 			authLine(`cert-authority,principals="ops,admin",apps="prod-*",from="127.0.0.0/8"`, caRoles.PublicKey())+
-			authLine(`cert-authority,command="safe"`, caCmd.PublicKey()))
+			authLine(`cert-authority,command="safe"`, caCmd.PublicKey())+
+			authLine(`cert-authority`, caPlain.PublicKey())+
+			authLine(`cert-authority,principals="demo-app,ops"`, caNarrow.PublicKey())+
+			authLine(`cert-authority,principals="ops",apps="*"`, caEvery.PublicKey()))
 	a, _ := newAuthority(t, Config{AuthorizedKeysFile: file, Now: func() time.Time { return now }})
 
 	principals := func(p ...string) func(c *gossh.Certificate) {
@@ -133,11 +137,22 @@ func TestCertificatesCertAuthorityLines(t *testing.T) {
 	}{
 		{"principal is the app, apps= allows", caApps, principals("demo-app"), "demo-app", "127.0.0.1:1", allowed},
 		{"principal is the app, apps= refuses", caApps, principals("other-app"), "other-app", "127.0.0.1:1", denied},
-		{"app not a principal", caApps, principals("demo-one"), "demo-two", "127.0.0.1:1", denied},
+		{"apps= alone names the apps", caApps, principals("demo-one"), "demo-two", "127.0.0.1:1", allowed},
+		{"apps= alone: a principal outside it opens nothing", caApps, principals("other-app", "demo-one"), "other-app", "127.0.0.1:1", denied},
 		{"principals= role, apps= allows", caRoles, principals("ops"), "prod-api", "127.0.0.1:1", allowed},
+		{"principals= role, apps= refuses a principal", caRoles, principals("ops", "staging"), "staging", "127.0.0.1:1", denied},
 		{"principals= role, other app", caRoles, principals("admin"), "staging", "127.0.0.1:1", denied},
 		{"principals= no role", caRoles, principals("dev", "prod-api"), "prod-api", "127.0.0.1:1", refused},
 		{"principals= from= mismatch", caRoles, principals("ops"), "prod-api", "192.0.2.1:1", refused},
+		{"no options: the principal is the app", caPlain, principals("demo-app"), "demo-app", "127.0.0.1:1", allowed},
+		{"no options: another app", caPlain, principals("demo-app"), "other-app", "127.0.0.1:1", denied},
+		{"principals= without apps=: the principal is the app", caNarrow, principals("demo-app"), "demo-app", "127.0.0.1:1", allowed},
+		{"principals= without apps=: another app", caNarrow, principals("demo-app"), "other-app", "127.0.0.1:1", denied},
+		{"principals= without apps=: a role opens no app", caNarrow, principals("ops"), "ops-tools", "127.0.0.1:1", denied},
+		{"principals= without apps=: a role and an app", caNarrow, principals("ops", "billing-prod"), "billing-prod", "127.0.0.1:1", allowed},
+		{"principals= without apps=: no listed principal", caNarrow, principals("billing-prod"), "billing-prod", "127.0.0.1:1", refused},
+		{`role CA with apps="*"`, caEvery, principals("ops"), "billing-prod", "127.0.0.1:1", allowed},
+		{`role CA with apps="*", no role`, caEvery, principals("billing-prod"), "billing-prod", "127.0.0.1:1", refused},
 		{"command= same as force-command", caCmd, func(c *gossh.Certificate) {
 			c.ValidPrincipals = []string{"app"}
 			c.CriticalOptions[optForceCommand] = "safe"

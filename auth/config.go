@@ -8,8 +8,7 @@ import (
 	"time"
 )
 
-// Config says where the keys are and how to throttle. Zero values are
-// documented per field.
+// Config says where the keys are. Zero values are documented per field.
 type Config struct {
 	// AuthorizedKeysFile is an OpenSSH authorized_keys file; "" for none.
 	AuthorizedKeysFile string
@@ -24,21 +23,13 @@ type Config struct {
 	// RevokedKeys); "" for none.
 	RevokedKeysFile string
 
-	// MaxFailuresPerAddr failed connections (ones that offered keys and
-	// closed without authenticating) from one source address within
-	// FailureWindow make that address refused for FailureWindow.
-	// IPv6 addresses count per /64. 0 => 10; negative disables the throttle.
-	MaxFailuresPerAddr int
-	// FailureWindow: 0 => 1 minute.
-	FailureWindow time.Duration
-
 	// ReloadInterval is how often the files are checked for changes.
 	// 0 => 1 s; negative: only Reload reloads.
 	ReloadInterval time.Duration
 
 	// Logger receives the audit log; nil discards it.
 	Logger *slog.Logger
-	// Now is the clock for expiry, certificates and the throttle; nil => time.Now.
+	// Now is the clock for expiry and certificates; nil => time.Now.
 	Now func() time.Time
 	// Location is the time zone of expiry-time values without a Z suffix
 	// (sshd uses local time); nil => time.Local.
@@ -52,9 +43,6 @@ func (c *Config) Validate() error {
 	}
 	if slices.Contains(c.AuthorizedKeysFiles, "") {
 		return errors.New("empty name in AuthorizedKeysFiles")
-	}
-	if c.FailureWindow < 0 {
-		return errors.New("negative FailureWindow")
 	}
 	return nil
 }

@@ -1,8 +1,17 @@
 // Package auth decides who may connect to the bridge and which app they may
 // open: OpenSSH authorized_keys files (with OpenSSH's options plus apps="..."),
 // OpenSSH user certificates (TrustedUserCAKeys and cert-authority lines),
-// revocation lists (KRL or plain keys), a per-address failure throttle and an
-// audit log line for every decision. Host keys are in hostkey.go.
+// revocation lists (KRL or plain keys) and an audit log line for every
+// decision. Host keys are in hostkey.go.
+//
+// Admission decides which connections may try to authenticate at all and
+// keeps each source address's penalty: caps on unauthenticated connections
+// in total and per source (OpenSSH's MaxStartups and PerSourceMaxStartups),
+// and penalties earned by failed connections (OpenSSH's PerSourcePenalties
+// and PerSourcePenaltyExemptList). Unlike sshd, a penalty never refuses a
+// connection: it slows down refused keys and shortens the login grace, so
+// that a client proving an authorized key is never locked out by others
+// sharing its address (see Penalties).
 //
 // The SSH user name is the app. A key line may use every app, or those its
 // apps="glob,!glob" option allows (path.Match globs; as in OpenSSH pattern
@@ -13,12 +22,13 @@
 // say plainly that this key may not use that app. Anything else is refused
 // during authentication.
 //
-// A certificate signed by a CA of the trusted CA keys file may use the apps
-// named by its principals. On a cert-authority line without principals=,
-// the app must be one of the certificate's principals; with principals=,
-// one of those names must be a principal, and apps= (default all) limits
-// the apps, as principals= replaces the user name check in sshd. The
-// force-command and source-address critical options are honoured, a
+// Certificates get least privilege on every path: a certificate opens the
+// apps named by its principals, whether its CA is in the trusted CA keys
+// file or on a cert-authority line. On a cert-authority line, principals=
+// only narrows which certificates the line accepts (one of its names must
+// be among the certificate's principals, as in sshd), and apps=, when the
+// line has it, alone names the apps the line's certificates open (a role
+// CA that should open every app says apps="*"). The force-command and source-address critical options are honoured, a
 // missing permit-pty (or port, agent, X11 forwarding) extension restricts
 // the session, and the KRL or key list of the revoked keys file applies to
 // keys, certificates (serial, key id) and CA keys.

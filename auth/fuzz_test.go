@@ -112,3 +112,70 @@ func FuzzAddrList(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParsePenalties: whatever is accepted is valid and reads back the
+// same from its String.
+func FuzzParsePenalties(f *testing.F) {
+	for _, seed := range []string{"yes", "no", DefaultPenalties.String(), "authfail:2 min:4 max:6",
+		"noauth:0s,grace-exceeded:1h30m", "max-sources4:10 overflow:deny-all overflow6:permissive", "crash:90", "min:1w max:2w"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePenalties(s)
+		if err != nil {
+			return
+		}
+		if err := p.Validate(); err != nil {
+			t.Fatalf("%q accepted as %+v, which is invalid: %v", s, p, err)
+		}
+		back, err := ParsePenalties(p.String())
+		if err != nil || back != p {
+			t.Fatalf("%q: String %q reads back as %+v, %v", s, p.String(), back, err)
+		}
+	})
+}
+
+// FuzzParseMaxStartups: whatever is accepted is valid and reads back the
+// same from its String.
+func FuzzParseMaxStartups(f *testing.F) {
+	for _, seed := range []string{"10:30:100", "50", "1:1:1", "0", "10:30", "100:30:10", "9999999999999999999:1:1"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseMaxStartups(s)
+		if err != nil {
+			return
+		}
+		if err := m.Validate(); err != nil {
+			t.Fatalf("%q accepted as %v, which is invalid: %v", s, m, err)
+		}
+		if back, err := ParseMaxStartups(m.String()); err != nil || back != m {
+			t.Fatalf("%q: String %q reads back as %v, %v", s, m.String(), back, err)
+		}
+		for _, pending := range []int{0, m.Start - 1, m.Start, (m.Start + m.Full) / 2, m.Full - 1, m.Full, m.Full + 1} {
+			if pending < m.Start && m.drop(pending, func() int { return 0 }) {
+				t.Fatalf("%v drops below start", m)
+			}
+			if pending >= m.Full && !m.drop(pending, func() int { return 99 }) {
+				t.Fatalf("%v lets a connection through at full", m)
+			}
+		}
+	})
+}
+
+// FuzzParseExemptList: whatever is accepted reads back the same.
+func FuzzParseExemptList(f *testing.F) {
+	for _, seed := range []string{"10.0.0.0/8,192.0.2.7", "2001:db8::/32", "::ffff:10.0.0.1", "10.0.0.1/8", "!10.0.0.0/8", "*"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := ParseExemptList(s)
+		if err != nil {
+			return
+		}
+		back, err := ParseExemptList(l.String())
+		if err != nil || back.String() != l.String() {
+			t.Fatalf("%q: String %q reads back as %q, %v", s, l.String(), back.String(), err)
+		}
+	})
+}

@@ -1,17 +1,11 @@
 package auth
 
 import (
-	"context"
 	"errors"
-	"net"
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 )
-
-// watchedKey marks a connection whose close is already being watched by
-// the throttle.
-type watchedKey struct{}
 
 // PublicKeyHandler is the gliderlabs ssh.Server.PublicKeyHandler. It
 // accepts a key that may use some app; the Grant of the key, for the app
@@ -24,16 +18,8 @@ func (a *Authority) PublicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool {
 	a.maybeReload()
 	remote := ctx.RemoteAddr()
 	app := ctx.User()
-	now := a.now()
-	a.watchConn(ctx, remote)
-
-	var d decision
-	if a.throttle.blocked(remote, now) {
-		d = decision{reason: "too many failed connections from this address"}
-	} else {
-		addr, _ := addrOf(remote)
-		d = a.keys.Load().decideApp(app, key, addr, now)
-	}
+	addr, _ := addrOf(remote)
+	d := a.keys.Load().decideApp(app, key, addr, a.now())
 	a.audit(remote, app, key, d)
 	if d.grant == nil {
 		ctx.SetValue(grantKey{}, (*Grant)(nil))
@@ -86,33 +72,4 @@ func (a *Authority) VerifiedPublicKeyCallback(ctx ssh.Context) func(gossh.ConnMe
 			"app", ctx.User(), "fingerprint", gossh.FingerprintSHA256(key), "decision", "refuse")
 		return nil, errors.New("auth: verified key has no grant")
 	}
-}
-
-// watchConn counts the connection as failed for the throttle if it closes
-// without authenticating.
-func (a *Authority) watchConn(ctx ssh.Context, remote net.Addr) {
-	if ctx.Value(watchedKey{}) != nil {
-		return
-	}
-	ctx.SetValue(watchedKey{}, true)
-	context.AfterFunc(ctx, func() {
-		// gliderlabs sets the connection in the context only once the
-		// handshake, authentication included, succeeded.
-		if _, ok := ctx.Value(ssh.ContextKeyConn).(gossh.Conn); ok {
-			return
-		}
-		if a.throttle.fail(remote, a.now()) {
-			a.log.Warn("auth throttle: address refused for a while", "remote", addrString(remote), "window", a.throttle.window.String())
-		}
-	})
-}
-
-// AllowConn reports whether a new connection from remote may proceed, for
-// the server's ConnCallback: false while the address is throttled.
-func (a *Authority) AllowConn(remote net.Addr) bool {
-	if a.throttle.blocked(remote, a.now()) {
-		a.log.Debug("auth: connection refused, address throttled", "remote", addrString(remote))
-		return false
-	}
-	return true
 }

@@ -1,5 +1,7 @@
 package auth
 
-// MaxAuthTries is the number of authentication attempts allowed on one
-// connection (sshd's MaxAuthTries default), for the server config.
+// MaxAuthTries is the number of failed authentication requests after
+// which a connection is ended (sshd's MaxAuthTries default), counted as
+// sshd counts them: every failed request, a refused public key offer too,
+// except a first "none" request.
 const MaxAuthTries = 6

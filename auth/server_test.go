@@ -35,12 +35,6 @@ func startServer(t *testing.T, a *Authority) string {
 			fmt.Fprintf(s, "allowed=%v command=%q identity=%s", g.Allowed, g.ForceCommand, g.Identity)
 		},
 		PublicKeyHandler: a.PublicKeyHandler,
-		ConnCallback: func(ctx ssh.Context, conn net.Conn) net.Conn {
-			if !a.AllowConn(conn.RemoteAddr()) {
-				return nil
-			}
-			return conn
-		},
 		ServerConfigCallback: func(ctx ssh.Context) *gossh.ServerConfig {
 			return &gossh.ServerConfig{MaxAuthTries: MaxAuthTries, VerifiedPublicKeyCallback: a.VerifiedPublicKeyCallback(ctx)}
 		},
@@ -179,52 +173,6 @@ func TestServerAppDeniedAndReload(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "decision=refuse") {
 		t.Fatalf("no refusal logged:\n%s", logs)
-	}
-}
-
-// TestServerThrottle: failed connections from 127.0.0.1 get it refused
-// for a while; 127.0.0.2 is not affected; the window passing lifts it.
-func TestServerThrottle(t *testing.T) {
-	dir := t.TempDir()
-	good, bad := newKey(t), newKey(t)
-	file := writeFile(t, dir, "authorized_keys", authLine("", good.PublicKey()))
-	clock := &testClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	a, logs := newAuthority(t, Config{AuthorizedKeysFile: file, MaxFailuresPerAddr: 3, FailureWindow: time.Minute, Now: clock.Now})
-	addr := startServer(t, a)
-	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
-
-	// A user whose agent offers an unknown key before the good one is
-	// never counted: the connection authenticates.
-	for range 5 {
-		c, err := dial(addr, "app", "", gossh.PublicKeys(bad, good))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
-	}
-	for i := range 3 {
-		if _, err := dial(addr, "app", "", gossh.PublicKeys(bad)); err == nil {
-			t.Fatalf("attempt %d: unknown key accepted", i)
-		}
-	}
-	// The server counts a failure when it has closed the connection.
-	waitFor(t, func() bool { return !a.AllowConn(local) })
-	if _, err := dial(addr, "app", "", gossh.PublicKeys(good)); err == nil {
-		t.Fatal("throttled address still served")
-	}
-	c, err := dial(addr, "app", "127.0.0.2", gossh.PublicKeys(good))
-	if err != nil {
-		t.Fatalf("another address locked out: %v", err)
-	}
-	c.Close()
-	clock.Add(time.Minute)
-	c, err = dial(addr, "app", "", gossh.PublicKeys(good))
-	if err != nil {
-		t.Fatalf("still throttled after the window: %v", err)
-	}
-	c.Close()
-	if !strings.Contains(logs.String(), "address refused for a while") {
-		t.Fatalf("throttle not logged:\n%s", logs)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"sshbridge/auth"
 )
 
 // Config holds the SSH-side settings. The zero value of each field means the
@@ -46,6 +48,23 @@ type Config struct {
 	WaitTimeout time.Duration
 	// Version is the software version in the SSH identification string.
 	Version string
+
+	// MaxStartups caps the unauthenticated connections held at once, as
+	// OpenSSH's MaxStartups (start:rate:full, random early drop); a
+	// connection beyond it is closed before the key exchange. Zero:
+	// auth.DefaultMaxStartups (300:30:1000).
+	MaxStartups auth.MaxStartups
+	// PerSourceMaxStartups caps the unauthenticated connections from one
+	// source (an IPv4 address or an IPv6 /64), as OpenSSH's
+	// PerSourceMaxStartups. Zero: auth.DefaultPerSourceMaxStartups (250).
+	PerSourceMaxStartups int
+	// PerSourcePenalties are the penalties a source earns by connections
+	// that fail, as OpenSSH's PerSourcePenalties, with what a penalty does
+	// here (auth.Penalties). Zero: auth.DefaultPenalties.
+	PerSourcePenalties auth.Penalties
+	// PerSourcePenaltyExemptList names the sources never penalised, as
+	// OpenSSH's PerSourcePenaltyExemptList. Zero: none.
+	PerSourcePenaltyExemptList auth.ExemptList
 }
 
 var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\*?$`)
@@ -92,6 +111,17 @@ func (c *Config) Validate() error {
 	}
 	if c.WaitTimeout == 0 {
 		c.WaitTimeout = DefaultWaitTimeout
+	}
+	if !c.MaxStartups.IsZero() {
+		if err := c.MaxStartups.Validate(); err != nil {
+			return fmt.Errorf("max startups: %w", err)
+		}
+	}
+	if c.PerSourceMaxStartups < 0 {
+		return errors.New("per-source max startups must be positive")
+	}
+	if err := c.PerSourcePenalties.Validate(); err != nil && !c.PerSourcePenalties.IsZero() {
+		return fmt.Errorf("per-source penalties: %w", err)
 	}
 	if c.Version == "" {
 		c.Version = "sshbridge"

@@ -16,16 +16,24 @@ type connStateKey struct{}
 
 // connState is what the bridge keeps per SSH connection.
 type connState struct {
-	id   string
-	log  *slog.Logger
-	ctx  ssh.Context
-	conn net.Conn
+	id      string
+	log     *slog.Logger
+	ctx     ssh.Context
+	conn    net.Conn
+	startup *auth.Startup // its place among unauthenticated connections; its source's penalty
 
 	mu       sync.Mutex
 	sessions int
 	idle     *time.Timer // runs while no session is open, when an idle timeout is set
 
 	refusals refusalLog
+
+	// Authentication, for MaxAuthTries and the source's penalty.
+	preAuth       gossh.ServerPreAuthConn // to send a banner before authentication ends
+	authed        bool
+	noneSeen      bool // the free first "none" request was made
+	authFailures  int
+	graceExceeded bool
 }
 
 func stateOf(ctx ssh.Context) *connState {
@@ -43,14 +51,20 @@ func connLogger(ctx ssh.Context, fallback *slog.Logger) *slog.Logger {
 	return fallback
 }
 
+// onConn admits a new connection or closes it at once (MaxStartups,
+// PerSourceMaxStartups; the admission logs how many it drops).
 func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
-	if !s.deps.Auth.AllowConn(conn.RemoteAddr()) {
-		s.log.Warn("connection refused: too many failed attempts", "remote", conn.RemoteAddr().String())
+	startup, err := s.admission.Admit(conn.RemoteAddr())
+	if err != nil {
 		return nil
 	}
 	conn = newCoalescingConn(conn)
-	st := &connState{id: newConnID(), ctx: ctx, conn: conn}
+	st := &connState{id: newConnID(), ctx: ctx, conn: conn, startup: startup}
 	st.log = s.log.With("conn", st.id, "remote", conn.RemoteAddr().String())
+	if startup.Penalised() {
+		st.log.Debug("connection from a penalised source: refused keys are answered slowly, shorter login grace",
+			"until", startup.PenalisedUntil().Format(time.RFC3339), "grace", startup.Grace())
+	}
 	ctx.SetValue(connStateKey{}, st)
 	s.startIdleTimer(st, conn)
 	s.addConn(st)
@@ -73,7 +87,9 @@ func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
 	defer s.removeConn(st)
 	defer st.stopIdle()
 	defer st.refusals.flush()
-	grace := time.NewTimer(s.cfg.LoginGraceTime)
+	defer func() { st.startup.End(st.event()) }()
+	graceTime := st.startup.Grace()
+	grace := time.NewTimer(graceTime)
 	defer grace.Stop()
 	var tick <-chan time.Time
 	if s.cfg.KeepaliveInterval > 0 {
@@ -87,8 +103,11 @@ func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
 		case <-ctx.Done():
 			return
 		case <-grace.C:
-			if authenticated(ctx) == nil {
-				st.log.Info("connection closed: not authenticated within the login grace time", "grace", s.cfg.LoginGraceTime)
+			if !st.isAuthenticated() {
+				st.mu.Lock()
+				st.graceExceeded = true
+				st.mu.Unlock()
+				st.log.Info("connection closed: not authenticated within the login grace time", "grace", graceTime)
 				conn.Close()
 				return
 			}
@@ -104,6 +123,67 @@ func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
 			}
 		}
 	}
+}
+
+// setPreAuth keeps the connection's pre-authentication handle, through
+// which a banner reaches the client.
+func (st *connState) setPreAuth(c gossh.ServerPreAuthConn) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.preAuth = c
+}
+
+func (st *connState) preAuthConn() gossh.ServerPreAuthConn {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.preAuth
+}
+
+// authenticated records that authentication succeeded: the connection no
+// longer counts among the unauthenticated ones.
+func (st *connState) authenticated() {
+	st.mu.Lock()
+	st.authed = true
+	st.mu.Unlock()
+	st.startup.Authenticated()
+}
+
+func (st *connState) isAuthenticated() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.authed
+}
+
+// countFailure counts a failed authentication request and returns the
+// failures so far; as in OpenSSH, a first "none" request, which clients
+// send to learn the methods, is not a failure.
+func (st *connState) countFailure(method string) int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if method == "none" && !st.noneSeen && st.authFailures == 0 {
+		st.noneSeen = true
+		return 0
+	}
+	st.authFailures++
+	return st.authFailures
+}
+
+// event says how the connection ended, for its source's penalty.
+func (st *connState) event() auth.Event {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch {
+	case st.authed:
+		if g, ok := auth.GrantFrom(st.ctx); ok && !g.Allowed {
+			return auth.EventAppDenied
+		}
+		return auth.EventNone
+	case st.graceExceeded:
+		return auth.EventGraceExceeded
+	case st.authFailures > 0:
+		return auth.EventAuthFail
+	}
+	return auth.EventNoAuth
 }
 
 // keepalive sends one keepalive request and says whether the client

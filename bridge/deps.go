@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"net"
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -26,7 +25,4 @@ type Authenticator interface {
 	// VerifiedPublicKeyCallback runs once the client proved it holds the
 	// key: the check that the grant in force is that key's.
 	VerifiedPublicKeyCallback(ctx ssh.Context) func(gossh.ConnMetadata, gossh.PublicKey, *gossh.Permissions, string) (*gossh.Permissions, error)
-	// AllowConn is asked before the handshake, so that an address that
-	// failed too often is turned away without costing a key exchange.
-	AllowConn(remote net.Addr) bool
 }

@@ -4,9 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -26,11 +28,12 @@ type Deps struct {
 
 // Server is the bridge's SSH server.
 type Server struct {
-	cfg  Config
-	deps Deps
-	log  *slog.Logger
-	ssh  *ssh.Server
-	stop shutdownState
+	cfg       Config
+	deps      Deps
+	log       *slog.Logger
+	ssh       *ssh.Server
+	admission *auth.Admission // which connections may authenticate; per-source penalties
+	stop      shutdownState
 	// oneOffs counts each key's one-offs, for MaxOneOffsPerKey.
 	oneOffs oneOffCounts
 }
@@ -47,11 +50,22 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, deps: deps, log: log}
+	admission, err := auth.NewAdmission(auth.AdmissionConfig{
+		MaxStartups:          cfg.MaxStartups,
+		PerSourceMaxStartups: cfg.PerSourceMaxStartups,
+		Penalties:            cfg.PerSourcePenalties,
+		ExemptList:           cfg.PerSourcePenaltyExemptList,
+		LoginGrace:           cfg.LoginGraceTime,
+		Logger:               log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	s := &Server{cfg: cfg, deps: deps, log: log, admission: admission}
 	s.ssh = &ssh.Server{
 		Version:              cfg.Version,
 		HostSigners:          []ssh.Signer{deps.HostKey},
-		PublicKeyHandler:     deps.Auth.PublicKeyHandler,
+		PublicKeyHandler:     s.publicKeyHandler,
 		ConnCallback:         s.onConn,
 		ServerConfigCallback: s.serverConfig,
 		// Our own session handler: gliderlabs' rewrites \n to \r\n on pty
@@ -74,14 +88,72 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 	cfg := &gossh.ServerConfig{
+		// x/crypto counts fewer failures than OpenSSH (the first refused
+		// key offers are free); authAttempt counts as OpenSSH does and
+		// ends the connection first. This is the backstop.
 		MaxAuthTries:              auth.MaxAuthTries,
 		PublicKeyAuthAlgorithms:   publicKeyAuthAlgorithms,
 		VerifiedPublicKeyCallback: s.deps.Auth.VerifiedPublicKeyCallback(ctx),
+		AuthLogCallback: func(_ gossh.ConnMetadata, method string, err error) {
+			s.authAttempt(ctx, method, err)
+		},
+		PreAuthConnCallback: func(c gossh.ServerPreAuthConn) {
+			if st := stateOf(ctx); st != nil {
+				st.setPreAuth(c)
+			}
+		},
 	}
 	cfg.KeyExchanges = keyExchanges
 	cfg.Ciphers = ciphers
 	cfg.MACs = macs
 	return cfg
+}
+
+// publicKeyHandler asks access control about a key. On a connection from
+// a penalised source, a refused key is answered only after
+// auth.PenaltyKeyDelay: guessing slows down, while an authorized key is
+// accepted at once.
+func (s *Server) publicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool {
+	if s.deps.Auth.PublicKeyHandler(ctx, key) {
+		return true
+	}
+	if st := stateOf(ctx); st != nil && st.startup.Penalised() {
+		t := time.NewTimer(auth.PenaltyKeyDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return false
+}
+
+// tooManyFailures is the banner a client gets when the bridge ends its
+// connection at auth.MaxAuthTries failures (OpenSSH's clients show it).
+const tooManyFailures = "Too many authentication failures. If your agent holds several keys, pick one: ssh -i KEY -o IdentitiesOnly=yes\n"
+
+// authAttempt sees the outcome of each authentication request but an
+// accepted key offer, and counts failures as OpenSSH's MaxAuthTries does:
+// every failed request counts, a refused key offer too, except a first
+// "none" request. At auth.MaxAuthTries failures the client gets a banner
+// saying so and the connection is closed, so that no further attempt is
+// heard (OpenSSH disconnects at the same count).
+func (s *Server) authAttempt(ctx ssh.Context, method string, err error) {
+	st := stateOf(ctx)
+	if st == nil {
+		return
+	}
+	if err == nil {
+		st.authenticated()
+		return
+	}
+	if n := st.countFailure(method); n >= auth.MaxAuthTries {
+		st.log.Info("connection closed: too many authentication failures", "failures", n, "app", ctx.User())
+		if pc := st.preAuthConn(); pc != nil {
+			pc.SendAuthBanner(tooManyFailures)
+		}
+		st.conn.Close()
+	}
 }
 
 // Serve accepts connections on l until Shutdown; nil then.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,5 +172,73 @@ func TestAuthEditTakesEffect(t *testing.T) {
 	})
 	if r := b.Run("other-app", nil, "echo still"); r.Code != 0 || r.Stdout != "still\n" {
 		t.Fatalf("after a broken edit: %+v", r)
+	}
+}
+
+// A certificate opens only the apps its principals name, on every path:
+// the trusted CA keys file and each kind of cert-authority line. A line's
+// principals= only narrows which certificates it accepts; apps= on the
+// line alone names the apps, and a role CA that should open every app says
+// apps="*". The certificates are ssh-keygen's, the client OpenSSH's.
+func TestAuthCertificateLeastPrivilege(t *testing.T) {
+	dir := t.TempDir()
+	newCA := func(name string) string {
+		ca := filepath.Join(dir, name)
+		keygenRun(t, "-q", "-t", "ed25519", "-N", "", "-f", ca)
+		return ca
+	}
+	caFile, caPlain, caNarrow, caRole, caEvery := newCA("ca-file"), newCA("ca-plain"), newCA("ca-narrow"), newCA("ca-role"), newCA("ca-every")
+	pub := func(ca string) string { return publicKey(t, ca) }
+	authorized := keyLine(t, "") +
+		"cert-authority " + pub(caPlain) + "\n" +
+		`cert-authority,principals="demo-app" ` + pub(caNarrow) + "\n" +
+		`cert-authority,principals="ops",apps="billing-*" ` + pub(caRole) + "\n" +
+		`cert-authority,principals="ops",apps="*" ` + pub(caEvery) + "\n"
+	b := StartBridge(t, Options{AuthorizedKeys: authorized, Args: []string{"--trusted-user-ca-keys", caFile + ".pub"}})
+
+	// userCert makes a user key with a certificate from ca for principals.
+	userCert := func(n int, ca, principals string) string {
+		user := filepath.Join(dir, fmt.Sprintf("user%d", n))
+		keygenRun(t, "-q", "-t", "ed25519", "-N", "", "-f", user)
+		keygenRun(t, "-q", "-s", ca, "-I", "user-of-"+filepath.Base(ca), "-n", principals, "-V", "-5m:+1h", user+".pub")
+		return user
+	}
+	tests := []struct {
+		name, ca, principals, app string
+		code                      int
+	}{
+		{"trusted CA file: the principal's app", caFile, "demo-app", "demo-app", 0},
+		{"trusted CA file: another app", caFile, "demo-app", "other-app", 240},
+		{"cert-authority: the principal's app", caPlain, "demo-app", "demo-app", 0},
+		{"cert-authority: another app", caPlain, "demo-app", "other-app", 240},
+		{"principals=: the principal's app", caNarrow, "demo-app", "demo-app", 0},
+		{"principals=: another app", caNarrow, "demo-app", "other-app", 240},
+		{"principals=: yet another app", caNarrow, "demo-app", "billing-prod", 240},
+		{"principals=: no listed principal", caNarrow, "other-app", "other-app", 255},
+		{"principals= and apps=: an app of apps=", caRole, "ops", "billing-prod", 0},
+		{"principals= and apps=: an app outside apps=", caRole, "ops,demo-app", "demo-app", 240},
+		{`role CA with apps="*"`, caEvery, "ops", "other-app", 0},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := b.runAs(userCert(i, tt.ca, tt.principals), tt.app, nil, "echo opened")
+			if r.Code != tt.code {
+				t.Fatalf("%s with a certificate for %q: exit %d, want %d: %+v", tt.app, tt.principals, r.Code, tt.code, r)
+			}
+			switch tt.code {
+			case 0:
+				if r.Stdout != "opened\n" {
+					t.Fatalf("stdout %q", r.Stdout)
+				}
+			case 240:
+				if r.Stdout != "" || !strings.Contains(r.Stderr, `may not use app "`+tt.app+`"`) {
+					t.Fatalf("not refused plainly: %+v", r)
+				}
+			case 255:
+				if !strings.Contains(r.Stderr, "Permission denied") {
+					t.Fatalf("not refused at authentication: %+v", r)
+				}
+			}
+		})
 	}
 }
