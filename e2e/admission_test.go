@@ -42,20 +42,6 @@ func hostKeyOf(t *testing.T, b *Bridge) gossh.PublicKey {
 	return s.PublicKey()
 }
 
-// signerOf loads a private key file made by clientKey.
-func signerOf(t *testing.T, key string) gossh.Signer {
-	t.Helper()
-	raw, err := os.ReadFile(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := gossh.ParsePrivateKey(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // strangers are keys no bridge knows.
 func strangers(t *testing.T, n int) []gossh.Signer {
 	t.Helper()
@@ -159,7 +145,7 @@ func connLines(t *testing.T, b *Bridge, local, msg string) []string {
 // and says whether the bridge served the connection as penalised.
 func servedUnderPenalty(t *testing.T, b *Bridge, from string) bool {
 	t.Helper()
-	at := login(t, b, from, "demo-app", signerOf(t, b.Key))
+	at := login(t, b, from, "demo-app", loadSigner(t, b.Key))
 	if at.err != nil {
 		t.Fatalf("a good key from %s refused: %v", from, at.err)
 	}
@@ -212,7 +198,7 @@ func TestAdmissionSilentFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, chans, reqs, err := gossh.NewClientConn(pre, b.Addr, &gossh.ClientConfig{
-		User: "demo-app", Auth: []gossh.AuthMethod{gossh.PublicKeys(signerOf(t, b.Key))},
+		User: "demo-app", Auth: []gossh.AuthMethod{gossh.PublicKeys(loadSigner(t, b.Key))},
 		HostKeyCallback: gossh.FixedHostKey(hostKey), Timeout: 30 * time.Second,
 	})
 	if err != nil {
@@ -311,7 +297,7 @@ func TestAdmissionGoodKeyAfterFailures(t *testing.T) {
 
 	// 200 connections first, then 200 handshakes at once.
 	const fanOut = 200
-	hostKey, key := hostKeyOf(t, b), signerOf(t, b.Key)
+	hostKey, key := hostKeyOf(t, b), loadSigner(t, b.Key)
 	conns := make([]net.Conn, fanOut)
 	for i := range conns {
 		c, err := dialFrom(b, "127.0.0.1")
@@ -378,7 +364,7 @@ func TestAdmissionPenaltiesApplyAndExpire(t *testing.T) {
 	// It runs out when the last penalised connection's log said.
 	var until time.Time
 	for {
-		at := login(t, b, "127.0.0.1", "demo-app", signerOf(t, b.Key))
+		at := login(t, b, "127.0.0.1", "demo-app", loadSigner(t, b.Key))
 		if at.err != nil {
 			t.Fatalf("a good key: %v", at.err)
 		}
@@ -467,7 +453,7 @@ func TestAdmissionPenaltyEvents(t *testing.T) {
 // sixth gets in, seventh does not.
 func TestAdmissionMaxAuthTries(t *testing.T) {
 	b := StartBridge(t, Options{Args: []string{"--per-source-penalties", "no"}})
-	good := signerOf(t, b.Key)
+	good := loadSigner(t, b.Key)
 	wrong := strangers(t, 10)
 
 	at := login(t, b, "127.0.0.1", "demo-app", wrong...)
