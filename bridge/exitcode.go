@@ -19,4 +19,5 @@ const (
 	ExitInvalidAppName   = 250 // the SSH user name is not an app name (appname.Valid)
 	ExitBridgeStopped    = 251 // the bridge stopped and ended the session at the end of its grace
 	ExitKeyLimit         = 252 // this key already runs Config.MaxOneOffsPerKey one-offs, on any of its connections
+	ExitRsyncUpload      = 253 // an rsync upload, whose files would end with its one-off (rsync.go)
 )

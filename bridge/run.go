@@ -75,6 +75,9 @@ func (sess *session) dispatch(kind, arg string) (int, error) {
 	case "shell":
 		command = sess.srv.cfg.DefaultCommand
 	case "exec":
+		if err := rsyncUploadRefusal(command); err != nil {
+			return 0, err
+		}
 		if up := sess.srv.deps.Uploads; up != nil && up.IsSCP(command) {
 			code := up.SCP(sess.ctx, sess.identity(), sess.app, command, sess.ch, sess.ch.Stderr())
 			if sess.ctx.Err() != nil {
