@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"sshbridge/bridge"
+	"sshbridge/probe"
 	"sshbridge/scp"
 	"sshbridge/sftp"
 	"sshbridge/uploads"
@@ -41,10 +42,28 @@ func (s *stagingArea) ServeSFTP(ctx context.Context, user, app string, ch io.Rea
 	return sftp.Serve(ctx, ch, s.store.Scope(user, app), sftp.Options{Logger: s.log, Stderr: stderr, Handles: s.handles})
 }
 
-func (s *stagingArea) IsSCP(command string) bool { return scp.IsCommand(command) }
-
-func (s *stagingArea) SCP(ctx context.Context, user, app, command string, rw io.ReadWriter, stderr io.Writer) int {
-	return scp.Run(ctx, rw, stderr, s.store.Scope(user, app), command, s.log)
+// Intercept answers legacy scp's server side and the probes of SFTP tools
+// (package probe) from the staging area; every other command goes to a
+// one-off.
+func (s *stagingArea) Intercept(command string) bridge.ExecHandler {
+	if scp.IsCommand(command) {
+		return func(ctx context.Context, user, app string, rw io.ReadWriter, stderr io.Writer) int {
+			return scp.Run(ctx, rw, stderr, s.store.Scope(user, app), command, s.log)
+		}
+	}
+	if p, ok := probe.Parse(command); ok {
+		return func(ctx context.Context, user, app string, rw io.ReadWriter, stderr io.Writer) int {
+			code, err := p.Run(ctx, s.store.Scope(user, app), rw, rw, stderr)
+			log := s.log.With("app", app, "probe", p.String(), "exit_code", code)
+			if err != nil {
+				log.Warn("probe answered by the bridge, with an error", "err", err)
+			} else {
+				log.Info("probe answered by the bridge")
+			}
+			return code
+		}
+	}
+	return nil
 }
 
 func (s *stagingArea) Deliver(ctx context.Context, user, app string,

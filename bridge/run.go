@@ -78,8 +78,8 @@ func (sess *session) dispatch(kind, arg string) (int, error) {
 		if err := rsyncUploadRefusal(command); err != nil {
 			return 0, err
 		}
-		if up := sess.srv.deps.Uploads; up != nil && up.IsSCP(command) {
-			code := up.SCP(sess.ctx, sess.identity(), sess.app, command, sess.ch, sess.ch.Stderr())
+		if answer := sess.srv.intercept(command); answer != nil {
+			code := answer(sess.ctx, sess.identity(), sess.app, sess.ch, sess.ch.Stderr())
 			if sess.ctx.Err() != nil {
 				return 0, context.Cause(sess.ctx)
 			}

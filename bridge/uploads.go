@@ -15,12 +15,10 @@ type Uploads interface {
 	// stderr gets one line per refused upload: sftp clients print only a
 	// status code's generic text.
 	ServeSFTP(ctx context.Context, user, app string, ch io.ReadWriteCloser, stderr io.Writer) error
-	// IsSCP says whether an exec command is the server side of legacy scp
-	// (scp -O), which the bridge answers itself: the image needs no scp.
-	IsSCP(command string) bool
-	// SCP answers the server side of legacy scp for the command line
-	// ("scp -t …" or "scp -f …") and returns the exit code.
-	SCP(ctx context.Context, user, app, command string, rw io.ReadWriter, stderr io.Writer) int
+	// The staging area answers the exec commands that work on it: legacy
+	// scp's server side (scp -t, scp -f), so that the image needs no scp,
+	// and the probes SFTP tools send about the files they uploaded.
+	Interceptor
 	// Deliver sends every pending file of (user, app) through send, oldest
 	// first, and returns the delivery: the files stay pending until it is
 	// committed. progress, which may be nil, learns of each file: sent == 0
@@ -31,6 +29,34 @@ type Uploads interface {
 	Deliver(ctx context.Context, user, app string,
 		send func(ctx context.Context, name string, size int64, r io.Reader) error,
 		progress func(name string, sent, size int64, accepted bool)) (Delivery, error)
+}
+
+// Interceptor answers some exec commands in the bridge itself, starting no
+// one-off: commands about the staging area, which a one-off would empty.
+type Interceptor interface {
+	// Intercept returns the handler of an exec command line the bridge
+	// answers itself, or nil when the command goes to a one-off verbatim.
+	Intercept(command string) ExecHandler
+}
+
+// ExecHandler answers one intercepted exec command for (user, app): rw is
+// the channel (the client's stdin, the command's stdout), stderr its
+// stderr. It returns the exit status sent to the client.
+type ExecHandler func(ctx context.Context, user, app string, rw io.ReadWriter, stderr io.Writer) int
+
+// intercept asks each interceptor in turn about an exec command line, and
+// returns the first handler, or nil: the command goes to a one-off.
+func (s *Server) intercept(command string) ExecHandler {
+	var list []Interceptor
+	if s.deps.Uploads != nil {
+		list = append(list, s.deps.Uploads)
+	}
+	for _, ic := range list {
+		if h := ic.Intercept(command); h != nil {
+			return h
+		}
+	}
+	return nil
 }
 
 // Delivery is the pending files sent to one one-off. Exactly one of Commit

@@ -201,7 +201,7 @@ func (h *handlers) Filecmd(r *pkgsftp.Request) error {
 		}
 		return h.status("setstat", h.sc.Setattr(rel, a))
 	case "Rename":
-		return h.rename(rel, r.Target)
+		return h.renameNoReplace(rel, r.Target)
 	case "Rmdir":
 		return h.status("rmdir", h.sc.Rmdir(rel))
 	case "Mkdir":
@@ -249,8 +249,32 @@ func (h *handlers) rename(from, target string) error {
 	return h.status("rename", err)
 }
 
+// renameNoReplace serves SSH_FXP_RENAME, which must fail when the target
+// exists (draft-ietf-secsh-filexfer-02 section 6.5): SSH_FX_NO_SUCH_FILE
+// for a missing source, then SSH_FX_FAILURE for any existing target (file,
+// directory, a file being written, or the source itself), as OpenSSH's
+// sftp-server answers. Replacing is posix-rename@openssh.com's job.
+//
+// The check and the rename are two steps: another session of the same
+// scope could make the target in between, and that rename then replaces
+// it, as OpenSSH's sftp-server does on filesystems without hard links.
+func (h *handlers) renameNoReplace(from, target string) error {
+	to, err := resolve(target)
+	if err != nil {
+		h.explain(err)
+		return err
+	}
+	if _, err := h.sc.Stat(from); err != nil {
+		return h.status("rename", err)
+	}
+	if _, err := h.sc.Stat(to); err == nil {
+		return &statusError{code: pkgsftp.ErrSSHFxFailure, msg: fmt.Sprintf("%s already exists; plain rename does not replace (posix-rename@openssh.com does)", path.Join(Home, to))}
+	}
+	return h.rename(from, target)
+}
+
 // PosixRename serves posix-rename@openssh.com: replace the target, as the
-// upload-then-rename of IDEs and rclone expects. Plain rename does the same.
+// upload-then-rename of IDEs and rclone expects.
 func (h *handlers) PosixRename(r *pkgsftp.Request) error {
 	rel, err := resolve(r.Filepath)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 
 	pkgsftp "github.com/pkg/sftp"
 
@@ -24,6 +25,25 @@ type Options struct {
 	// session and in all the sessions given the same Handles; nil means
 	// NewHandles(0, 0) for this session alone.
 	Handles *Handles
+}
+
+// extensions are the SFTP extensions the server announces in its
+// SSH_FXP_VERSION (draft-ietf-secsh-filexfer-02 section 4), each with its
+// version as OpenSSH's sftp-server announces it: the ones the staging area
+// serves. hardlink@openssh.com, which pkg/sftp announces by default, is
+// left out: a pending file has one name, so links are refused, and OpenSSH's
+// sftp then says "Server does not support hardlink@openssh.com extension"
+// for ln instead of sending a request that fails.
+var extensions = [...]string{"posix-rename@openssh.com", "statvfs@openssh.com"}
+
+var advertiseOnce sync.Once
+
+// advertise sets pkg/sftp's list of announced extensions, which is one for
+// the whole process: it is set before the first server starts, once.
+func advertise() {
+	if err := pkgsftp.SetSFTPExtensions(extensions[:]...); err != nil {
+		panic("sftp: extensions pkg/sftp does not know: " + err.Error())
+	}
 }
 
 // Serve runs the SFTP subsystem on ch over the scope until the client ends
@@ -48,6 +68,7 @@ type Options struct {
 // handlers keep no reference to it (WriteAt writes synchronously, ReadAt
 // fills the buffer it is given).
 func Serve(ctx context.Context, ch io.ReadWriteCloser, sc *uploads.Scope, opts Options) error {
+	advertiseOnce.Do(advertise)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -279,9 +279,10 @@ func statusCode(err error) uint32 {
 }
 
 const (
-	codeNoSuchFile = 2
-	codePermission = 3
-	codeFailure    = 4
+	codeNoSuchFile  = 2
+	codePermission  = 3
+	codeFailure     = 4
+	codeUnsupported = 8
 )
 
 func TestOutsideAndBadNamesRefused(t *testing.T) {
@@ -464,18 +465,66 @@ func TestTempThenRenameOver(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o640 || !fi.ModTime().Equal(mtime) {
 		t.Fatalf("attributes after rename: %v %v %v", fi.Mode(), fi.ModTime(), err)
 	}
-	// Plain rename replaces too.
+	// Plain rename never replaces (draft-ietf-secsh-filexfer-02 6.5):
+	// SSH_FX_FAILURE, and both files stay as they were.
 	if err := upload(t, c, "b", []byte("b")); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Rename("b", "app.js"); err != nil {
-		t.Fatal(err)
+	if err := c.Rename("b", "app.js"); statusCode(err) != codeFailure {
+		t.Fatalf("plain rename over a file = %v", err)
 	}
+	if err := c.Rename("b", "b"); statusCode(err) != codeFailure {
+		t.Fatalf("plain rename onto itself = %v", err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(c.Mkdir("dir"))
+	if err := c.Rename("b", "dir"); statusCode(err) != codeFailure {
+		t.Fatalf("plain rename over a directory = %v", err)
+	}
+	if err := c.Rename("missing", "app.js"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("plain rename of a missing file over a file = %v", err)
+	}
+	if got := download(t, c, "app.js"); string(got) != "new" {
+		t.Fatalf("app.js after a refused rename: %q", got)
+	}
+	if got := pending(t, sc); got != "app.js,b" {
+		t.Fatalf("pending = %q", got)
+	}
+	// To a free name it moves; posix-rename replaces.
+	must(c.Rename("b", "c"))
+	must(c.PosixRename("c", "app.js"))
 	if got := pending(t, sc); got != "app.js" {
 		t.Fatalf("pending = %q", got)
 	}
 	if used, _ := sc.Usage(); used != 1 {
 		t.Fatalf("usage = %d", used)
+	}
+}
+
+// The server announces exactly the extensions it serves: no hardlink.
+func TestExtensionsAnnounced(t *testing.T) {
+	sc := newStore(t, uploads.Limits{}).Scope("u", "a")
+	c := connect(t, sc).client
+	for _, name := range []string{"posix-rename@openssh.com", "statvfs@openssh.com"} {
+		if _, ok := c.HasExtension(name); !ok {
+			t.Errorf("%s not announced", name)
+		}
+	}
+	for _, name := range []string{"hardlink@openssh.com", "fsync@openssh.com", "lsetstat@openssh.com"} {
+		if _, ok := c.HasExtension(name); ok {
+			t.Errorf("%s announced", name)
+		}
+	}
+	if err := upload(t, c, "f", []byte("f")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Link("f", "g"); statusCode(err) != codeUnsupported {
+		t.Fatalf("hardlink = %v", err)
 	}
 }
 
