@@ -219,10 +219,9 @@ func TestUploadsOtherClients(t *testing.T) {
 	}
 
 	t.Run("rclone", func(t *testing.T) {
-		// shell_type none and no hash check: otherwise rclone runs commands
-		// (echo, md5sum) by exec, and each exec is a one-off that takes the
-		// pending files.
-		remote := fmt.Sprintf(":sftp,host=%s,port=%s,user=demo-app,key_file=%s,known_hosts_file=%s,shell_type=none,disable_hashcheck=true:rc",
+		// rclone's defaults: its shell and hash probes are answered by the
+		// bridge from the staging area (TestRcloneDefaultsKeepTheUpload).
+		remote := fmt.Sprintf(":sftp,host=%s,port=%s,user=demo-app,key_file=%s,known_hosts_file=%s:rc",
 			b.Host, b.Port, b.Key, b.KnownHosts)
 		cmd := exec.Command(need(t, "rclone"), "--config", "/dev/null", "copy", dir, remote)
 		mustOK(t, "rclone", runCmd(t, cmd, nil))
