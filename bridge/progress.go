@@ -5,10 +5,14 @@ import (
 	"io"
 )
 
-// Progress and failures go to the client's stderr. Progress only on pty
-// sessions: on the others any stray byte could break scp, sftp, rsync or an
-// IDE's protocol. Failures always, as one line, since the exit code alone
-// would not say what happened.
+// Progress and failures go to the client's stderr. Progress only on shell
+// sessions with a terminal: an exec's output, with a terminal or not,
+// starts with the command's own bytes (tools and IDEs parse it, and a
+// stray byte breaks scp, sftp or rsync). Failures always, as one line,
+// since the exit code alone would not say what happened.
+
+// showsProgress says whether progress lines are written.
+func (sess *session) showsProgress() bool { return sess.shell && sess.pty != nil }
 
 func (sess *session) stderr() io.Writer { return sess.ch.Stderr() }
 
@@ -22,13 +26,13 @@ func (sess *session) lineEnd() string {
 }
 
 func (sess *session) progress(line string) {
-	if sess.pty != nil {
+	if sess.showsProgress() {
 		fmt.Fprint(sess.stderr(), line+"\r\n")
 	}
 }
 
 func (sess *session) progressStart(text string) {
-	if sess.pty != nil {
+	if sess.showsProgress() {
 		fmt.Fprint(sess.stderr(), text+" ")
 	}
 }
@@ -55,11 +59,11 @@ func (sess *session) announce(message string) {
 	}
 }
 
-// uploadProgress reports each delivered file on pty sessions, "done" only
-// once the platform accepted it. failed ends the line of a file whose
-// upload failed.
+// uploadProgress reports each delivered file on sessions that show
+// progress, "done" only once the platform accepted it. failed ends the line
+// of a file whose upload failed.
 func (sess *session) uploadProgress() (progress func(name string, sent, size int64, accepted bool), failed func()) {
-	if sess.pty == nil {
+	if !sess.showsProgress() {
 		return nil, func() {}
 	}
 	started := ""

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"sshbridge/appname"
@@ -23,6 +24,7 @@ func (sess *session) work(kind, arg string) {
 	// the session by its connection, user and app.
 	log := sess.log.With("kind", kind)
 	log.Info("session start", "command", cut(command, logCommandBytes), "command_bytes", len(command))
+	sess.shell = kind == "shell"
 	code, err := sess.dispatch(kind, arg)
 	switch {
 	case err == nil:
@@ -75,6 +77,13 @@ func (sess *session) dispatch(kind, arg string) (int, error) {
 	case "shell":
 		command = sess.srv.cfg.DefaultCommand
 	case "exec":
+		if strings.Trim(command, " \t\n") == "" {
+			// OpenSSH's sshd runs `sh -c ''`, which exits 0 at once. The
+			// platform refuses a blank command (422), and a one-off that
+			// runs nothing must not take the pending uploads.
+			sess.log.Info("blank command: nothing to run")
+			return 0, nil
+		}
 		if err := rsyncUploadRefusal(command); err != nil {
 			return 0, err
 		}
@@ -114,6 +123,11 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 	ctx := sess.ctx
 	t0 := time.Now()
 	sess.progressStart(fmt.Sprintf("Starting one-off container for %s...", sess.app))
+	req.Waiting = func() {
+		sess.log.Info("waiting for a free one-off slot")
+		sess.progressEnd("busy")
+		sess.progressStart(fmt.Sprintf("Waiting for a free one-off slot for %s...", sess.app))
+	}
 	o, err := sess.srv.deps.Platform.Start(ctx, req)
 	if err != nil {
 		sess.progressEnd("failed")

@@ -66,6 +66,7 @@ type session struct {
 	// Set by the request loop before the work starts, read after; pty is
 	// also read by Shutdown, under mu.
 	pty     *ptyRequestMsg
+	shell   bool // the client asked for a shell: progress lines (progress.go)
 	env     map[string]string
 	refused []string // forwarding requests refused, told to pty users
 

@@ -197,7 +197,8 @@ func TestDeliveryFailureKeepsEveryFile(t *testing.T) {
 	p.set("f3", false)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	r := runCmd(t, b.SSH(ctx, "demo-app", []string{"-tt"}, "true"), nil)
+	// A shell session: only those show upload progress.
+	r := runCmd(t, b.SSH(ctx, "demo-app", []string{"-tt"}), nil)
 	if r.Code != 242 {
 		t.Fatalf("exit %d, want 242\nstderr: %q", r.Code, r.Stderr)
 	}

@@ -164,7 +164,8 @@ func TestInactivityTimeout(t *testing.T) {
 }
 
 func TestQuotaRefusal(t *testing.T) {
-	b := StartBridge(t, Options{Args: []string{"--platform-app-quota", "1"}})
+	// A refused session waits for a slot up to --start-timeout (slot_wait_test.go).
+	b := StartBridge(t, Options{Args: []string{"--platform-app-quota", "1", "--start-timeout", "1s"}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	first := b.SSH(ctx, "demo-app", nil, "sleep 7777.5")

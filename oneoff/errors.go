@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Kinds of failure. An *APIError carries one of them as its Kind; test with
@@ -44,6 +45,10 @@ type APIError struct {
 	Message string // the platform's own words, cleaned for one line; may be ""
 	Kind    error  // one of the Err* sentinels
 	Err     error  // the underlying cause, may be nil
+
+	// The Retry-After of a 429 answer, when it had a readable one.
+	retryAfter    time.Duration
+	hasRetryAfter bool
 }
 
 func (e *APIError) Error() string {

@@ -43,7 +43,8 @@ func TestFaultRunStatuses(t *testing.T) {
 				w.WriteHeader(tc.status)
 				w.Write([]byte(tc.body))
 			}
-			c := f.client(t, nil)
+			// A 429 is asked again until PollTimeout (slot_wait_test.go).
+			c := f.client(t, func(c *Config) { c.PollTimeout = 300 * time.Millisecond })
 			_, err := c.Start(context.Background(), RunRequest{App: "app"})
 			var ae *APIError
 			if !errors.Is(err, tc.kind) || !errors.As(err, &ae) {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -112,7 +113,28 @@ func transportError(ctx context.Context, op string, err error) error {
 
 // failure turns a non-success answer into an *APIError.
 func failure(op string, svc service, a answer) *APIError {
-	return &APIError{Op: op, Status: a.status, Message: errorMessage(a.body), Kind: statusKind(svc, a.status)}
+	e := &APIError{Op: op, Status: a.status, Message: errorMessage(a.body), Kind: statusKind(svc, a.status)}
+	if a.status == http.StatusTooManyRequests {
+		e.retryAfter, e.hasRetryAfter = parseRetryAfter(a.header.Get("Retry-After"), time.Now())
+	}
+	return e
+}
+
+// parseRetryAfter reads a Retry-After value (RFC 9110 section 10.2.3): a
+// whole number of seconds, or an HTTP date, taken from now (a date past is
+// 0). ok is false when v is empty or neither form.
+func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(n) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
 }
 
 // errorMessage extracts the platform's words from an error body:

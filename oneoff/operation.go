@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strconv"
 	"time"
 )
 
@@ -28,12 +27,10 @@ type opState struct {
 	tty         *bool
 }
 
-// waitOperation polls opURL until the operation is done or in error, for at
-// most c.pollTimeout.
-func (c *Client) waitOperation(ctx context.Context, opURL string) (opState, error) {
+// waitOperation polls opURL until the operation is done or in error, or
+// pctx (ctx bounded by what is left of c.pollTimeout) ends.
+func (c *Client) waitOperation(ctx, pctx context.Context, opURL string) (opState, error) {
 	const op = "wait for operation"
-	pctx, cancel := context.WithTimeout(ctx, c.pollTimeout)
-	defer cancel()
 	last := "none"
 	timedOut := func() error {
 		if ctx.Err() != nil {
@@ -117,12 +114,12 @@ func (c *Client) pollOnce(ctx context.Context, opURL string) (opState, time.Dura
 	return st, 0, nil
 }
 
-// retryAfter reads a Retry-After in seconds; at least firstDelay, at most
-// maxRetryAfter.
+// retryAfter reads a poll's Retry-After (parseRetryAfter); maxDelay when
+// it has none, at least firstDelay, at most maxRetryAfter.
 func retryAfter(v string) time.Duration {
 	d := maxDelay
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		d = time.Duration(min(n, int(maxRetryAfter/time.Second))) * time.Second
+	if p, ok := parseRetryAfter(v, time.Now()); ok {
+		d = min(p, maxRetryAfter)
 	}
 	return max(d, firstDelay)
 }

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net/http"
 	"net/url"
+	"time"
 )
 
 // RunRequest is what to start.
@@ -16,6 +19,10 @@ type RunRequest struct {
 	Env     map[string]string // added to the app's environment
 	Size    string            // "" => "M"
 	TTY     bool              // false => ask for pipe mode (`"tty": false` in the run body)
+	// Waiting, when not nil, is called once, the first time the platform
+	// answers the run with 429 and Start waits for a free slot (see Start).
+	// It is called on Start's goroutine and must not block.
+	Waiting func()
 }
 
 // runBody is the JSON body of POST /v1/apps/{app}/run.
@@ -44,15 +51,19 @@ func (r RunRequest) body() runBody {
 }
 
 // Start asks for a one-off container and polls its operation until it is
-// ready to attach (or failed, or PollTimeout passed, or ctx ended). A
-// one-off that was created but failed to become ready is left to the
-// platform, which drops one-offs never attached.
+// ready to attach (or failed, or ctx ended), all within PollTimeout. A run
+// answered 429 (too many one-offs or requests for now) is asked again once
+// a slot may be free (runWhenFree); other refusals fail at once. A one-off
+// that was created but failed to become ready is left to the platform,
+// which drops one-offs never attached.
 func (c *Client) Start(ctx context.Context, req RunRequest) (*OneOff, error) {
-	run, err := c.run(ctx, req)
+	sctx, cancel := context.WithTimeout(ctx, c.pollTimeout)
+	defer cancel()
+	run, err := c.runWhenFree(ctx, sctx, req)
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.waitOperation(ctx, run.operationURL)
+	st, err := c.waitOperation(ctx, sctx, run.operationURL)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +88,62 @@ func (c *Client) Start(ctx context.Context, req RunRequest) (*OneOff, error) {
 
 func isFalse(b *bool) bool { return b != nil && !*b }
 func isTrue(b *bool) bool  { return b != nil && *b }
+
+// Waiting for a free slot: a run answered 429 is asked again after the
+// answer's Retry-After, or else after a back-off doubling from
+// firstSlotDelay to maxSlotDelay, each wait drawn at random from the upper
+// half of the step, so that sessions refused together do not come back
+// together.
+const (
+	firstSlotDelay = 250 * time.Millisecond
+	maxSlotDelay   = 5 * time.Second
+)
+
+// runWhenFree runs req, and while the platform answers 429 waits and asks
+// again, until sctx (ctx bounded by PollTimeout) ends. It calls req.Waiting
+// before the first wait. The last 429 is the error (ErrQuota) when no slot
+// came free before the deadline, or at once when the platform's Retry-After
+// falls past it. A run that got no answer before the deadline is
+// ErrOperationTimeout; ctx's end is reported as its cause.
+func (c *Client) runWhenFree(ctx, sctx context.Context, req RunRequest) (runResult, error) {
+	var step time.Duration
+	waited := false
+	for {
+		res, err := c.run(sctx, req)
+		var ae *APIError
+		if err == nil || !errors.As(err, &ae) || ae.Status != http.StatusTooManyRequests {
+			if err != nil && ctx.Err() == nil && sctx.Err() != nil {
+				return runResult{}, &APIError{Op: "run", Kind: ErrOperationTimeout,
+					Message: fmt.Sprintf("no one-off started within %s", c.pollTimeout)}
+			}
+			return res, err
+		}
+		step = min(max(2*step, firstSlotDelay), maxSlotDelay)
+		wait := step/2 + rand.N(step/2+1)
+		if ae.hasRetryAfter {
+			wait = ae.retryAfter
+		}
+		deadline, _ := sctx.Deadline()
+		if ae.hasRetryAfter && wait >= time.Until(deadline) {
+			return runResult{}, err
+		}
+		if !waited && req.Waiting != nil {
+			req.Waiting()
+		}
+		waited = true
+		c.log.Debug("run refused for now, waiting for a slot", "app", req.App, "wait", wait.Round(time.Millisecond))
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-sctx.Done():
+			t.Stop()
+			if ctx.Err() != nil {
+				return runResult{}, fmt.Errorf("run: %w", context.Cause(ctx))
+			}
+			return runResult{}, err
+		}
+	}
+}
 
 // runResult is the useful part of the run answer.
 type runResult struct {

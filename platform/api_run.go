@@ -34,7 +34,10 @@ const maxArgBytes = 100 << 10
 // handleRun makes a one-off and answers its operation, which is done at once:
 // the process itself starts on attach. Quota breaches answer 429 with
 // {"error": "…"}: the limit is on one-offs alive at once, so the same
-// request succeeds again later, which is what 429 says.
+// request succeeds again later, which is what 429 says. They carry no
+// Retry-After: a slot comes free when a one-off ends, which nothing here
+// can foresee, and the smallest Retry-After (1 s) would hold a client that
+// backs off from a quarter of a second for longer than most slots take.
 func (p *Platform) handleRun(w http.ResponseWriter, r *http.Request) {
 	app := r.PathValue("app")
 	var body runBody
