@@ -70,7 +70,7 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs.String(&c.authURL, "auth-url", "ONEOFF_AUTH_URL", "", "token exchange API of the PaaS").Arg("URL").Default("the API URL")
 	fs.String(apiTokenFlag, "api-token", "", "", "refused: a flag shows in process listings; set "+apiTokenEnv+" or use --api-token-file").Arg("TOKEN").Default(cli.NoDefault)
 	fs.String(&c.apiTokenFile, "api-token-file", "ONEOFF_API_TOKEN_FILE", "", "file holding the PaaS API token (or set "+apiTokenEnv+")").Arg("FILE")
-	fs.Duration(&c.pollTimeout, "start-timeout", "BRIDGE_START_TIMEOUT", oneoff.DefaultPollTimeout, "how long a one-off may take to start").Check(cli.Positive(&c.pollTimeout))
+	fs.Duration(&c.pollTimeout, "start-timeout", "BRIDGE_START_TIMEOUT", oneoff.DefaultPollTimeout, "how long a one-off may take to start, with the wait for a free slot").Check(cli.Positive(&c.pollTimeout))
 	fs.Duration(&c.shutdownGrace, "shutdown-grace", "BRIDGE_SHUTDOWN_GRACE", 30*time.Second, "how long open sessions may run on after SIGTERM or SIGINT").Check(cli.NonNegative(&c.shutdownGrace))
 	fs.String(&b.DefaultCommand, "default-command", "BRIDGE_DEFAULT_COMMAND", bridge.DefaultCommand, "command a shell session runs").Arg("COMMAND").Check(cli.NonEmpty(&b.DefaultCommand))
 	fs.List(&b.EnvAllow, "env-allow", "BRIDGE_ENV_ALLOW", "variable names clients may set besides LANG and LC_* (a trailing * matches a prefix)").Arg("NAMES").
