@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/creack/pty"
 )
 
 // serveAttachService serves the attach URLs /<token>, /<token>/files and
@@ -77,7 +79,13 @@ func (p *Platform) handleAttach(w http.ResponseWriter, o *oneOff) {
 	o.mu.Lock()
 	o.proc = proc
 	killed := o.killedLocked()
+	// A resize that came while the process started found no terminal.
+	resized := spec.tty && (o.width != spec.width || o.height != spec.height)
+	width, height := o.width, o.height
 	o.mu.Unlock()
+	if resized {
+		_ = pty.Setsize(proc.pty, &pty.Winsize{Cols: width, Rows: height})
+	}
 	if killed { // while starting, by Shutdown
 		proc.kill()
 		<-proc.done
