@@ -37,9 +37,31 @@ func (p *Platform) serveAttachService(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// attachOK is the whole answer to CONNECT, written and sent before any
-// output: Scalingo's CLI drops bytes that arrive in the same read.
-const attachOK = "HTTP/1.1 200 OK\r\n\r\n"
+// cliReaderSize is the buffer of the reader Scalingo's CLI parses the
+// CONNECT answer with: bufio.NewReader's default, 4096 bytes.
+const cliReaderSize = 4096
+
+// attachOK is the whole answer to CONNECT: 200, padded with one header so
+// that it is exactly cliReaderSize bytes long, written in one write before
+// any output.
+//
+// Scalingo's CLI reads the answer with http.ReadResponse through
+// bufio.NewReader(conn), then reads the raw conn: whatever that reader took
+// from the socket beyond the answer is lost, and a short answer followed at
+// once by output lost the command's first line. A read into a 4096-byte
+// buffer returns at most 4096 bytes, so once the whole answer is in the
+// socket, the reader's first read returns exactly the answer, whatever
+// output is queued behind it; net/http then finds every line of it in the
+// buffer and reads nothing more (no body is read for this answer: it has no
+// Content-Length, and the CLI closes it only at its end). The answer is in
+// the socket whole when it arrives in one segment, as one write of 4 KiB
+// does on loopback and on any path whose MSS is at least that. Sure, and
+// free: no delay, and the bridge (which keeps reading from the reader it
+// parsed the answer with) reads 4 KiB more once per session.
+var attachOK = func() string {
+	const head, tail = "HTTP/1.1 200 OK\r\nX-Attach-Padding: ", "\r\n\r\n"
+	return head + strings.Repeat("0", cliReaderSize-len(head)-len(tail)) + tail
+}()
 
 // handleAttach starts the process (uploads are in place by then), answers
 // 200 and turns the connection into the one-off's raw stream. A second
