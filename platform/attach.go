@@ -55,9 +55,11 @@ const cliReaderSize = 4096
 // buffer and reads nothing more (no body is read for this answer: it has no
 // Content-Length, and the CLI closes it only at its end). The answer is in
 // the socket whole when it arrives in one segment, as one write of 4 KiB
-// does on loopback and on any path whose MSS is at least that. Sure, and
-// free: no delay, and the bridge (which keeps reading from the reader it
-// parsed the answer with) reads 4 KiB more once per session.
+// does on loopback and on any path whose MSS is at least that: sure there,
+// and free (no delay; the bridge, which keeps reading from the reader it
+// parsed the answer with, reads 4 KiB more once per session). Over smaller
+// segments a first read may return part of the answer, and only the order
+// of arrival protects the output, as it did the short answer.
 var attachOK = func() string {
 	const head, tail = "HTTP/1.1 200 OK\r\nX-Attach-Padding: ", "\r\n\r\n"
 	return head + strings.Repeat("0", cliReaderSize-len(head)-len(tail)) + tail
