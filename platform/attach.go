@@ -89,10 +89,13 @@ func (p *Platform) handleAttach(w http.ResponseWriter, o *oneOff) {
 	if o.attachTimer != nil {
 		o.attachTimer.Stop()
 	}
-	spec := startSpec{command: o.command, env: o.env, dir: o.dir, lock: o.lock, tty: o.tty, width: o.width, height: o.height}
+	spec := startSpec{command: o.command, env: o.env, dir: o.dir, lock: o.lock, tty: o.tty}
 	o.mu.Unlock()
 
 	o.uploads.Wait()
+	o.mu.Lock()
+	spec.width, spec.height = o.width, o.height // the last size given before the start
+	o.mu.Unlock()
 	proc, err := p.runner.start(spec)
 	if err != nil {
 		o.log.Error("start one-off", "err", err)
