@@ -136,6 +136,9 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 	sess.progressEnd(fmt.Sprintf("done in %s", elapsed(time.Since(t0))))
 	sess.log.Info("one-off started", "container", o.ContainerID(), "pipe_mode", o.PipeMode(), "after", time.Since(t0))
 
+	if sess.pty != nil {
+		sess.win.sendEarly(ctx, o.Resize, sess.log)
+	}
 	stream, err := sess.deliverAndAttach(ctx, o)
 	if err != nil {
 		return 0, err

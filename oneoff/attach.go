@@ -18,7 +18,8 @@ import (
 // Attach connects to the one-off: CONNECT on the attach URL, answer 200,
 // then one raw byte stream both ways. ctx bounds the whole stream, not only
 // its opening: when ctx ends the stream is closed (and the platform kills
-// the one-off). A refusal is ErrAttachRefused.
+// the one-off). A refusal is ErrAttachRefused. A terminal size the platform
+// refused before attach (see Resize) is sent before Attach returns.
 func (o *OneOff) Attach(ctx context.Context) (*Stream, error) {
 	const op = "attach"
 	tok, err := o.c.bearer(ctx)
@@ -64,6 +65,7 @@ func (o *OneOff) Attach(ctx context.Context) (*Stream, error) {
 	}
 	conn.SetDeadline(time.Time{})
 	o.c.log.Debug("one-off attached", "container", o.containerID, "pipe", o.pipe)
+	o.resendEarlySize(ctx)
 	return &Stream{conn: conn, r: br, pipe: o.pipe, ctx: ctx, stop: stop}, nil
 }
 

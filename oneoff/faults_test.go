@@ -246,7 +246,13 @@ func TestFaultAttachService(t *testing.T) {
 		}, uploadSmall, ErrUnreachable, 500},
 		{"resize 404", func(f *fake) {
 			f.resize = func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }
-		}, func(ctx context.Context, o *OneOff) error { return o.Resize(ctx, 80, 24) }, ErrAttachRefused, 404},
+		}, func(ctx context.Context, o *OneOff) error {
+			// Refused before attach, a size is kept for after it (resize_test.go).
+			if err := attachOnly(ctx, o); err != nil {
+				return err
+			}
+			return o.Resize(ctx, 80, 24)
+		}, ErrAttachRefused, 404},
 		{"wait 408", func(f *fake) {
 			f.wait = func(w http.ResponseWriter, r *http.Request) {
 				writeJSON(w, 408, map[string]string{"error": "inactivity"})

@@ -1,6 +1,9 @@
 package oneoff
 
-import "net/url"
+import (
+	"net/url"
+	"sync"
+)
 
 // OneOff is a started one-off container, ready to receive files and be
 // attached. Its methods may be called from several goroutines.
@@ -10,6 +13,10 @@ type OneOff struct {
 	containerID string
 	label       string
 	pipe        bool
+
+	mu       sync.Mutex
+	attached bool
+	early    [2]int // a size refused before attach, sent again right after it; zero if none
 }
 
 // ContainerID is the platform's id of the container ("" if it gave none).

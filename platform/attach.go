@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/creack/pty"
 )
 
 // serveAttachService serves the attach URLs /<token>, /<token>/files and
@@ -35,9 +37,33 @@ func (p *Platform) serveAttachService(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// attachOK is the whole answer to CONNECT, written and sent before any
-// output: Scalingo's CLI drops bytes that arrive in the same read.
-const attachOK = "HTTP/1.1 200 OK\r\n\r\n"
+// cliReaderSize is the buffer of the reader Scalingo's CLI parses the
+// CONNECT answer with: bufio.NewReader's default, 4096 bytes.
+const cliReaderSize = 4096
+
+// attachOK is the whole answer to CONNECT: 200, padded with one header so
+// that it is exactly cliReaderSize bytes long, written in one write before
+// any output.
+//
+// Scalingo's CLI reads the answer with http.ReadResponse through
+// bufio.NewReader(conn), then reads the raw conn: whatever that reader took
+// from the socket beyond the answer is lost, and a short answer followed at
+// once by output lost the command's first line. A read into a 4096-byte
+// buffer returns at most 4096 bytes, so once the whole answer is in the
+// socket, the reader's first read returns exactly the answer, whatever
+// output is queued behind it; net/http then finds every line of it in the
+// buffer and reads nothing more (no body is read for this answer: it has no
+// Content-Length, and the CLI closes it only at its end). The answer is in
+// the socket whole when it arrives in one segment, as one write of 4 KiB
+// does on loopback and on any path whose MSS is at least that: sure there,
+// and free (no delay; the bridge, which keeps reading from the reader it
+// parsed the answer with, reads 4 KiB more once per session). Over smaller
+// segments a first read may return part of the answer, and only the order
+// of arrival protects the output, as it did the short answer.
+var attachOK = func() string {
+	const head, tail = "HTTP/1.1 200 OK\r\nX-Attach-Padding: ", "\r\n\r\n"
+	return head + strings.Repeat("0", cliReaderSize-len(head)-len(tail)) + tail
+}()
 
 // handleAttach starts the process (uploads are in place by then), answers
 // 200 and turns the connection into the one-off's raw stream. A second
@@ -63,10 +89,13 @@ func (p *Platform) handleAttach(w http.ResponseWriter, o *oneOff) {
 	if o.attachTimer != nil {
 		o.attachTimer.Stop()
 	}
-	spec := startSpec{command: o.command, env: o.env, dir: o.dir, lock: o.lock, tty: o.tty, width: o.width, height: o.height}
+	spec := startSpec{command: o.command, env: o.env, dir: o.dir, lock: o.lock, tty: o.tty}
 	o.mu.Unlock()
 
 	o.uploads.Wait()
+	o.mu.Lock()
+	spec.width, spec.height = o.width, o.height // the last size given before the start
+	o.mu.Unlock()
 	proc, err := p.runner.start(spec)
 	if err != nil {
 		o.log.Error("start one-off", "err", err)
@@ -77,7 +106,13 @@ func (p *Platform) handleAttach(w http.ResponseWriter, o *oneOff) {
 	o.mu.Lock()
 	o.proc = proc
 	killed := o.killedLocked()
+	// A resize that came while the process started found no terminal.
+	resized := spec.tty && (o.width != spec.width || o.height != spec.height)
+	width, height := o.width, o.height
 	o.mu.Unlock()
+	if resized {
+		_ = pty.Setsize(proc.pty, &pty.Winsize{Cols: width, Rows: height})
+	}
 	if killed { // while starting, by Shutdown
 		proc.kill()
 		<-proc.done
