@@ -22,21 +22,21 @@ import (
 
 // bridgeFlags is the bridge's configuration as flags and environment give it.
 type bridgeFlags struct {
-	version                    bool
-	listen, dataDir, hostKey   string
-	authorizedKeys             string
-	trustedUserCAKeys, revoked string
-	apiURL, authURL            string
-	pollTimeout, shutdownGrace time.Duration
-	uploadMaxFile, uploadQuota int64
-	uploadExpiry               time.Duration
-	sftpMaxOpen, sftpMaxTotal  int
-	platformAppQuota           int
-	platformTotalQuota         int
-	platformInactivity         time.Duration
-	logLevel                   slog.Level
-	bridge                     bridge.Config
-	apiTokenFile               string
+	version                     bool
+	listen, dataDir, hostKey    string
+	authorizedKeys              string
+	trustedUserCAKeys, revoked  string
+	apiURL, authURL             string
+	startTimeout, shutdownGrace time.Duration
+	uploadMaxFile, uploadQuota  int64
+	uploadExpiry                time.Duration
+	sftpMaxOpen, sftpMaxTotal   int
+	platformAppQuota            int
+	platformTotalQuota          int
+	platformInactivity          time.Duration
+	logLevel                    slog.Level
+	bridge                      bridge.Config
+	apiTokenFile                string
 	// Admission, in OpenSSH's syntax; their checks parse them into bridge.
 	maxStartups, penalties string
 	penaltyExempt          []string
@@ -70,7 +70,7 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs.String(&c.authURL, "auth-url", "ONEOFF_AUTH_URL", "", "token exchange API of the PaaS").Arg("URL").Default("the API URL")
 	fs.String(apiTokenFlag, "api-token", "", "", "refused: a flag shows in process listings; set "+apiTokenEnv+" or use --api-token-file").Arg("TOKEN").Default(cli.NoDefault)
 	fs.String(&c.apiTokenFile, "api-token-file", "ONEOFF_API_TOKEN_FILE", "", "file holding the PaaS API token (or set "+apiTokenEnv+")").Arg("FILE")
-	fs.Duration(&c.pollTimeout, "start-timeout", "BRIDGE_START_TIMEOUT", oneoff.DefaultPollTimeout, "how long a one-off may take to start, with the wait for a free slot").Check(cli.Positive(&c.pollTimeout))
+	fs.Duration(&c.startTimeout, "start-timeout", "BRIDGE_START_TIMEOUT", oneoff.DefaultStartTimeout, "how long a one-off may take to start, with the wait for a free slot").Check(cli.Positive(&c.startTimeout))
 	fs.Duration(&c.shutdownGrace, "shutdown-grace", "BRIDGE_SHUTDOWN_GRACE", 30*time.Second, "how long open sessions may run on after SIGTERM or SIGINT").Check(cli.NonNegative(&c.shutdownGrace))
 	fs.String(&b.DefaultCommand, "default-command", "BRIDGE_DEFAULT_COMMAND", bridge.DefaultCommand, "command a shell session runs").Arg("COMMAND").Check(cli.NonEmpty(&b.DefaultCommand))
 	fs.List(&b.EnvAllow, "env-allow", "BRIDGE_ENV_ALLOW", "variable names clients may set besides LANG and LC_* (a trailing * matches a prefix)").Arg("NAMES").
@@ -79,9 +79,11 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs.Int(&b.MaxSessions, "max-sessions", "BRIDGE_MAX_SESSIONS", bridge.DefaultMaxSessions, "session channels open at once per connection (OpenSSH's MaxSessions)").Check(cli.Positive(&b.MaxSessions))
 	fs.Int(&b.MaxOneOffsPerKey, "max-one-offs-per-key", "BRIDGE_MAX_ONE_OFFS_PER_KEY", bridge.DefaultMaxOneOffsPerKey, "one-offs one key runs at once, across all its connections").Check(cli.Positive(&b.MaxOneOffsPerKey))
 	fs.Duration(&b.LoginGraceTime, "login-grace-time", "BRIDGE_LOGIN_GRACE_TIME", bridge.DefaultLoginGraceTime, "time a connection has to authenticate (OpenSSH's LoginGraceTime)").Check(cli.Positive(&b.LoginGraceTime))
-	fs.Duration(&b.KeepaliveInterval, "keepalive-interval", "BRIDGE_KEEPALIVE_INTERVAL", bridge.DefaultKeepaliveInterval, "time between keepalive requests to clients, 0 for none (OpenSSH's ClientAliveInterval)").
-		Check(cli.NonNegative(&b.KeepaliveInterval))
-	fs.Int(&b.KeepaliveCountMax, "keepalive-count-max", "BRIDGE_KEEPALIVE_COUNT_MAX", bridge.DefaultKeepaliveCountMax, "unanswered keepalive intervals before a client is dropped (OpenSSH's ClientAliveCountMax)").Check(cli.Positive(&b.KeepaliveCountMax))
+	fs.Duration(&b.ClientAliveInterval, "client-alive-interval", "BRIDGE_CLIENT_ALIVE_INTERVAL", bridge.DefaultClientAliveInterval, "time between keepalive requests to clients, 0 for none (OpenSSH's ClientAliveInterval)").
+		Check(cli.NonNegative(&b.ClientAliveInterval))
+	fs.Int(&b.ClientAliveCountMax, "client-alive-count-max", "BRIDGE_CLIENT_ALIVE_COUNT_MAX", bridge.DefaultClientAliveCountMax, "unanswered keepalive requests before a client is dropped (OpenSSH's ClientAliveCountMax)").Check(cli.Positive(&b.ClientAliveCountMax))
+	fs.Alias("keepalive-interval", "BRIDGE_KEEPALIVE_INTERVAL", "client-alive-interval")
+	fs.Alias("keepalive-count-max", "BRIDGE_KEEPALIVE_COUNT_MAX", "client-alive-count-max")
 	fs.String(&c.maxStartups, "max-startups", "BRIDGE_MAX_STARTUPS", auth.DefaultMaxStartups.String(),
 		"unauthenticated connections at once: from START on, RATE% of new ones are dropped, rising to all at FULL (OpenSSH's MaxStartups)").
 		Arg("START:RATE:FULL").Check(func() (err error) { b.MaxStartups, err = auth.ParseMaxStartups(c.maxStartups); return err })
@@ -159,8 +161,8 @@ func parseBridgeFlags(args []string) (*bridgeFlags, error) {
 	}
 	// As OpenSSH's ClientAliveInterval, 0 sends no keepalives; the bridge
 	// package takes a negative interval for that.
-	if c.bridge.KeepaliveInterval == 0 {
-		c.bridge.KeepaliveInterval = -1
+	if c.bridge.ClientAliveInterval == 0 {
+		c.bridge.ClientAliveInterval = -1
 	}
 	if err := c.bridge.Validate(); err != nil {
 		return nil, &cli.Error{Command: fs.Name(), Msg: err.Error()}

@@ -64,11 +64,11 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 		return err
 	}
 	client, err := oneoff.New(oneoff.Config{
-		APIURL:      apiURL,
-		AuthURL:     authURL,
-		APIToken:    apiToken,
-		PollTimeout: cfg.pollTimeout,
-		Logger:      log.With("component", "oneoff"),
+		APIURL:       apiURL,
+		AuthURL:      authURL,
+		APIToken:     apiToken,
+		StartTimeout: cfg.startTimeout,
+		Logger:       log.With("component", "oneoff"),
 	})
 	if err != nil {
 		return err

@@ -33,13 +33,13 @@ type Config struct {
 	// LoginGraceTime is how long a connection may take to authenticate,
 	// as OpenSSH's LoginGraceTime. Default 30 s.
 	LoginGraceTime time.Duration
-	// KeepaliveInterval is the time between keepalive requests the bridge
+	// ClientAliveInterval is the time between keepalive requests the bridge
 	// sends, as OpenSSH's ClientAliveInterval. Default 15 s; negative turns
 	// them off.
-	KeepaliveInterval time.Duration
-	// KeepaliveCountMax is how many keepalive intervals may pass without an
+	ClientAliveInterval time.Duration
+	// ClientAliveCountMax is how many keepalive intervals may pass without an
 	// answer before the connection is dropped. Default 3.
-	KeepaliveCountMax int
+	ClientAliveCountMax int
 	// IdleTimeout closes a connection that has had no session open for
 	// this long. Zero means never.
 	IdleTimeout time.Duration
@@ -97,13 +97,13 @@ func (c *Config) Validate() error {
 	if c.LoginGraceTime < 0 {
 		return errors.New("login grace time must be positive")
 	}
-	if c.KeepaliveInterval == 0 {
-		c.KeepaliveInterval = DefaultKeepaliveInterval
+	if c.ClientAliveInterval == 0 {
+		c.ClientAliveInterval = DefaultClientAliveInterval
 	}
-	if c.KeepaliveCountMax == 0 {
-		c.KeepaliveCountMax = DefaultKeepaliveCountMax
+	if c.ClientAliveCountMax == 0 {
+		c.ClientAliveCountMax = DefaultClientAliveCountMax
 	}
-	if c.KeepaliveCountMax < 0 {
+	if c.ClientAliveCountMax < 0 {
 		return errors.New("keepalive count must be positive")
 	}
 	if c.IdleTimeout < 0 {

@@ -16,7 +16,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.DefaultCommand != "bash" || c.MaxSessions != 10 || c.LoginGraceTime != 30*time.Second ||
-		c.KeepaliveInterval != 15*time.Second || c.KeepaliveCountMax != 3 || c.IdleTimeout != 0 || c.MaxOneOffsPerKey != 8 {
+		c.ClientAliveInterval != 15*time.Second || c.ClientAliveCountMax != 3 || c.IdleTimeout != 0 || c.MaxOneOffsPerKey != 8 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -29,7 +29,7 @@ func TestConfigRefusals(t *testing.T) {
 		{MaxSessions: -1},
 		{MaxOneOffsPerKey: -1},
 		{LoginGraceTime: -time.Second},
-		{KeepaliveCountMax: -2},
+		{ClientAliveCountMax: -2},
 		{IdleTimeout: -time.Second},
 		{Version: "two words"},
 		{Version: "with-dash"},
@@ -64,7 +64,7 @@ func TestClassify(t *testing.T) {
 		{&oneoff.APIError{Kind: oneoff.ErrAppNotFound}, ExitAppNotFound, `App "demo" was not found on the platform.`},
 		{&oneoff.APIError{Kind: oneoff.ErrQuota}, ExitQuota, "The platform refused to start another one-off container for demo (quota or rate limit); try again later."},
 		{&oneoff.APIError{Kind: oneoff.ErrOperationFailed, Message: "no\x1b[31m capacity"}, ExitStartFailed, "The one-off container failed to start: no [31m capacity"},
-		{&oneoff.APIError{Kind: oneoff.ErrOperationTimeout}, ExitStartFailed, "The one-off container did not start in time."},
+		{&oneoff.APIError{Kind: oneoff.ErrStartTimeout}, ExitStartFailed, "The one-off container did not start in time."},
 		{&oneoff.APIError{Kind: oneoff.ErrInactivity}, ExitInactivity, "The platform stopped the one-off container after a period of inactivity."},
 		{&oneoff.APIError{Kind: oneoff.ErrUnreachable}, ExitPlatformDown, "The platform is unavailable; try again later."},
 		{&oneoff.APIError{Kind: oneoff.ErrMalformed}, ExitPlatformDown, "The platform is unavailable; try again later."},

@@ -92,12 +92,12 @@ func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
 	grace := time.NewTimer(graceTime)
 	defer grace.Stop()
 	var tick <-chan time.Time
-	if s.cfg.KeepaliveInterval > 0 {
-		t := time.NewTicker(s.cfg.KeepaliveInterval)
+	if s.cfg.ClientAliveInterval > 0 {
+		t := time.NewTicker(s.cfg.ClientAliveInterval)
 		defer t.Stop()
 		tick = t.C
 	}
-	deadline := s.cfg.KeepaliveInterval * time.Duration(s.cfg.KeepaliveCountMax)
+	deadline := s.cfg.ClientAliveInterval * time.Duration(s.cfg.ClientAliveCountMax)
 	for {
 		select {
 		case <-ctx.Done():

@@ -47,7 +47,7 @@ func classify(app string, err error) *failure {
 			msg = fmt.Sprintf("The one-off container failed to start: %s", oneLine(apiErr.Message))
 		}
 		return &failure{ExitStartFailed, msg, err}
-	case errors.Is(err, oneoff.ErrOperationTimeout):
+	case errors.Is(err, oneoff.ErrStartTimeout):
 		return &failure{ExitStartFailed, "The one-off container did not start in time.", err}
 	case errors.Is(err, oneoff.ErrInactivity):
 		return &failure{ExitInactivity, "The platform stopped the one-off container after a period of inactivity.", err}

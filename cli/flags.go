@@ -38,6 +38,8 @@ type Flag struct {
 	checks      []func() error
 	fromEnv     bool // set by its variable (and not overridden by the command line)
 	fromArgs    bool // set on the command line
+	aliasOf     *Flag // for an alias: the flag it names
+	givenAs     *Flag // the alias that gave this flag its value, if one did
 }
 
 // Check adds a test of the flag's final value, which Parse runs after the
@@ -52,6 +54,9 @@ func (f *Flag) Check(check func() error) *Flag {
 // "--name" for the command line or the default, the variable's name when
 // only the environment set it.
 func (f *Flag) Source() string {
+	if f.givenAs != nil {
+		return f.givenAs.Source()
+	}
 	if f.fromEnv && !f.fromArgs {
 		return f.Env
 	}
@@ -60,6 +65,9 @@ func (f *Flag) Source() string {
 
 // describe is the flag and its value as the user gave them.
 func (f *Flag) describe() string {
+	if f.givenAs != nil {
+		return f.givenAs.describe()
+	}
 	if f.fromEnv && !f.fromArgs {
 		return fmt.Sprintf("%s=%q", f.Env, f.value.String())
 	}
@@ -109,6 +117,22 @@ func (s *FlagSet) Var(v Value, name, env, usage string) *Flag {
 	return f
 }
 
+// Alias defines name, with its own variable env, as another name for the
+// flag called of: both set the same value, and --help says which is the
+// main name. For a flag renamed to the field's standard name, the old name
+// keeps working.
+func (s *FlagSet) Alias(name, env, of string) *Flag {
+	target := s.Lookup(of)
+	if target == nil {
+		panic("cli: alias of an undefined flag --" + of)
+	}
+	f := &Flag{Name: name, Env: env, Usage: "the older name of --" + of, Placeholder: target.Placeholder,
+		DefaultText: NoDefault, value: target.value, aliasOf: target}
+	s.fs.Var(recordingValue{target.value.(Value), name, s}, name, f.Usage)
+	s.flags = append(s.flags, f)
+	return f
+}
+
 // Flags lists the defined flags in the order they were defined.
 func (s *FlagSet) Flags() []*Flag { return s.flags }
 
@@ -138,6 +162,9 @@ func (s *FlagSet) Parse(args []string) error {
 			return &Error{Command: s.name, Msg: fmt.Sprintf("%s=%q: %v", f.Env, v, err)}
 		}
 		f.fromEnv = true
+		if f.aliasOf != nil {
+			f.aliasOf.fromEnv, f.aliasOf.givenAs = true, f
+		}
 	}
 	err := s.fs.Parse(args)
 	switch {
@@ -160,6 +187,9 @@ func (s *FlagSet) Parse(args []string) error {
 	s.fs.Visit(func(fl *flag.Flag) {
 		if f := s.Lookup(fl.Name); f != nil {
 			f.fromArgs = true
+			if f.aliasOf != nil {
+				f.aliasOf.fromArgs, f.aliasOf.givenAs = true, f
+			}
 		}
 	})
 	for _, f := range s.flags {

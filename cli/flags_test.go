@@ -166,3 +166,28 @@ func TestDurationText(t *testing.T) {
 		}
 	}
 }
+
+// An alias sets the same value; errors and Source name it as the user gave it.
+func TestAlias(t *testing.T) {
+	var c testConfig
+	fs := testSet(&c)
+	fs.Alias("sessions", "TEST_OLD_MAX", "max-sessions")
+	if err := fs.Parse([]string{"--sessions", "7"}); err != nil || c.count != 7 {
+		t.Fatalf("--sessions 7: %v, count %d", err, c.count)
+	}
+	if got := fs.Lookup("max-sessions").Source(); got != "--sessions" {
+		t.Errorf("Source = %q, want --sessions", got)
+	}
+	t.Setenv("TEST_OLD_MAX", "0")
+	fs = testSet(&c)
+	fs.Alias("sessions", "TEST_OLD_MAX", "max-sessions")
+	err := fs.Parse(nil)
+	if err == nil || err.Error() != `bridge: TEST_OLD_MAX="0": must be more than 0; see bridge --help` {
+		t.Fatalf("alias variable out of range: %v", err)
+	}
+	var b strings.Builder
+	fs.WriteUsage(&b)
+	if !strings.Contains(b.String(), "the older name of --max-sessions") {
+		t.Errorf("usage does not say what the alias names:\n%s", b.String())
+	}
+}

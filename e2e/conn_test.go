@@ -129,7 +129,7 @@ func (c *freezingConn) Read(p []byte) (int, error) {
 }
 
 func TestDeadClientDropped(t *testing.T) {
-	b := StartBridge(t, Options{Args: []string{"--keepalive-interval", "500ms", "--keepalive-count-max", "2"}})
+	b := StartBridge(t, Options{Args: []string{"--client-alive-interval", "500ms", "--client-alive-count-max", "2"}})
 	raw, err := net.Dial("tcp", b.Addr)
 	if err != nil {
 		t.Fatal(err)

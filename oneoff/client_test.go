@@ -460,7 +460,7 @@ func TestConfigValidate(t *testing.T) {
 		{APIURL: "ftp://x", APIToken: "x"},
 		{APIURL: "http://x"},
 		{APIURL: "http://x", APIToken: "x", AuthURL: "nope"},
-		{APIURL: "http://x", APIToken: "x", PollTimeout: -1},
+		{APIURL: "http://x", APIToken: "x", StartTimeout: -1},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)

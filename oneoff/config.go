@@ -16,17 +16,17 @@ import (
 
 // Config says where the one-off API is and how to reach it.
 type Config struct {
-	APIURL      string        // regional API base, e.g. "http://127.0.0.1:41234" (no trailing /v1)
-	AuthURL     string        // token exchange base; "" means APIURL
-	APIToken    string        // exchanged at POST {AuthURL}/v1/tokens/exchange for a JWT bearer
-	HTTP        *http.Client  // nil: a client with sane timeouts (no overall timeout: attach streams are long)
-	PollTimeout time.Duration // overall deadline for the operation to be done; 0 => 2 min
-	Logger      *slog.Logger  // nil => discard
+	APIURL       string        // regional API base, e.g. "http://127.0.0.1:41234" (no trailing /v1)
+	AuthURL      string        // token exchange base; "" means APIURL
+	APIToken     string        // exchanged at POST {AuthURL}/v1/tokens/exchange for a JWT bearer
+	HTTP         *http.Client  // nil: a client with sane timeouts (no overall timeout: attach streams are long)
+	StartTimeout time.Duration // deadline for a one-off to be ready, the wait for a free slot (429) included (the bridge's --start-timeout); 0 => DefaultStartTimeout
+	Logger       *slog.Logger  // nil => discard
 }
 
 const (
-	// DefaultPollTimeout is the zero value of Config.PollTimeout.
-	DefaultPollTimeout = 2 * time.Minute
+	// DefaultStartTimeout is the zero value of Config.StartTimeout.
+	DefaultStartTimeout = 2 * time.Minute
 	// requestTimeout bounds each small JSON call (token, run, poll, resize);
 	// uploads, attach streams and /wait are bounded by the caller's ctx only.
 	requestTimeout = 30 * time.Second
@@ -48,7 +48,7 @@ func (c Config) Validate() error {
 	if c.APIToken == "" {
 		return errors.New("api token is required")
 	}
-	if c.PollTimeout < 0 {
+	if c.StartTimeout < 0 {
 		return errors.New("poll timeout must not be negative")
 	}
 	return nil
@@ -80,16 +80,16 @@ func parseBase(raw string) (*url.URL, error) {
 
 // Client talks to one regional API. It is safe for concurrent use.
 type Client struct {
-	api         *url.URL
-	auth        *url.URL
-	apiToken    string
-	http        *http.Client
-	dialer      *net.Dialer
-	tls         *tls.Config // base TLS config for attach dials; nil => defaults
-	pollTimeout time.Duration
-	log         *slog.Logger
-	tokens      tokenCache
-	now         func() time.Time
+	api          *url.URL
+	auth         *url.URL
+	apiToken     string
+	http         *http.Client
+	dialer       *net.Dialer
+	tls          *tls.Config // base TLS config for attach dials; nil => defaults
+	startTimeout time.Duration
+	log          *slog.Logger
+	tokens       tokenCache
+	now          func() time.Time
 }
 
 // New checks cfg and returns a client. It makes no network call: the token
@@ -104,18 +104,18 @@ func New(cfg Config) (*Client, error) {
 		auth, _ = parseBase(cfg.AuthURL)
 	}
 	c := &Client{
-		api:         api,
-		auth:        auth,
-		apiToken:    cfg.APIToken,
-		http:        cfg.HTTP,
-		dialer:      &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
-		pollTimeout: cfg.PollTimeout,
-		log:         cfg.Logger,
-		tokens:      newTokenCache(),
-		now:         time.Now,
+		api:          api,
+		auth:         auth,
+		apiToken:     cfg.APIToken,
+		http:         cfg.HTTP,
+		dialer:       &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
+		startTimeout: cfg.StartTimeout,
+		log:          cfg.Logger,
+		tokens:       newTokenCache(),
+		now:          time.Now,
 	}
-	if c.pollTimeout == 0 {
-		c.pollTimeout = DefaultPollTimeout
+	if c.startTimeout == 0 {
+		c.startTimeout = DefaultStartTimeout
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

@@ -59,7 +59,7 @@ func servePlatform(t *testing.T, mod func(*platform.Config)) string {
 
 func newClient(t *testing.T, url, token string) *oneoff.Client {
 	t.Helper()
-	c, err := oneoff.New(oneoff.Config{APIURL: url, APIToken: token, PollTimeout: 10 * time.Second})
+	c, err := oneoff.New(oneoff.Config{APIURL: url, APIToken: token, StartTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatalf("oneoff.New: %v", err)
 	}

@@ -21,8 +21,8 @@ var (
 	// ErrOperationFailed: the start operation ended in status "error";
 	// Message holds the platform's explanation.
 	ErrOperationFailed = errors.New("one-off failed to start")
-	// ErrOperationTimeout: the operation was not done within PollTimeout.
-	ErrOperationTimeout = errors.New("one-off not ready in time")
+	// ErrStartTimeout: the operation was not done within StartTimeout.
+	ErrStartTimeout = errors.New("one-off not ready in time")
 	// ErrAttachRefused: the attach service refused attach, resize or wait.
 	ErrAttachRefused = errors.New("attach refused")
 	// ErrUploadRefused: the attach service refused a file.

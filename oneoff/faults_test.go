@@ -43,8 +43,8 @@ func TestFaultRunStatuses(t *testing.T) {
 				w.WriteHeader(tc.status)
 				w.Write([]byte(tc.body))
 			}
-			// A 429 is asked again until PollTimeout (slot_wait_test.go).
-			c := f.client(t, func(c *Config) { c.PollTimeout = 300 * time.Millisecond })
+			// A 429 is asked again until StartTimeout (slot_wait_test.go).
+			c := f.client(t, func(c *Config) { c.StartTimeout = 300 * time.Millisecond })
 			_, err := c.Start(context.Background(), RunRequest{App: "app"})
 			var ae *APIError
 			if !errors.Is(err, tc.kind) || !errors.As(err, &ae) {
@@ -129,12 +129,12 @@ func TestFaultOperationNeverDone(t *testing.T) {
 	f.operation = func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"operation": map[string]any{"status": "running", "finished_at": nil}})
 	}
-	c := f.client(t, func(c *Config) { c.PollTimeout = 400 * time.Millisecond })
+	c := f.client(t, func(c *Config) { c.StartTimeout = 400 * time.Millisecond })
 	begin := time.Now()
 	_, err := c.Start(context.Background(), RunRequest{App: "app"})
 	took := time.Since(begin)
-	if !errors.Is(err, ErrOperationTimeout) {
-		t.Fatalf("err = %v, want ErrOperationTimeout", err)
+	if !errors.Is(err, ErrStartTimeout) {
+		t.Fatalf("err = %v, want ErrStartTimeout", err)
 	}
 	if took < 400*time.Millisecond || took > 1500*time.Millisecond {
 		t.Errorf("gave up after %v, want about 400ms", took)
@@ -148,11 +148,11 @@ func TestFaultOperationHungPollCancelled(t *testing.T) {
 	checkGoroutines(t)
 	f := newFake(t)
 	f.operation = func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
-	c := f.client(t, func(c *Config) { c.PollTimeout = 300 * time.Millisecond })
+	c := f.client(t, func(c *Config) { c.StartTimeout = 300 * time.Millisecond })
 	begin := time.Now()
 	_, err := c.Start(context.Background(), RunRequest{App: "app"})
-	if !errors.Is(err, ErrOperationTimeout) {
-		t.Fatalf("hung poll: err = %v, want ErrOperationTimeout", err)
+	if !errors.Is(err, ErrStartTimeout) {
+		t.Fatalf("hung poll: err = %v, want ErrStartTimeout", err)
 	}
 	if took := time.Since(begin); took > 1500*time.Millisecond {
 		t.Errorf("gave up after %v", took)
@@ -163,7 +163,7 @@ func TestFaultOperationHungPollCancelled(t *testing.T) {
 	defer cancel()
 	c = f.client(t, nil)
 	_, err = c.Start(ctx, RunRequest{App: "app"})
-	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrOperationTimeout) {
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrStartTimeout) {
 		t.Fatalf("cancelled: err = %v, want the ctx's deadline", err)
 	}
 }

@@ -166,7 +166,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // client returns a client of f, adjusted by mod.
 func (f *fake) client(t *testing.T, mod func(*Config)) *Client {
 	t.Helper()
-	cfg := Config{APIURL: f.srv.URL, APIToken: "tk-us-test", PollTimeout: 5 * time.Second}
+	cfg := Config{APIURL: f.srv.URL, APIToken: "tk-us-test", StartTimeout: 5 * time.Second}
 	if f.srv.TLS != nil {
 		cfg.HTTP = f.srv.Client()
 	}

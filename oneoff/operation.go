@@ -28,7 +28,7 @@ type opState struct {
 }
 
 // waitOperation polls opURL until the operation is done or in error, or
-// pctx (ctx bounded by what is left of c.pollTimeout) ends.
+// pctx (ctx bounded by what is left of c.startTimeout) ends.
 func (c *Client) waitOperation(ctx, pctx context.Context, opURL string) (opState, error) {
 	const op = "wait for operation"
 	last := "none"
@@ -36,8 +36,8 @@ func (c *Client) waitOperation(ctx, pctx context.Context, opURL string) (opState
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", op, context.Cause(ctx))
 		}
-		return &APIError{Op: op, Kind: ErrOperationTimeout,
-			Message: fmt.Sprintf("not done after %s (last status: %s)", c.pollTimeout, last)}
+		return &APIError{Op: op, Kind: ErrStartTimeout,
+			Message: fmt.Sprintf("not done after %s (last status: %s)", c.startTimeout, last)}
 	}
 	var delay time.Duration
 	for {

@@ -51,13 +51,13 @@ func (r RunRequest) body() runBody {
 }
 
 // Start asks for a one-off container and polls its operation until it is
-// ready to attach (or failed, or ctx ended), all within PollTimeout. A run
+// ready to attach (or failed, or ctx ended), all within StartTimeout. A run
 // answered 429 (too many one-offs or requests for now) is asked again once
 // a slot may be free (runWhenFree); other refusals fail at once. A one-off
 // that was created but failed to become ready is left to the platform,
 // which drops one-offs never attached.
 func (c *Client) Start(ctx context.Context, req RunRequest) (*OneOff, error) {
-	sctx, cancel := context.WithTimeout(ctx, c.pollTimeout)
+	sctx, cancel := context.WithTimeout(ctx, c.startTimeout)
 	defer cancel()
 	run, err := c.runWhenFree(ctx, sctx, req)
 	if err != nil {
@@ -100,11 +100,11 @@ const (
 )
 
 // runWhenFree runs req, and while the platform answers 429 waits and asks
-// again, until sctx (ctx bounded by PollTimeout) ends. It calls req.Waiting
+// again, until sctx (ctx bounded by StartTimeout) ends. It calls req.Waiting
 // before the first wait. The last 429 is the error (ErrQuota) when no slot
 // came free before the deadline, or at once when the platform's Retry-After
 // falls past it. A run that got no answer before the deadline is
-// ErrOperationTimeout; ctx's end is reported as its cause.
+// ErrStartTimeout; ctx's end is reported as its cause.
 func (c *Client) runWhenFree(ctx, sctx context.Context, req RunRequest) (runResult, error) {
 	var step time.Duration
 	waited := false
@@ -113,8 +113,8 @@ func (c *Client) runWhenFree(ctx, sctx context.Context, req RunRequest) (runResu
 		var ae *APIError
 		if err == nil || !errors.As(err, &ae) || ae.Status != http.StatusTooManyRequests {
 			if err != nil && ctx.Err() == nil && sctx.Err() != nil {
-				return runResult{}, &APIError{Op: "run", Kind: ErrOperationTimeout,
-					Message: fmt.Sprintf("no one-off started within %s", c.pollTimeout)}
+				return runResult{}, &APIError{Op: "run", Kind: ErrStartTimeout,
+					Message: fmt.Sprintf("no one-off started within %s", c.startTimeout)}
 			}
 			return res, err
 		}

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// A run answered 429 waits for a slot within PollTimeout: after the
+// A run answered 429 waits for a slot within StartTimeout: after the
 // answer's Retry-After when it has one, else after a back-off; Waiting is
 // told once; other quota statuses fail at once.
 
@@ -95,11 +95,11 @@ func TestSlotWaitBacksOff(t *testing.T) {
 	}
 }
 
-func TestSlotWaitEndsAtPollTimeout(t *testing.T) {
+func TestSlotWaitEndsAtStartTimeout(t *testing.T) {
 	checkGoroutines(t)
 	f := newFake(t)
 	runs := full(f, 1<<30, "")
-	c := f.client(t, func(c *Config) { c.PollTimeout = 1500 * time.Millisecond })
+	c := f.client(t, func(c *Config) { c.StartTimeout = 1500 * time.Millisecond })
 	begin := time.Now()
 	_, err := c.Start(context.Background(), RunRequest{App: "app"})
 	took := time.Since(begin)
@@ -117,7 +117,7 @@ func TestSlotWaitEndsAtPollTimeout(t *testing.T) {
 	// A Retry-After past the deadline: no slot can come in time.
 	f = newFake(t)
 	runs = full(f, 1<<30, "60")
-	c = f.client(t, func(c *Config) { c.PollTimeout = 5 * time.Second })
+	c = f.client(t, func(c *Config) { c.StartTimeout = 5 * time.Second })
 	begin = time.Now()
 	_, err = c.Start(context.Background(), RunRequest{App: "app", Waiting: func() { t.Error("Waiting called") }})
 	if !errors.Is(err, ErrQuota) || time.Since(begin) > time.Second || len(runs()) != 1 {
