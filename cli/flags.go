@@ -36,8 +36,8 @@ type Flag struct {
 	DefaultText string // the default as --help shows it; "" shows "none"
 	value       flag.Value
 	checks      []func() error
-	fromEnv     bool // set by its variable (and not overridden by the command line)
-	fromArgs    bool // set on the command line
+	fromEnv     bool  // set by its variable (and not overridden by the command line)
+	fromArgs    bool  // set on the command line
 	aliasOf     *Flag // for an alias: the flag it names
 	givenAs     *Flag // the alias that gave this flag its value, if one did
 }
