@@ -111,8 +111,8 @@ func transportError(ctx context.Context, op string, err error) error {
 	return &APIError{Op: op, Kind: ErrUnreachable, Err: err}
 }
 
-// failure turns a non-success answer into an *APIError.
-func failure(op string, svc service, a answer) *APIError {
+// apiErrorOf turns a non-success answer into an *APIError.
+func apiErrorOf(op string, svc service, a answer) *APIError {
 	e := &APIError{Op: op, Status: a.status, Message: errorMessage(a.body), Kind: statusKind(svc, a.status)}
 	if a.status == http.StatusTooManyRequests {
 		e.retryAfter, e.hasRetryAfter = parseRetryAfter(a.header.Get("Retry-After"), time.Now())

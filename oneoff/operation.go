@@ -102,7 +102,7 @@ func (c *Client) pollOnce(ctx context.Context, opURL string) (opState, time.Dura
 		if a.status == 401 {
 			c.tokens.forget(tok)
 		}
-		return opState{}, 0, failure(op, svcOperation, a)
+		return opState{}, 0, apiErrorOf(op, svcOperation, a)
 	}
 	if a.oversized {
 		return opState{}, 0, malformed(op, a.status, "answer over 1 MiB", nil)

@@ -40,7 +40,7 @@ func (o *OneOff) Resize(ctx context.Context, width, height int) error {
 		o.c.log.Debug("resize refused before attach, sent again once attached", "status", a.status)
 		return nil
 	}
-	return failure(op, svcAttach, a)
+	return apiErrorOf(op, svcAttach, a)
 }
 
 // resendEarlySize sends, once attached, a size the platform refused before.
@@ -56,7 +56,7 @@ func (o *OneOff) resendEarlySize(ctx context.Context) {
 	}
 	a, err := o.putSize(ctx, size[0], size[1])
 	if err == nil && !a.ok() {
-		err = failure("resize", svcAttach, a)
+		err = apiErrorOf("resize", svcAttach, a)
 	}
 	if err != nil {
 		o.c.log.Warn("resize after attach failed", "cols", size[0], "rows", size[1], "err", err)

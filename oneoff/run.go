@@ -193,7 +193,7 @@ func (c *Client) run(ctx context.Context, req RunRequest) (runResult, error) {
 		}
 	}
 	if !a.ok() {
-		return runResult{}, failure(op, svcRun, a)
+		return runResult{}, apiErrorOf(op, svcRun, a)
 	}
 	if a.oversized {
 		return runResult{}, malformed(op, a.status, "answer over 1 MiB", nil)

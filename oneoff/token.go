@@ -99,7 +99,7 @@ func (c *Client) exchange(ctx context.Context) (string, time.Time, error) {
 		return "", time.Time{}, err
 	}
 	if !a.ok() {
-		return "", time.Time{}, failure(op, svcAuth, a)
+		return "", time.Time{}, apiErrorOf(op, svcAuth, a)
 	}
 	if a.oversized {
 		return "", time.Time{}, malformed(op, a.status, "answer over 1 MiB", nil)

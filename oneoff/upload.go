@@ -54,7 +54,7 @@ func (o *OneOff) Upload(ctx context.Context, name string, size int64, r io.Reade
 		return err
 	}
 	if a.status != 200 {
-		return failure(op, svcUpload, a)
+		return apiErrorOf(op, svcUpload, a)
 	}
 	return nil
 }

@@ -32,7 +32,7 @@ func (o *OneOff) Wait(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	if !a.ok() {
-		return 0, failure(op, svcWait, a)
+		return 0, apiErrorOf(op, svcWait, a)
 	}
 	if a.oversized {
 		return 0, malformed(op, a.status, "answer over 1 MiB", nil)

@@ -46,11 +46,11 @@ func (h *handlers) explain(err error) {
 		return
 	}
 	h.log.Info("sftp: refused", "reason", err.Error())
-	h.tell("upload refused: " + err.Error())
+	h.printStderr("upload refused: " + err.Error())
 }
 
-// tell writes one line on the channel's stderr, if there is one.
-func (h *handlers) tell(line string) {
+// printStderr writes one line on the channel's stderr, if there is one.
+func (h *handlers) printStderr(line string) {
 	if h.stderr == nil {
 		return
 	}
@@ -66,7 +66,7 @@ func (h *handlers) acquire(path string) (release func(), err error) {
 	if err != nil {
 		h.limitTold.Do(func() {
 			h.log.Warn("sftp: open refused", "reason", err.Error())
-			h.tell("open refused: " + err.Error())
+			h.printStderr("open refused: " + err.Error())
 		})
 	}
 	return release, err
