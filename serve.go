@@ -75,18 +75,20 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	}
 	defer client.CloseIdleConnections()
 
-	staging, err := newStaging(cfg, log)
+	area, err := newStaging(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer staging.Close()
+	defer area.Close()
 
 	srv, err := bridge.New(cfg.bridge, bridge.Deps{
-		Platform: client,
-		Auth:     authority,
-		HostKey:  hostKey,
-		Uploads:  staging,
-		Logger:   log,
+		Platform:     client,
+		Auth:         authority,
+		HostKey:      hostKey,
+		Subsystems:   area.Subsystems(),
+		Interceptors: area.Interceptors(),
+		Deliverer:    area,
+		Logger:       log,
 	})
 	if err != nil {
 		return err

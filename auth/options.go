@@ -111,122 +111,153 @@ func nextOption(s string) (name, value string, hasValue bool, rest string, err e
 	return name, b.String(), true, rest, nil
 }
 
-// setFlag applies an option without a value; false for any other name.
-func (o *keyOptions) setFlag(name string) bool {
-	switch name {
-	case "cert-authority":
-		o.certAuthority = true
-	case "no-pty":
-		o.noPTY = true
-	case "pty":
-		o.noPTY = false
-	case "no-port-forwarding":
-		o.noPortFwd = true
-	case "port-forwarding":
-		o.noPortFwd = false
-	case "no-agent-forwarding":
-		o.noAgentFwd = true
-	case "agent-forwarding":
-		o.noAgentFwd = false
-	case "no-x11-forwarding":
-		o.noX11Fwd = true
-	case "x11-forwarding":
-		o.noX11Fwd = false
-	case "no-user-rc":
-		o.noUserRC = true
-	case "user-rc":
-		o.noUserRC = false
-	case "no-touch-required":
-		o.noTouch = true
-	case "restrict":
-		// Every restriction; options after it may lift one, as in sshd
-		// ("restrict,pty").
-		o.noPTY, o.noPortFwd, o.noAgentFwd, o.noX11Fwd, o.noUserRC = true, true, true, true, true
-	default:
-		return false
-	}
-	return true
+// keyOption is one authorized_keys option the bridge knows.
+type keyOption struct {
+	// value: the option takes a quoted value (name="..."); otherwise it is
+	// a flag, which takes none.
+	value bool
+	// repeatable: a valued option may come more than once on a line; a
+	// flag always may.
+	repeatable bool
+	// apply records the option in o; nil: the option is known but refused.
+	apply func(o *keyOptions, value string, loc *time.Location) error
 }
 
+// flagOption is a keyOption without a value that sets what set says.
+func flagOption(set func(o *keyOptions)) keyOption {
+	return keyOption{apply: func(o *keyOptions, _ string, _ *time.Location) error {
+		set(o)
+		return nil
+	}}
+}
+
+// keyOptionTable holds every option name the bridge knows, as sshd(8)
+// documents them (AUTHORIZED_KEYS FILE FORMAT), plus apps="...".
+var keyOptionTable = map[string]keyOption{
+	"cert-authority":      flagOption(func(o *keyOptions) { o.certAuthority = true }),
+	"no-pty":              flagOption(func(o *keyOptions) { o.noPTY = true }),
+	"pty":                 flagOption(func(o *keyOptions) { o.noPTY = false }),
+	"no-port-forwarding":  flagOption(func(o *keyOptions) { o.noPortFwd = true }),
+	"port-forwarding":     flagOption(func(o *keyOptions) { o.noPortFwd = false }),
+	"no-agent-forwarding": flagOption(func(o *keyOptions) { o.noAgentFwd = true }),
+	"agent-forwarding":    flagOption(func(o *keyOptions) { o.noAgentFwd = false }),
+	"no-x11-forwarding":   flagOption(func(o *keyOptions) { o.noX11Fwd = true }),
+	"x11-forwarding":      flagOption(func(o *keyOptions) { o.noX11Fwd = false }),
+	"no-user-rc":          flagOption(func(o *keyOptions) { o.noUserRC = true }),
+	"user-rc":             flagOption(func(o *keyOptions) { o.noUserRC = false }),
+	"no-touch-required":   flagOption(func(o *keyOptions) { o.noTouch = true }),
+	// Every restriction; options after it may lift one, as in sshd
+	// ("restrict,pty").
+	"restrict": flagOption(func(o *keyOptions) {
+		o.noPTY, o.noPortFwd, o.noAgentFwd, o.noX11Fwd, o.noUserRC = true, true, true, true, true
+	}),
+	// Needs the FIDO signature flags, which the bridge cannot see:
+	// refusing the line beats silently weakening it.
+	"verify-required": {},
+
+	"apps":         {value: true, apply: applyApps},
+	"from":         {value: true, apply: applyFrom},
+	"command":      {value: true, apply: applyCommand},
+	"expiry-time":  {value: true, repeatable: true, apply: applyExpiry},
+	"environment":  {value: true, repeatable: true, apply: applyEnvironment},
+	"permitopen":   {value: true, repeatable: true, apply: applyPermit("permitopen", func(o *keyOptions) *[]string { return &o.permitOpen })},
+	"permitlisten": {value: true, repeatable: true, apply: applyPermit("permitlisten", func(o *keyOptions) *[]string { return &o.permitListen })},
+	"principals":   {value: true, apply: applyPrincipals},
+	"tunnel":       {value: true, apply: func(o *keyOptions, v string, _ *time.Location) error { o.tunnel = v; return nil }},
+}
+
+// apply checks one option against keyOptionTable and records it; seen
+// holds the valued options already given on the line.
 func (o *keyOptions) apply(name, value string, hasValue bool, seen map[string]bool, loc *time.Location) error {
-	if !hasValue {
-		if o.setFlag(name) {
-			return nil
-		}
-	} else if (&keyOptions{}).setFlag(name) {
-		return fmt.Errorf("option %q takes no value", name)
-	}
-	switch name {
-	case "apps", "from", "command", "expiry-time", "environment", "permitopen", "permitlisten", "principals", "tunnel":
-	case "verify-required":
-		// Needs the FIDO signature flags, which the bridge cannot see:
-		// refusing the line beats silently weakening it.
-		return fmt.Errorf("option %q is not supported", name)
-	default:
+	opt, ok := keyOptionTable[name]
+	switch {
+	case !ok:
 		return fmt.Errorf("unknown option %q", name)
-	}
-	if !hasValue {
+	case opt.apply == nil:
+		return fmt.Errorf("option %q is not supported", name)
+	case !opt.value && hasValue:
+		return fmt.Errorf("option %q takes no value", name)
+	case opt.value && !hasValue:
 		return fmt.Errorf("option %q needs a quoted value", name)
-	}
-	repeatable := name == "environment" || name == "permitopen" || name == "permitlisten" || name == "expiry-time"
-	if seen[name] && !repeatable {
+	case opt.value && seen[name] && !opt.repeatable:
 		return fmt.Errorf("option %q given twice", name)
 	}
-	seen[name] = true
-	switch name {
-	case "apps":
-		l, err := parseAppList(value)
-		if err != nil {
-			return err
+	if opt.value {
+		seen[name] = true
+	}
+	return opt.apply(o, value, loc)
+}
+
+func applyApps(o *keyOptions, v string, _ *time.Location) error {
+	l, err := parseAppList(v)
+	if err != nil {
+		return err
+	}
+	o.apps = l
+	return nil
+}
+
+func applyFrom(o *keyOptions, v string, _ *time.Location) error {
+	l, err := parseAddrList(v, false)
+	if err != nil {
+		return fmt.Errorf("from: %w", err)
+	}
+	o.from = l
+	return nil
+}
+
+func applyCommand(o *keyOptions, v string, _ *time.Location) error {
+	o.command, o.hasCommand = v, true
+	return nil
+}
+
+// applyExpiry keeps the earliest of several expiry-time options, as sshd.
+func applyExpiry(o *keyOptions, v string, loc *time.Location) error {
+	t, err := parseExpiry(v, loc)
+	if err != nil {
+		return err
+	}
+	if o.expiry.IsZero() || t.Before(o.expiry) {
+		o.expiry = t
+	}
+	return nil
+}
+
+// applyEnvironment keeps the first value of each name, as sshd.
+func applyEnvironment(o *keyOptions, v string, _ *time.Location) error {
+	n, val, ok := strings.Cut(v, "=")
+	if !ok || !validEnvName(n) {
+		// The value is not quoted back: it may be a secret.
+		return errors.New("environment: value is not NAME=value")
+	}
+	for _, e := range o.env {
+		if e.name == n {
+			return nil
 		}
-		o.apps = l
-	case "from":
-		l, err := parseAddrList(value, false)
-		if err != nil {
-			return fmt.Errorf("from: %w", err)
+	}
+	o.env = append(o.env, envVar{n, val})
+	return nil
+}
+
+// applyPermit appends a permitopen or permitlisten value (one word) to
+// the list field returns.
+func applyPermit(name string, field func(o *keyOptions) *[]string) func(*keyOptions, string, *time.Location) error {
+	return func(o *keyOptions, v string, _ *time.Location) error {
+		if v == "" || strings.ContainsAny(v, " \t") {
+			return fmt.Errorf("%s: bad value %q", name, v)
 		}
-		o.from = l
-	case "command":
-		o.command, o.hasCommand = value, true
-	case "expiry-time":
-		t, err := parseExpiry(value, loc)
-		if err != nil {
-			return err
+		l := field(o)
+		*l = append(*l, v)
+		return nil
+	}
+}
+
+func applyPrincipals(o *keyOptions, v string, _ *time.Location) error {
+	for _, p := range strings.Split(v, ",") {
+		if p == "" {
+			return errors.New("principals: empty name")
 		}
-		// The earliest of several wins, as in sshd.
-		if o.expiry.IsZero() || t.Before(o.expiry) {
-			o.expiry = t
-		}
-	case "environment":
-		n, v, ok := strings.Cut(value, "=")
-		if !ok || !validEnvName(n) {
-			// The value is not quoted back: it may be a secret.
-			return errors.New("environment: value is not NAME=value")
-		}
-		for _, e := range o.env {
-			if e.name == n {
-				return nil
-			}
-		}
-		o.env = append(o.env, envVar{n, v})
-	case "permitopen", "permitlisten":
-		if value == "" || strings.ContainsAny(value, " \t") {
-			return fmt.Errorf("%s: bad value %q", name, value)
-		}
-		if name == "permitopen" {
-			o.permitOpen = append(o.permitOpen, value)
-		} else {
-			o.permitListen = append(o.permitListen, value)
-		}
-	case "principals":
-		for _, p := range strings.Split(value, ",") {
-			if p == "" {
-				return errors.New("principals: empty name")
-			}
-			o.principals = append(o.principals, p)
-		}
-	case "tunnel":
-		o.tunnel = value
+		o.principals = append(o.principals, p)
 	}
 	return nil
 }

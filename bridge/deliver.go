@@ -27,7 +27,7 @@ func (e *deliverError) Unwrap() error { return e.err }
 // with it. When either step fails, the user's line names every file, all
 // still pending for the next session.
 func (sess *session) deliverAndAttach(ctx context.Context, o *oneoff.OneOff) (*oneoff.Stream, error) {
-	up := sess.srv.deps.Uploads
+	up := sess.srv.deps.Deliverer
 	if up == nil {
 		stream, err := o.Attach(ctx)
 		if err != nil {
@@ -60,7 +60,7 @@ func (sess *session) deliverAndAttach(ctx context.Context, o *oneoff.OneOff) (*o
 
 // deliver sends the pending files. A failure stops the session with a
 // sentence naming the file, the cause, and every file still pending.
-func (sess *session) deliver(ctx context.Context, up Uploads, o *oneoff.OneOff) (Delivery, error) {
+func (sess *session) deliver(ctx context.Context, up Deliverer, o *oneoff.OneOff) (Delivery, error) {
 	send := func(ctx context.Context, name string, size int64, r io.Reader) error {
 		if err := o.Upload(ctx, name, size, r); err != nil {
 			return &deliverError{name: name, err: err}

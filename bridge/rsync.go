@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"context"
 	"errors"
+	"io"
 	"path"
 	"strings"
 )
@@ -9,9 +11,10 @@ import (
 // rsyncUploadMessage is the line an rsync upload gets instead of a one-off.
 const rsyncUploadMessage = "rsync cannot upload through this bridge: a one-off's files end with it. Use scp or sftp (they land in /tmp/uploads of your next session), or run rsync inside one session."
 
-// rsyncUploadRefusal returns the failure (ExitRsyncUpload, one line) for an
-// exec command that is the server side of an rsync upload, and nil for any
-// other command, which goes to a one-off verbatim.
+// refuseRsyncUpload is the interceptor of the server side of an rsync
+// upload: its handler fails the session (ExitRsyncUpload, one line) and
+// starts no one-off. It returns nil for any other command, which goes on to
+// the next interceptor.
 //
 // rsync runs "RSYNC_PATH --server [--sender] OPTIONS . PATHS" through the
 // remote shell (RSYNC_PATH is "rsync" unless --rsync-path says otherwise;
@@ -20,11 +23,13 @@ const rsyncUploadMessage = "rsync cannot upload through this bridge: a one-off's
 // receive them, and they would end with it while rsync reports success.
 // "rsync --server --daemon" is refused too: its direction is chosen inside
 // the protocol, so the command cannot tell an upload from a download.
-func rsyncUploadRefusal(command string) error {
+func refuseRsyncUpload(command string) ExecHandler {
 	if !isRsyncUpload(command) {
 		return nil
 	}
-	return &failure{ExitRsyncUpload, rsyncUploadMessage, errors.New("rsync upload refused: it would land in a one-off that ends with the session")}
+	return func(context.Context, string, string, io.ReadWriter, io.Writer) (int, error) {
+		return 0, &failure{ExitRsyncUpload, rsyncUploadMessage, errors.New("rsync upload refused: it would land in a one-off that ends with the session")}
+	}
 }
 
 // isRsyncUpload says whether command, split at spaces, has a word

@@ -84,15 +84,12 @@ func (sess *session) dispatch(kind, arg string) (int, error) {
 			sess.log.Info("blank command: nothing to run")
 			return 0, nil
 		}
-		if err := rsyncUploadRefusal(command); err != nil {
-			return 0, err
-		}
 		if answer := sess.srv.intercept(command); answer != nil {
-			code := answer(sess.ctx, sess.identity(), sess.app, sess.ch, sess.ch.Stderr())
+			code, err := answer(sess.ctx, sess.identity(), sess.app, sess.ch, sess.ch.Stderr())
 			if sess.ctx.Err() != nil {
 				return 0, context.Cause(sess.ctx)
 			}
-			return code, nil
+			return code, err
 		}
 	}
 	for k, v := range sess.grant.Env {

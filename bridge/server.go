@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,23 +18,38 @@ import (
 )
 
 // Deps are the parts the server drives. Platform, Auth and HostKey are
-// required; Uploads may be nil, which turns SFTP and scp away.
+// required; the rest may be zero.
 type Deps struct {
 	Platform Platform
 	Auth     Authenticator
 	HostKey  gossh.Signer
-	Uploads  Uploads
-	Logger   *slog.Logger
+	// Subsystems serves the subsystem requests by name ("sftp"); a name
+	// not in the map, or a nil map, is refused (the request is answered
+	// false), as OpenSSH's sshd refuses a subsystem it has no Subsystem
+	// line for.
+	Subsystems map[string]SubsystemHandler
+	// Interceptors are consulted in order about each exec command (after
+	// the bridge's own: an rsync upload is refused); the first that
+	// returns a handler answers it, and a command none answers goes to a
+	// one-off. A blank command never reaches them: it ends with 0, as
+	// `sh -c ''` under OpenSSH's sshd.
+	Interceptors []Interceptor
+	// Deliverer, when not nil, sends the pending uploads to each one-off
+	// before it is attached.
+	Deliverer Deliverer
+	Logger    *slog.Logger
 }
 
 // Server is the bridge's SSH server.
 type Server struct {
-	cfg       Config
-	deps      Deps
-	log       *slog.Logger
-	ssh       *ssh.Server
-	admission *auth.Admission // which connections may authenticate; per-source penalties
-	stop      shutdownState
+	cfg  Config
+	deps Deps
+	// interceptors are the bridge's own, then Deps.Interceptors.
+	interceptors []Interceptor
+	log          *slog.Logger
+	ssh          *ssh.Server
+	admission    *auth.Admission // which connections may authenticate; per-source penalties
+	stop         shutdownState
 	// oneOffs counts each key's one-offs, for MaxOneOffsPerKey.
 	oneOffs oneOffCounts
 }
@@ -61,7 +77,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	s := &Server{cfg: cfg, deps: deps, log: log, admission: admission}
+	s := &Server{cfg: cfg, deps: deps, log: log, admission: admission,
+		interceptors: append(slices.Clone(builtinInterceptors), deps.Interceptors...)}
 	s.ssh = &ssh.Server{
 		Version:              cfg.Version,
 		HostSigners:          []ssh.Signer{deps.HostKey},

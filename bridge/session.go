@@ -140,96 +140,142 @@ func (sess *session) serveRequests(reqs <-chan *gossh.Request) {
 	}
 }
 
+// sessionRequests are the session requests the bridge serves, by type
+// (RFC 4254 section 6 and OpenSSH's PROTOCOL); each handler returns the
+// reply. Any other type is answered false (RFC 4254 section 5.4).
+var sessionRequests = map[string]func(*session, *gossh.Request) bool{
+	"pty-req":                    (*session).ptyReq,
+	"window-change":              (*session).windowChange,
+	"env":                        (*session).setEnv,
+	"signal":                     (*session).signal,
+	"shell":                      (*session).start,
+	"exec":                       (*session).start,
+	"subsystem":                  (*session).start,
+	"auth-agent-req@openssh.com": (*session).agentForwarding,
+	"x11-req":                    (*session).x11Forwarding,
+}
+
 func (sess *session) handleRequest(req *gossh.Request) bool {
-	switch req.Type {
-	case "pty-req":
-		var msg ptyRequestMsg
-		if sess.started || sess.pty != nil || gossh.Unmarshal(req.Payload, &msg) != nil {
-			return false
-		}
-		if sess.grant != nil && sess.grant.NoPTY {
-			sess.logRefusal(slog.LevelInfo, "refused pty: not allowed for this key")
-			return false
-		}
-		sess.mu.Lock()
-		sess.pty = &msg
-		sess.mu.Unlock()
-		sess.win.set(int(msg.Columns), int(msg.Rows))
-		return true
-	case "window-change":
-		var msg windowChangeMsg
-		if gossh.Unmarshal(req.Payload, &msg) != nil {
-			return false
-		}
-		sess.win.set(int(msg.Columns), int(msg.Rows))
-		return true
-	case "env":
-		var msg envMsg
-		if sess.started || gossh.Unmarshal(req.Payload, &msg) != nil {
-			return false
-		}
-		if !sess.srv.cfg.envAllowed(msg.Name) {
-			sess.logRefusal(slog.LevelDebug, "ignored environment variable", "name", cut(msg.Name, logNameBytes))
-			return false
-		}
-		if why := envRefusal(sess.env, msg.Name, msg.Value); why != "" {
-			sess.logRefusal(slog.LevelInfo, "refused environment variable", "name", cut(msg.Name, logNameBytes),
-				"name_bytes", len(msg.Name), "value_bytes", len(msg.Value), "reason", why)
-			return false
-		}
-		sess.env[msg.Name] = msg.Value
-		return true
-	case "signal":
-		var msg stringMsg
-		if gossh.Unmarshal(req.Payload, &msg) != nil {
-			return false
-		}
-		select {
-		case sess.signals <- msg.Value:
-			return true
-		default:
-			return false
-		}
-	case "shell", "exec", "subsystem":
-		if sess.started {
-			return false
-		}
-		var msg stringMsg
-		if req.Type != "shell" && gossh.Unmarshal(req.Payload, &msg) != nil {
-			return false
-		}
-		if req.Type == "subsystem" && !sess.srv.subsystemSupported(msg.Value) {
-			sess.logRefusal(slog.LevelInfo, "refused subsystem", "subsystem", cut(msg.Value, logNameBytes))
-			return false
-		}
-		sess.mu.Lock()
-		stopped := sess.stopped
-		sess.started = !stopped
-		sess.mu.Unlock()
-		if stopped {
-			return false
-		}
-		go func() {
-			defer close(sess.done)
-			defer sess.recoverPanic()
-			sess.work(req.Type, msg.Value)
-		}()
-		return true
-	case "auth-agent-req@openssh.com":
-		sess.logRefusal(slog.LevelInfo, "refused forwarding", "type", req.Type)
-		sess.refuse("Agent forwarding is not supported by this bridge.")
-		return false
-	case "x11-req":
-		// The screen number only: the cookie is a secret.
-		attrs := []any{"type", req.Type}
-		var msg x11RequestMsg
-		if gossh.Unmarshal(req.Payload, &msg) == nil {
-			attrs = append(attrs, "screen", msg.Screen)
-		}
-		sess.logRefusal(slog.LevelInfo, "refused forwarding", attrs...)
-		sess.refuse("X11 forwarding is not supported by this bridge.")
+	if h := sessionRequests[req.Type]; h != nil {
+		return h(sess, req)
+	}
+	return false
+}
+
+// ptyReq takes the terminal (RFC 4254 section 6.2): once, before the work
+// starts, unless the key's no-pty option refuses it.
+func (sess *session) ptyReq(req *gossh.Request) bool {
+	var msg ptyRequestMsg
+	if sess.started || sess.pty != nil || gossh.Unmarshal(req.Payload, &msg) != nil {
 		return false
 	}
+	if sess.grant != nil && sess.grant.NoPTY {
+		sess.logRefusal(slog.LevelInfo, "refused pty: not allowed for this key")
+		return false
+	}
+	sess.mu.Lock()
+	sess.pty = &msg
+	sess.mu.Unlock()
+	sess.win.set(int(msg.Columns), int(msg.Rows))
+	return true
+}
+
+// windowChange follows the terminal's size (RFC 4254 section 6.7), before
+// and after the work starts.
+func (sess *session) windowChange(req *gossh.Request) bool {
+	var msg windowChangeMsg
+	if gossh.Unmarshal(req.Payload, &msg) != nil {
+		return false
+	}
+	sess.win.set(int(msg.Columns), int(msg.Rows))
+	return true
+}
+
+// setEnv keeps an environment variable for the one-off (RFC 4254 section
+// 6.4) when Config.EnvAllow allows its name and envRefusal does not refuse
+// it.
+func (sess *session) setEnv(req *gossh.Request) bool {
+	var msg envMsg
+	if sess.started || gossh.Unmarshal(req.Payload, &msg) != nil {
+		return false
+	}
+	if !sess.srv.cfg.envAllowed(msg.Name) {
+		sess.logRefusal(slog.LevelDebug, "ignored environment variable", "name", cut(msg.Name, logNameBytes))
+		return false
+	}
+	if why := envRefusal(sess.env, msg.Name, msg.Value); why != "" {
+		sess.logRefusal(slog.LevelInfo, "refused environment variable", "name", cut(msg.Name, logNameBytes),
+			"name_bytes", len(msg.Name), "value_bytes", len(msg.Value), "reason", why)
+		return false
+	}
+	sess.env[msg.Name] = msg.Value
+	return true
+}
+
+// signal queues a signal for the one-off (RFC 4254 section 6.9); false
+// when the queue is full.
+func (sess *session) signal(req *gossh.Request) bool {
+	var msg stringMsg
+	if gossh.Unmarshal(req.Payload, &msg) != nil {
+		return false
+	}
+	select {
+	case sess.signals <- msg.Value:
+		return true
+	default:
+		return false
+	}
+}
+
+// start begins the work of a shell, exec or subsystem request (RFC 4254
+// section 6.5): once per session, not after the bridge's stop, and for a
+// subsystem only one of Deps.Subsystems.
+func (sess *session) start(req *gossh.Request) bool {
+	if sess.started {
+		return false
+	}
+	var msg stringMsg
+	if req.Type != "shell" && gossh.Unmarshal(req.Payload, &msg) != nil {
+		return false
+	}
+	if req.Type == "subsystem" && !sess.srv.subsystemSupported(msg.Value) {
+		sess.logRefusal(slog.LevelInfo, "refused subsystem", "subsystem", cut(msg.Value, logNameBytes))
+		return false
+	}
+	sess.mu.Lock()
+	stopped := sess.stopped
+	sess.started = !stopped
+	sess.mu.Unlock()
+	if stopped {
+		return false
+	}
+	go func() {
+		defer close(sess.done)
+		defer sess.recoverPanic()
+		sess.work(req.Type, msg.Value)
+	}()
+	return true
+}
+
+// agentForwarding refuses agent forwarding (OpenSSH's
+// auth-agent-req@openssh.com), with a line for terminal sessions.
+func (sess *session) agentForwarding(req *gossh.Request) bool {
+	sess.logRefusal(slog.LevelInfo, "refused forwarding", "type", req.Type)
+	sess.refuse("Agent forwarding is not supported by this bridge.")
+	return false
+}
+
+// x11Forwarding refuses X11 forwarding (RFC 4254 section 6.3.1), with a
+// line for terminal sessions.
+func (sess *session) x11Forwarding(req *gossh.Request) bool {
+	// The screen number only: the cookie is a secret.
+	attrs := []any{"type", req.Type}
+	var msg x11RequestMsg
+	if gossh.Unmarshal(req.Payload, &msg) == nil {
+		attrs = append(attrs, "screen", msg.Screen)
+	}
+	sess.logRefusal(slog.LevelInfo, "refused forwarding", attrs...)
+	sess.refuse("X11 forwarding is not supported by this bridge.")
 	return false
 }
 

@@ -6,19 +6,39 @@ import (
 	"io"
 )
 
-// Uploads is the staging area as the SSH side sees it: files arrive by SFTP
-// or legacy scp and leave, before attach, for the next one-off of the same
-// (user, app).
-type Uploads interface {
-	// ServeSFTP serves the SFTP subsystem on the channel until the client
-	// ends it; nil means a clean end.
-	// stderr gets one line per refused upload: sftp clients print only a
-	// status code's generic text.
-	ServeSFTP(ctx context.Context, user, app string, ch io.ReadWriteCloser, stderr io.Writer) error
-	// The staging area answers the exec commands that work on it: legacy
-	// scp's server side (scp -t, scp -f), so that the image needs no scp,
-	// and the probes SFTP tools send about the files they uploaded.
-	Interceptor
+// SubsystemHandler serves one subsystem (RFC 4254 section 6.5) for
+// (user, app) on the channel until the client ends it; nil means a clean
+// end, and the client gets exit status 0, any other error 1. ch's Close is
+// a no-op: the channel stays open for the exit status. stderr is the
+// channel's extended data: sftp clients print only a status code's generic
+// text, so a handler says more there.
+type SubsystemHandler func(ctx context.Context, user, app string, ch io.ReadWriteCloser, stderr io.Writer) error
+
+// Interceptor answers some exec commands in the bridge itself, starting no
+// one-off: commands about the staging area, which a one-off would empty,
+// and commands a one-off cannot serve.
+type Interceptor interface {
+	// Intercept returns the handler of an exec command line the bridge
+	// answers itself, or nil when the command goes to a one-off verbatim.
+	Intercept(command string) ExecHandler
+}
+
+// InterceptorFunc is an Interceptor as a plain function.
+type InterceptorFunc func(command string) ExecHandler
+
+// Intercept calls f(command).
+func (f InterceptorFunc) Intercept(command string) ExecHandler { return f(command) }
+
+// ExecHandler answers one intercepted exec command for (user, app): rw is
+// the channel (the client's stdin, the command's stdout), stderr its
+// stderr. It returns the exit status sent to the client, or an error that
+// ends the session as a failed one-off would (a failure's code and line;
+// any other error is an internal one).
+type ExecHandler func(ctx context.Context, user, app string, rw io.ReadWriter, stderr io.Writer) (int, error)
+
+// Deliverer hands the staging area's pending files to the next one-off of
+// the same (user, app).
+type Deliverer interface {
 	// Deliver sends every pending file of (user, app) through send, oldest
 	// first, and returns the delivery: the files stay pending until it is
 	// committed. progress, which may be nil, learns of each file: sent == 0
@@ -31,27 +51,14 @@ type Uploads interface {
 		progress func(name string, sent, size int64, accepted bool)) (Delivery, error)
 }
 
-// Interceptor answers some exec commands in the bridge itself, starting no
-// one-off: commands about the staging area, which a one-off would empty.
-type Interceptor interface {
-	// Intercept returns the handler of an exec command line the bridge
-	// answers itself, or nil when the command goes to a one-off verbatim.
-	Intercept(command string) ExecHandler
-}
-
-// ExecHandler answers one intercepted exec command for (user, app): rw is
-// the channel (the client's stdin, the command's stdout), stderr its
-// stderr. It returns the exit status sent to the client.
-type ExecHandler func(ctx context.Context, user, app string, rw io.ReadWriter, stderr io.Writer) int
+// builtinInterceptors come before Deps.Interceptors: the commands no
+// one-off may serve, whatever the staging area answers.
+var builtinInterceptors = []Interceptor{InterceptorFunc(refuseRsyncUpload)}
 
 // intercept asks each interceptor in turn about an exec command line, and
 // returns the first handler, or nil: the command goes to a one-off.
 func (s *Server) intercept(command string) ExecHandler {
-	var list []Interceptor
-	if s.deps.Uploads != nil {
-		list = append(list, s.deps.Uploads)
-	}
-	for _, ic := range list {
+	for _, ic := range s.interceptors {
 		if h := ic.Intercept(command); h != nil {
 			return h
 		}
@@ -74,25 +81,25 @@ type Delivery interface {
 }
 
 func (s *Server) subsystemSupported(name string) bool {
-	return name == "sftp" && s.deps.Uploads != nil
+	return s.deps.Subsystems[name] != nil
 }
 
 func (s *Server) serveSubsystem(sess *session, name string) (int, error) {
 	// Buffered reads: x/crypto sends a window adjustment for every read of
 	// a channel, and the SFTP server reads each packet in two small pieces.
 	ch := keepOpen{bufio.NewReaderSize(sess.ch, 64<<10), sess.ch}
-	if err := s.deps.Uploads.ServeSFTP(sess.ctx, sess.identity(), sess.app, ch, sess.ch.Stderr()); err != nil {
+	if err := s.deps.Subsystems[name](sess.ctx, sess.identity(), sess.app, ch, sess.ch.Stderr()); err != nil {
 		if sess.ctx.Err() != nil {
 			return 0, context.Cause(sess.ctx)
 		}
-		sess.log.Warn("sftp ended with an error", "err", err)
+		sess.log.Warn(name+" ended with an error", "err", err)
 		return 1, nil
 	}
 	return 0, nil
 }
 
-// keepOpen hides Close from the SFTP server: the channel must stay open for
-// the exit status that follows the end of the subsystem.
+// keepOpen hides Close from a subsystem's handler: the channel must stay
+// open for the exit status that follows the end of the subsystem.
 type keepOpen struct {
 	io.Reader
 	io.Writer
