@@ -49,6 +49,17 @@ type fakePlatform struct {
 	mu      sync.Mutex
 	reqs    []oneoff.RunRequest
 	started []*fakeOneOff
+	notify  chan *fakeOneOff
+}
+
+// startedCh gets each one-off as it starts.
+func (p *fakePlatform) startedCh() chan *fakeOneOff {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.notify == nil {
+		p.notify = make(chan *fakeOneOff, 16)
+	}
+	return p.notify
 }
 
 func (p *fakePlatform) Start(ctx context.Context, req oneoff.RunRequest) (OneOff, error) {
@@ -70,6 +81,7 @@ func (p *fakePlatform) Start(ctx context.Context, req oneoff.RunRequest) (OneOff
 	p.mu.Lock()
 	p.started = append(p.started, o)
 	p.mu.Unlock()
+	p.startedCh() <- o
 	return o, nil
 }
 
@@ -77,12 +89,6 @@ func (p *fakePlatform) requests() []oneoff.RunRequest {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]oneoff.RunRequest(nil), p.reqs...)
-}
-
-func (p *fakePlatform) oneOffs() []*fakeOneOff {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]*fakeOneOff(nil), p.started...)
 }
 
 // fakeOneOff records what the session did to it, in order.
