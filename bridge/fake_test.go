@@ -330,6 +330,23 @@ func (b *testBridge) run(t *testing.T, app, command, stdin string, setup func(*g
 	return result{out.String(), errOut.String(), code}
 }
 
+// startExec starts an exec session of command on c, with its stdin and
+// stderr as pipes.
+func startExec(t *testing.T, c *gossh.Client, command string) (*gossh.Session, io.WriteCloser, io.Reader) {
+	t.Helper()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	in, _ := s.StdinPipe()
+	errOut, _ := s.StderrPipe()
+	if err := s.Start(command); err != nil {
+		t.Fatal(err)
+	}
+	return s, in, errOut
+}
+
 // exitCode is the exit status of a session that ended with err.
 func exitCode(t *testing.T, err error) int {
 	t.Helper()

@@ -14,14 +14,7 @@ import (
 func TestPerKeyCap(t *testing.T) {
 	p := &fakePlatform{}
 	b := startBridge(t, Config{MaxOneOffsPerKey: 1}, p, nil, "")
-	s, err := b.dial(t, "demo").NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, _ := s.StdinPipe()
-	if err := s.Start("cat"); err != nil {
-		t.Fatal(err)
-	}
+	s, in, _ := startExec(t, b.dial(t, "demo"), "cat")
 	<-startedOneOff(t, p).attached
 	want := result{stderr: "This key already runs 1 one-off container, the most the bridge allows per key; try again when one has ended.\n", code: ExitKeyLimit}
 	if got := b.run(t, "demo", "true", "", nil); got != want {

@@ -74,15 +74,7 @@ func TestShutdownNotices(t *testing.T) {
 	p := &fakePlatform{}
 	b := startBridge(t, Config{}, p, nil, "")
 	f := recordChannels(b)
-	s, err := b.dial(t, "demo").NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, _ := s.StdinPipe()
-	errOut, _ := s.StderrPipe()
-	if err := s.Start("cat"); err != nil {
-		t.Fatal(err)
-	}
+	s, in, errOut := startExec(t, b.dial(t, "demo"), "cat")
 	io.WriteString(in, "x")
 	o := startedOneOff(t, p)
 	<-o.attached
@@ -103,6 +95,11 @@ func TestShutdownNotices(t *testing.T) {
 	if err := <-stopped; err == nil {
 		t.Error("Shutdown past its grace returned nil")
 	}
+	select {
+	case <-o.exit:
+	default:
+		t.Error("Shutdown returned before the one-off ended")
+	}
 	if got := f.get(); !slices.Equal(got[len(got)-4:], []string{"stderr", "exit-status", "eof", "close"}) {
 		t.Errorf("the server sent %q, want it to end with stderr, exit-status, eof, close", got)
 	}
@@ -117,15 +114,7 @@ func TestShutdownNotices(t *testing.T) {
 func TestShutdownWithinGrace(t *testing.T) {
 	b := startBridge(t, Config{}, &fakePlatform{}, nil, "")
 	c := b.dial(t, "demo")
-	s, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, _ := s.StdinPipe()
-	errOut, _ := s.StderrPipe()
-	if err := s.Start("cat"); err != nil {
-		t.Fatal(err)
-	}
+	s, in, errOut := startExec(t, c, "cat")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	stopped := make(chan error, 1)
