@@ -82,7 +82,7 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	defer area.Close()
 
 	srv, err := bridge.New(cfg.bridge, bridge.Deps{
-		Platform:     client,
+		Platform:     bridge.ClientPlatform(client),
 		Auth:         authority,
 		HostKey:      hostKey,
 		Subsystems:   area.Subsystems(),

@@ -26,7 +26,7 @@ func (e *deliverError) Unwrap() error { return e.err }
 // that never attached never ran the command, and whatever it took is lost
 // with it. When either step fails, the user's line names every file, all
 // still pending for the next session.
-func (sess *session) deliverAndAttach(ctx context.Context, o *oneoff.OneOff) (*oneoff.Stream, error) {
+func (sess *session) deliverAndAttach(ctx context.Context, o OneOff) (Stream, error) {
 	up := sess.srv.deps.Deliverer
 	if up == nil {
 		stream, err := o.Attach(ctx)
@@ -60,7 +60,7 @@ func (sess *session) deliverAndAttach(ctx context.Context, o *oneoff.OneOff) (*o
 
 // deliver sends the pending files. A failure stops the session with a
 // sentence naming the file, the cause, and every file still pending.
-func (sess *session) deliver(ctx context.Context, up Deliverer, o *oneoff.OneOff) (Delivery, error) {
+func (sess *session) deliver(ctx context.Context, up Deliverer, o OneOff) (Delivery, error) {
 	send := func(ctx context.Context, name string, size int64, r io.Reader) error {
 		if err := o.Upload(ctx, name, size, r); err != nil {
 			return &deliverError{name: name, err: err}

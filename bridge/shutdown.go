@@ -8,8 +8,6 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	"sshbridge/oneoff"
 )
 
 // errBridgeStopped is the cause of a session's end when the bridge's stop
@@ -228,7 +226,7 @@ func (sess *session) stoppedByBridge() bool {
 // wait runs beside the session, whose last line goes out at once; the
 // session's own count keeps the wait group above zero while it is added.
 // A fresh context: the session's own is over.
-func (sess *session) awaitOneOffEnd(o *oneoff.OneOff) {
+func (sess *session) awaitOneOffEnd(o OneOff) {
 	running := &sess.srv.stop.running
 	running.Add(1)
 	go func() {
