@@ -48,7 +48,7 @@ func (sess *session) deliverAndAttach(ctx context.Context, o OneOff) (Stream, er
 			return nil, err
 		}
 		f := classify(sess.app, err)
-		return nil, &failure{f.code, f.message + " " + stillPending(files), err}
+		return nil, &exitFailure{f.code, f.message + " " + stillPending(files), err}
 	}
 	if err := d.Commit(); err != nil {
 		// They were delivered and the one-off runs: the next session gets
@@ -83,18 +83,18 @@ func (sess *session) deliver(ctx context.Context, up Deliverer, o OneOff) (Deliv
 	case ctx.Err() != nil:
 		return nil, err
 	case !errors.As(err, &de):
-		return nil, &failure{ExitInternal, joinSentences("The bridge could not read a pending upload.", stillPending(pending)), err}
+		return nil, &exitFailure{ExitInternal, joinSentences("The bridge could not read a pending upload.", stillPending(pending)), err}
 	case errors.Is(err, oneoff.ErrUploadRefused):
 		reason := "refused"
 		var apiErr *oneoff.APIError
 		if errors.As(err, &apiErr) && apiErr.Message != "" {
 			reason = oneLine(apiErr.Message)
 		}
-		return nil, &failure{ExitUploadRefused,
+		return nil, &exitFailure{ExitUploadRefused,
 			joinSentences(fmt.Sprintf("The platform refused the upload of %q (%s).", de.name, reason), stillPending(pending)), err}
 	}
 	f := classify(sess.app, err)
-	return nil, &failure{f.code, joinSentences(fmt.Sprintf("The upload of %q failed.", de.name), f.message, stillPending(pending)), err}
+	return nil, &exitFailure{f.code, joinSentences(fmt.Sprintf("The upload of %q failed.", de.name), f.message, stillPending(pending)), err}
 }
 
 // maxNamed bounds the names a failure line lists: past it, a count.

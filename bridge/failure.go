@@ -8,55 +8,55 @@ import (
 	"sshbridge/oneoff"
 )
 
-// failure is what the user is told when the bridge ends a session itself:
+// exitFailure is what the user is told when the bridge ends a session itself:
 // one fixed sentence and an exit code. The cause goes to the log only.
-type failure struct {
+type exitFailure struct {
 	code    int
 	message string
 	cause   error
 }
 
-func (f *failure) Error() string {
+func (f *exitFailure) Error() string {
 	if f.cause == nil {
 		return f.message
 	}
 	return fmt.Sprintf("%s: %v", f.message, f.cause)
 }
 
-func (f *failure) Unwrap() error { return f.cause }
+func (f *exitFailure) Unwrap() error { return f.cause }
 
 // classify turns an error from the one-off API into the sentence and exit
 // code the user sees. Messages never carry the raw error: it may hold URLs
 // or tokens of the platform.
-func classify(app string, err error) *failure {
-	var f *failure
+func classify(app string, err error) *exitFailure {
+	var f *exitFailure
 	if errors.As(err, &f) {
 		return f
 	}
 	switch {
 	case errors.Is(err, oneoff.ErrAppNotFound):
-		return &failure{ExitAppNotFound, fmt.Sprintf("App %q was not found on the platform.", app), err}
+		return &exitFailure{ExitAppNotFound, fmt.Sprintf("App %q was not found on the platform.", app), err}
 	case errors.Is(err, oneoff.ErrQuota):
-		return &failure{ExitQuota, fmt.Sprintf("The platform refused to start another one-off container for %s (quota or rate limit); try again later.", app), err}
+		return &exitFailure{ExitQuota, fmt.Sprintf("The platform refused to start another one-off container for %s (quota or rate limit); try again later.", app), err}
 	case errors.Is(err, oneoff.ErrInvalid):
-		return &failure{ExitRequestRefused, "The platform refused the run request as invalid.", err}
+		return &exitFailure{ExitRequestRefused, "The platform refused the run request as invalid.", err}
 	case errors.Is(err, oneoff.ErrOperationFailed):
 		msg := "The one-off container failed to start."
 		var apiErr *oneoff.APIError
 		if errors.As(err, &apiErr) && apiErr.Message != "" {
 			msg = fmt.Sprintf("The one-off container failed to start: %s", oneLine(apiErr.Message))
 		}
-		return &failure{ExitStartFailed, msg, err}
+		return &exitFailure{ExitStartFailed, msg, err}
 	case errors.Is(err, oneoff.ErrStartTimeout):
-		return &failure{ExitStartFailed, "The one-off container did not start in time.", err}
+		return &exitFailure{ExitStartFailed, "The one-off container did not start in time.", err}
 	case errors.Is(err, oneoff.ErrInactivity):
-		return &failure{ExitInactivity, "The platform stopped the one-off container after a period of inactivity.", err}
+		return &exitFailure{ExitInactivity, "The platform stopped the one-off container after a period of inactivity.", err}
 	case errors.Is(err, oneoff.ErrUnauthorized):
-		return &failure{ExitPlatformDown, "The bridge could not authenticate to the platform; tell its operator.", err}
+		return &exitFailure{ExitPlatformDown, "The bridge could not authenticate to the platform; tell its operator.", err}
 	case errors.Is(err, oneoff.ErrUnreachable), errors.Is(err, oneoff.ErrMalformed), errors.Is(err, oneoff.ErrAttachRefused):
-		return &failure{ExitPlatformDown, "The platform is unavailable; try again later.", err}
+		return &exitFailure{ExitPlatformDown, "The platform is unavailable; try again later.", err}
 	}
-	return &failure{ExitInternal, "The bridge failed to run the session; the cause is in its log.", err}
+	return &exitFailure{ExitInternal, "The bridge failed to run the session; the cause is in its log.", err}
 }
 
 // invalidAppNameMessage tells the user what an app name may contain. The

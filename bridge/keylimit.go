@@ -42,12 +42,12 @@ func (c *oneOffCounts) acquire(key string, limit int) (release func(), ok bool) 
 
 // keyLimitFailure is what a session is told when its key already runs
 // limit one-offs.
-func keyLimitFailure(limit int) *failure {
+func keyLimitFailure(limit int) *exitFailure {
 	containers := "one-off containers"
 	if limit == 1 {
 		containers = "one-off container"
 	}
-	return &failure{ExitKeyLimit,
+	return &exitFailure{ExitKeyLimit,
 		fmt.Sprintf("This key already runs %d %s, the most the bridge allows per key; try again when one has ended.", limit, containers),
 		errors.New("one-offs per key limit reached")}
 }

@@ -41,7 +41,10 @@ func (sess *session) progressEnd(text string) {
 	sess.progress(text)
 }
 
-func (sess *session) tell(message string) {
+// printLine writes one line on the session's stderr, with the line end of
+// its terminal (\r\n) or of a pipe (\n): the bridge's failure lines, which
+// every kind of session gets.
+func (sess *session) printLine(message string) {
 	fmt.Fprint(sess.stderr(), message+sess.lineEnd())
 }
 

@@ -28,7 +28,7 @@ func refuseRsyncUpload(command string) ExecHandler {
 		return nil
 	}
 	return func(context.Context, string, string, io.ReadWriter, io.Writer) (int, error) {
-		return 0, &failure{ExitRsyncUpload, rsyncUploadMessage, errors.New("rsync upload refused: it would land in a one-off that ends with the session")}
+		return 0, &exitFailure{ExitRsyncUpload, rsyncUploadMessage, errors.New("rsync upload refused: it would land in a one-off that ends with the session")}
 	}
 }
 

@@ -12,9 +12,9 @@ import (
 	"sshbridge/oneoff"
 )
 
-// work runs what the client asked for and ends the channel with an exit
+// runSession runs what the client asked for and ends the channel with an exit
 // status.
-func (sess *session) work(kind, arg string) {
+func (sess *session) runSession(kind, arg string) {
 	start := time.Now()
 	command := arg
 	if kind == "shell" {
@@ -25,7 +25,7 @@ func (sess *session) work(kind, arg string) {
 	log := sess.log.With("kind", kind)
 	log.Info("session start", "command", cut(command, logCommandBytes), "command_bytes", len(command))
 	sess.shell = kind == "shell"
-	code, err := sess.dispatch(kind, arg)
+	code, err := sess.runCommand(kind, arg)
 	switch {
 	case err == nil:
 	case sess.stoppedByBridge():
@@ -40,20 +40,24 @@ func (sess *session) work(kind, arg string) {
 		f := classify(sess.app, err)
 		code = f.code
 		log.Warn("session failed", "exit_code", code, "err", err)
-		sess.tell(f.message)
+		sess.printLine(f.message)
 	}
 	log.Info("session end", "duration", time.Since(start), "exit_code", code)
 	sess.finish(code)
 }
 
-func (sess *session) dispatch(kind, arg string) (int, error) {
+// runCommand answers a shell, exec or subsystem request: the bridge's own
+// checks first (app name, key, per-key cap), then a subsystem handler, an
+// exec interceptor or a one-off. It returns the exit status, or an error
+// that runSession turns into the user's line and exit code.
+func (sess *session) runCommand(kind, arg string) (int, error) {
 	// First, on the name alone: the answer must not depend on whether
 	// such an app exists or whether this key may use it.
 	if !appname.Valid(sess.app) {
-		return 0, &failure{ExitInvalidAppName, invalidAppNameMessage(sess.app), errors.New("not a valid app name")}
+		return 0, &exitFailure{ExitInvalidAppName, invalidAppNameMessage(sess.app), errors.New("not a valid app name")}
 	}
 	if sess.grant == nil || !sess.grant.Allowed {
-		return 0, &failure{ExitAccessDenied, fmt.Sprintf("This key may not use app %q.", sess.app), errors.New("app not allowed for this key")}
+		return 0, &exitFailure{ExitAccessDenied, fmt.Sprintf("This key may not use app %q.", sess.app), errors.New("app not allowed for this key")}
 	}
 	for _, msg := range sess.refused {
 		sess.progress(msg)
@@ -176,7 +180,7 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 	code, err := o.Wait(waitCtx)
 	if err != nil {
 		if !errors.Is(err, oneoff.ErrInactivity) && errors.Is(err, context.DeadlineExceeded) {
-			return 0, &failure{ExitPlatformLostExit, "The command's exit code could not be read from the platform.", err}
+			return 0, &exitFailure{ExitPlatformLostExit, "The command's exit code could not be read from the platform.", err}
 		}
 		return 0, fmt.Errorf("wait: %w", err)
 	}

@@ -252,7 +252,7 @@ func (sess *session) start(req *gossh.Request) bool {
 	go func() {
 		defer close(sess.done)
 		defer sess.recoverPanic()
-		sess.work(req.Type, msg.Value)
+		sess.runSession(req.Type, msg.Value)
 	}()
 	return true
 }
@@ -312,7 +312,7 @@ func elapsed(d time.Duration) string {
 func (sess *session) recoverPanic() {
 	if r := recover(); r != nil {
 		sess.log.Error("session panicked", "panic", r, "stack", string(debug.Stack()))
-		sess.tell("The bridge failed to run the session; the cause is in its log.")
+		sess.printLine("The bridge failed to run the session; the cause is in its log.")
 		sess.finish(ExitInternal)
 	}
 }

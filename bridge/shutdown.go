@@ -14,7 +14,7 @@ import (
 // ended it; stopFailure is what its user is told.
 var (
 	errBridgeStopped = errors.New("the bridge stopped")
-	stopFailure      = &failure{ExitBridgeStopped, "The bridge stopped: this session was ended.", errBridgeStopped}
+	stopFailure      = &exitFailure{ExitBridgeStopped, "The bridge stopped: this session was ended.", errBridgeStopped}
 )
 
 // stopBound bounds each wait of a stop that is past its grace: for the
