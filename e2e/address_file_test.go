@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
 	"os"
@@ -112,7 +113,12 @@ func TestListenAddressFileUnwritable(t *testing.T) {
 		{[]string{"BRIDGE_LISTEN_ADDRESS_FILE=" + file}, []string{"--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--authorized-keys", keys}, "BRIDGE_LISTEN_ADDRESS_FILE"},
 		{[]string{"ONEOFF_API_TOKEN=" + canaryToken, "PLATFORM_STATE_DIR=" + filepath.Join(dir, "state")}, []string{"platform", "--listen", "127.0.0.1:0", "--listen-address-file", file}, "--listen-address-file " + file},
 	} {
-		r := runBinary(t, tc.env, tc.args...)
+		// Bounded: a binary that ignored the setting would serve on.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cmd := exec.CommandContext(ctx, binary, tc.args...)
+		cmd.Env = append(os.Environ(), tc.env...)
+		r := runCmd(t, cmd, nil)
+		cancel()
 		if r.Code != 1 || !strings.Contains(r.Stderr, tc.want) {
 			t.Errorf("%v %v: exit %d, want 1 and a line naming %q:\n%s", tc.env, tc.args, r.Code, tc.want, r.Stderr)
 		}
