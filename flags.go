@@ -24,6 +24,7 @@ import (
 type bridgeFlags struct {
 	version                     bool
 	listen, dataDir, hostKey    string
+	listenAddressFile           string
 	authorizedKeys              string
 	trustedUserCAKeys, revoked  string
 	apiURL, authURL             string
@@ -58,6 +59,7 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	b := &c.bridge
 	fs.Bool(&c.version, "version", "", "print the version and exit")
 	fs.String(&c.listen, "listen", listenEnv, "127.0.0.1:2222", "address to accept SSH connections on").Arg("ADDR").Check(cli.HostPort(&c.listen))
+	fs.String(&c.listenAddressFile, "listen-address-file", "BRIDGE_LISTEN_ADDRESS_FILE", "", "once listening, write the bound address (host:port, one line) to this file, replaced atomically").Arg("FILE").Default("none")
 	fs.String(&c.dataDir, "data-dir", "BRIDGE_DATA_DIR", defaultDataDir(), "directory for the host key and the upload staging area").
 		Arg("DIR").Check(cli.NonEmpty(&c.dataDir)).Default("$XDG_STATE_HOME/ssh-bridge or ~/.local/state/ssh-bridge")
 	fs.String(&c.hostKey, "host-key", "BRIDGE_HOST_KEY", "", "an existing OpenSSH private host key, mode 0600").
@@ -212,16 +214,19 @@ func readAPIToken(c *bridgeFlags) (string, error) {
 
 // platformFlags configures `bridge platform`.
 type platformFlags struct {
-	listen   string
-	logLevel slog.Level
-	log      *slog.Logger
-	platform platform.Config
+	listen string
+	// listenAddressFile, when set, receives the bound address once listening.
+	listenAddressFile string
+	logLevel          slog.Level
+	log               *slog.Logger
+	platform          platform.Config
 }
 
 func platformFlagSet(c *platformFlags) *cli.FlagSet {
 	fs := cli.NewFlagSet("bridge platform")
 	p := &c.platform
 	fs.String(&c.listen, "listen", "PLATFORM_LISTEN", "127.0.0.1:8080", "address to serve the one-off API on").Arg("ADDR").Check(cli.HostPort(&c.listen))
+	fs.String(&c.listenAddressFile, "listen-address-file", "PLATFORM_LISTEN_ADDRESS_FILE", "", "once listening, write the bound address (host:port, one line) to this file, replaced atomically").Arg("FILE").Default("none")
 	fs.List(&p.Apps, "apps", "PLATFORM_APPS", "app names that exist").Arg("NAMES").Default("any valid name")
 	fs.Int(&p.AppQuota, "app-quota", "PLATFORM_APP_QUOTA", platform.DefaultAppQuota, "one-offs at once per app").Check(cli.Positive(&p.AppQuota))
 	fs.Int(&p.TotalQuota, "total-quota", "PLATFORM_TOTAL_QUOTA", platform.DefaultTotalQuota, "one-offs at once in all").Check(cli.Positive(&p.TotalQuota))

@@ -35,15 +35,21 @@ func runPlatform(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ln) }()
-	log.Info("platform listening", "url", "http://"+ln.Addr().String())
-	select {
-	case err := <-served:
-		fmt.Fprintf(stderr, "bridge platform: %v\n", err)
-		return exitError
-	case <-ctx.Done():
+	code := exitOK
+	if err := writeAddressFile(cfg.listenAddressFile, ln.Addr()); err != nil {
+		fmt.Fprintf(stderr, "bridge platform: --listen-address-file %s: %v\n", cfg.listenAddressFile, err)
+		code = exitError
+	} else {
+		log.Info("platform listening", "url", "http://"+ln.Addr().String())
+		select {
+		case err := <-served:
+			fmt.Fprintf(stderr, "bridge platform: %v\n", err)
+			return exitError
+		case <-ctx.Done():
+		}
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p.Shutdown(shutdownCtx)
-	return exitOK
+	return code
 }

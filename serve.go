@@ -93,6 +93,9 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
+	if err := writeAddressFile(cfg.listenAddressFile, ln.Addr()); err != nil {
+		return fmt.Errorf("%s: %w", cfg.setting("listen-address-file"), err)
+	}
 	log.Info("bridge listening", "addr", ln.Addr().String(), "platform", apiURL,
 		"host_key", gossh.FingerprintSHA256(hostKey.PublicKey()))
 	served := make(chan error, 1)
@@ -128,6 +131,35 @@ func listen(addr, flagName, envName string) (net.Listener, error) {
 		hint = fmt.Sprintf("ports below 1024 need root or CAP_NET_BIND_SERVICE; or set %s or %s to another address", flagName, envName)
 	}
 	return nil, fmt.Errorf("cannot listen on %s: %v; %s", addr, cause, hint)
+}
+
+// writeAddressFile writes addr (host:port and a newline) to path so that
+// whoever started the process with port 0 learns the port without reading
+// the log. The file is written beside path under a temporary name and
+// renamed over it, so a reader sees no file or the whole line, never part
+// of it. An empty path writes nothing. The file is left in place on exit.
+func writeAddressFile(path string, addr net.Addr) error {
+	if path == "" {
+		return nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.WriteString(addr.String() + "\n")
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
 }
 
 func loadHostKey(cfg *bridgeFlags) (gossh.Signer, error) {

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"sshbridge/internal/testkit"
 )
 
 // fakeCtx is an ssh.Context for calling the handler directly.
@@ -101,23 +102,9 @@ func writeFile(t testing.TB, dir, name, content string) string {
 	return p
 }
 
-// syncBuffer collects log output from concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the test kit's buffer, safe for concurrent writers and
+// readers.
+type syncBuffer = testkit.Buffer
 
 // testClock is a settable clock.
 type testClock struct {

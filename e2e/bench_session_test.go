@@ -9,7 +9,6 @@ package e2e
 // and record the figures in BENCHMARKS.md.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -642,74 +641,4 @@ func rssKiB(b *testing.B, pid int) int {
 	}
 	b.Fatalf("no VmRSS in /proc/%d/status", pid)
 	return 0
-}
-
-// platformProcess is `bridge platform` running as its own process.
-type platformProcess struct {
-	url  string
-	pid  int
-	log  *syncBuffer
-	stop func()
-}
-
-// startPlatformProcess starts `bridge platform` on a free loopback port
-// with the test API token; stop ends it (also done at cleanup).
-func startPlatformProcess(b *testing.B, args ...string) *platformProcess {
-	b.Helper()
-	cmd := exec.Command(binary, append([]string{"platform", "--listen", "127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), "ONEOFF_API_TOKEN="+canaryToken)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	exited := make(chan struct{})
-	found := make(chan string, 1)
-	log := &syncBuffer{}
-	go func() {
-		re := regexp.MustCompile(`msg="platform listening" url=(\S+)`)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		sent := false
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			if m := re.FindStringSubmatch(sc.Text()); m != nil && !sent {
-				found <- m[1]
-				sent = true
-			}
-		}
-		if !sent {
-			close(found)
-		}
-	}()
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(15 * time.Second):
-				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-				<-exited
-			}
-		})
-	}
-	b.Cleanup(stop)
-	select {
-	case u, ok := <-found:
-		if !ok {
-			b.Fatal("platform exited before listening")
-		}
-		return &platformProcess{url: u, pid: cmd.Process.Pid, log: log, stop: stop}
-	case <-time.After(30 * time.Second):
-		b.Fatal("platform did not listen within 30 s")
-	}
-	return nil
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"net"
@@ -9,11 +8,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -23,41 +19,7 @@ const canaryToken = "tk-us-canary-0123456789abcdef"
 // startPlatform runs `bridge platform` as its own process and returns its URL.
 func startPlatform(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"platform", "--listen", "127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), "ONEOFF_API_TOKEN="+canaryToken)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		re := regexp.MustCompile(`msg="platform listening" url=(\S+)`)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-			}
-		}
-		close(found)
-	}()
-	select {
-	case u, ok := <-found:
-		if !ok {
-			t.Fatal("platform exited before listening")
-		}
-		return u
-	case <-time.After(30 * time.Second):
-		t.Fatal("platform did not listen within 30 s")
-	}
-	return ""
+	return startPlatformProcess(t, args...).url
 }
 
 func remoteBridge(t *testing.T, apiURL string, args ...string) *Bridge {

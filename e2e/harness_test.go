@@ -1,26 +1,29 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"sshbridge/internal/testkit"
 )
 
 // binary is the bridge built once for the whole run.
 var binary string
 
-// keysDir holds client keys made once for the whole run.
+// keysDir holds the client keys, copied from the test kit with the modes
+// ssh wants.
 var keysDir string
 
 func TestMain(m *testing.M) {
@@ -62,21 +65,14 @@ func need(t testing.TB, program string) string {
 
 var keyMu sync.Mutex
 
-// clientKey returns the path of a private ed25519 key named name, made on
-// first use; its public half is name + ".pub".
+// clientKey returns the path of the fixed private ed25519 key called name
+// (internal/testkit/testdata/keys), copied into keysDir on first use; its
+// public half is name + ".pub".
 func clientKey(t testing.TB, name string) string {
 	t.Helper()
 	keyMu.Lock()
 	defer keyMu.Unlock()
-	path := filepath.Join(keysDir, name)
-	if _, err := os.Stat(path); err == nil {
-		return path
-	}
-	out, err := exec.Command(need(t, "ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ssh-keygen: %v\n%s", err, out)
-	}
-	return path
+	return testkit.KeyFile(t, keysDir, name)
 }
 
 func publicKey(t testing.TB, key string) string {
@@ -98,6 +94,7 @@ type Bridge struct {
 	KnownHosts     string
 	Key            string // default client private key
 	cmd            *exec.Cmd
+	addressFile    string // where the bridge writes the address it listens on
 	log            *syncBuffer
 	exited         chan struct{} // closed once the bridge exited and its log is read to the end
 	args           []string
@@ -119,7 +116,8 @@ type Options struct {
 }
 
 // StartBridge starts the built bridge on a free loopback port with the
-// embedded platform and waits until it says it is listening.
+// embedded platform and waits until it has written the address it listens
+// on to its --listen-address-file (set through the environment).
 func StartBridge(t testing.TB, opts Options) *Bridge {
 	t.Helper()
 	b := &Bridge{t: t, Key: clientKey(t, "default")}
@@ -149,8 +147,6 @@ func StartBridge(t testing.TB, opts Options) *Bridge {
 	return b
 }
 
-var listeningRE = regexp.MustCompile(`msg="bridge listening" addr=(\S+)`)
-
 func (b *Bridge) start() {
 	t := b.t
 	t.Helper()
@@ -161,6 +157,26 @@ func (b *Bridge) start() {
 		cmd, within = b.launch(), 5*time.Minute
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	b.run(cmd, within)
+}
+
+// run starts cmd, a bridge, with BRIDGE_LISTEN_ADDRESS_FILE added to its
+// environment, and waits until the bridge wrote its address there (or
+// exited, or within passed). Its log collects in b.log.
+func (b *Bridge) run(cmd *exec.Cmd, within time.Duration) {
+	t := b.t
+	t.Helper()
+	if b.addressFile == "" {
+		b.addressFile = filepath.Join(t.TempDir(), "listen-address")
+	}
+	// A restart must not find the last run's address.
+	if err := os.Remove(b.addressFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, "BRIDGE_LISTEN_ADDRESS_FILE="+b.addressFile)
 	b.log = &syncBuffer{}
 	// A pipe of our own rather than StderrPipe, whose Wait closes it as soon
 	// as the process exits: the log is read to its end before exited closes.
@@ -177,25 +193,11 @@ func (b *Bridge) start() {
 	}
 	b.cmd = cmd
 	b.exited = make(chan struct{})
-	addr := make(chan string, 1)
 	logRead := make(chan struct{})
 	go func() {
 		defer close(logRead)
 		defer stderr.Close()
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			b.log.WriteString(line + "\n")
-			if m := listeningRE.FindStringSubmatch(line); m != nil && !sent {
-				addr <- m[1]
-				sent = true
-			}
-		}
-		if !sent {
-			close(addr)
-		}
+		io.Copy(b.log, stderr)
 	}()
 	go func() {
 		cmd.Wait()
@@ -206,15 +208,9 @@ func (b *Bridge) start() {
 		}
 		close(b.exited)
 	}()
-	select {
-	case a, ok := <-addr:
-		if !ok {
-			<-b.exited
-			t.Fatalf("bridge exited before listening:\n%s", b.log.String())
-		}
-		b.Addr = a
-	case <-time.After(within):
-		t.Fatalf("bridge did not listen within %s:\n%s", within, b.log.String())
+	b.Addr, err = testkit.WaitAddressFile(b.addressFile, b.exited, within)
+	if err != nil {
+		t.Fatalf("bridge: %v:\n%s", err, b.log.String())
 	}
 	b.Host, b.Port, _ = strings.Cut(b.Addr, ":")
 	b.writeKnownHosts()
@@ -255,6 +251,7 @@ func (b *Bridge) Stop() {
 	case <-b.exited:
 	case <-time.After(15 * time.Second):
 		syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
+		b.cmd.Process.Kill() // started without a process group of its own
 		<-b.exited
 	}
 	b.cmd = nil
@@ -346,29 +343,9 @@ func runCmd(t testing.TB, cmd *exec.Cmd, stdin io.Reader) Result {
 	return Result{Stdout: stdout.String(), Stderr: stderr.String(), Code: code}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and many readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) WriteString(str string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.buf.WriteString(str)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
+// syncBuffer is the test kit's buffer, safe for concurrent writers and
+// readers.
+type syncBuffer = testkit.Buffer
 
 // LogHas waits until the log contains s. The log reaches the test through a
 // pipe, so a line the bridge wrote before answering the client may still be

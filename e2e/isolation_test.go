@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"sshbridge/internal/testkit"
 )
 
 // nobody is the unprivileged user the bridge runs as in these tests, as
@@ -181,7 +182,7 @@ func TestOneOffsCannotReachTheBridgeAsNonRoot(t *testing.T) {
 	home, authorizedKeys := nobodyHome(t, root)
 	data := filepath.Join(home, "data")
 	b := &Bridge{t: t, Key: clientKey(t, "default"), DataDir: data, AuthorizedKeys: authorizedKeys,
-		KnownHosts: filepath.Join(t.TempDir(), "known_hosts")}
+		KnownHosts: filepath.Join(t.TempDir(), "known_hosts"), addressFile: filepath.Join(home, "listen-address")}
 	args := []string{"--listen", "127.0.0.1:0", "--data-dir", data, "--authorized-keys", authorizedKeys, "--log-level", "debug"}
 	b.launch = func() *exec.Cmd { return asNobody(path, false, []string{"HOME=" + home}, args...) }
 	b.start()
@@ -218,76 +219,40 @@ func TestOneOffsCannotReachTheBridgeAsRoot(t *testing.T) {
 
 // startCommand starts the bridge as cmd, which keeps its own process
 // attributes (the harness's start sets its own), and waits until it
-// listens; the bridge is stopped at the end of the test.
+// listens; its address file is beside its data dir, where the user it
+// runs as may write. The bridge is stopped at the end of the test.
 func startCommand(t *testing.T, b *Bridge, cmd *exec.Cmd) {
 	t.Helper()
-	b.log = &syncBuffer{}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	b.addressFile = filepath.Join(filepath.Dir(b.DataDir), "listen-address")
+	t.Cleanup(b.Stop)
+	b.run(cmd, 30*time.Second)
+}
+
+// startOrExit starts cmd, with its address file at addressFile, and
+// returns once it listens (true) or exits (false), with what it wrote on
+// stderr so far.
+func startOrExit(t *testing.T, cmd *exec.Cmd, addressFile string) (bool, string) {
+	t.Helper()
+	var log syncBuffer
+	cmd.Stderr = &log
+	cmd.Env = append(cmd.Env, "BRIDGE_LISTEN_ADDRESS_FILE="+addressFile)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
-	addr := make(chan string, 1)
 	go func() {
-		defer close(exited)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			b.log.WriteString(sc.Text() + "\n")
-			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
 		cmd.Wait()
+		close(exited)
 	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("bridge log:\n%s", b.log.String())
-		}
-	})
+	_, err := testkit.WaitAddressFile(addressFile, exited, time.Minute)
+	if err == nil {
+		return true, log.String()
+	}
 	select {
-	case b.Addr = <-addr:
 	case <-exited:
-		t.Fatalf("bridge exited before listening:\n%s", b.log.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("bridge did not listen within 30 s:\n%s", b.log.String())
-	}
-	b.Host, b.Port, _ = strings.Cut(b.Addr, ":")
-	b.writeKnownHosts()
-}
-
-// startOrExit starts cmd and returns once it logs that it listens (true)
-// or exits (false), with what it wrote on stderr so far.
-func startOrExit(t *testing.T, cmd *exec.Cmd) (bool, string) {
-	t.Helper()
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	var log strings.Builder
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		log.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), `msg="bridge listening"`) {
-			return true, log.String()
-		}
-	}
-	err = cmd.Wait()
-	if cmd.ProcessState == nil {
+	default:
+		cmd.Process.Kill()
+		<-exited
 		t.Fatalf("bridge: %v", err)
 	}
 	return false, log.String()
@@ -304,7 +269,7 @@ func TestNoIsolationRefusesToStart(t *testing.T) {
 	data := filepath.Join(home, "data")
 	cmd := asNobody(path, true, []string{"HOME=" + home},
 		"--listen", "127.0.0.1:0", "--data-dir", data, "--authorized-keys", authorizedKeys)
-	listening, log := startOrExit(t, cmd)
+	listening, log := startOrExit(t, cmd, filepath.Join(home, "listen-address"))
 	if listening {
 		cmd.Process.Kill()
 		cmd.Wait()

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,57 +17,11 @@ import (
 	"time"
 )
 
-// leftoverPlatform is `bridge platform` as a process of its own.
-type leftoverPlatform struct {
-	cmd    *exec.Cmd
-	url    string
-	exited chan struct{}
-}
-
-var platformListeningRE = regexp.MustCompile(`msg="platform listening" url=(\S+)`)
-
 // startPlatformAlone starts `bridge platform` with env and waits until
 // it listens; it is stopped at the end of the test if still running.
-func startPlatformAlone(t *testing.T, env ...string) *leftoverPlatform {
+func startPlatformAlone(t *testing.T, env ...string) *platformProcess {
 	t.Helper()
-	cmd := exec.Command(binary, "platform", "--listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), append([]string{"ONEOFF_API_TOKEN=" + canaryToken}, env...)...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &leftoverPlatform{cmd: cmd, exited: make(chan struct{})}
-	found := make(chan string, 1)
-	var log syncBuffer
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			if m := platformListeningRE.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-			}
-		}
-		cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		<-p.exited
-		if t.Failed() {
-			t.Logf("platform log:\n%s", log.String())
-		}
-	})
-	select {
-	case p.url = <-found:
-	case <-p.exited:
-		t.Fatalf("platform exited before listening:\n%s", log.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("platform did not listen within 30 s:\n%s", log.String())
-	}
-	return p
+	return startPlatformProcessEnv(t, env)
 }
 
 // killHard ends pid with SIGKILL, as a crash would, and waits until its
@@ -209,7 +162,7 @@ func TestPlatformCrashLeftoversRemoved(t *testing.T) {
 		t.Fatalf("the live one-off's files are not under $TMPDIR: %v", liveFiles)
 	}
 
-	killHard(t, crashed.cmd.Process.Pid, crashed.exited)
+	killHard(t, crashed.pid, crashed.exited)
 	if left := filesNamed(t, tmp, dead); len(left) != 2 {
 		t.Fatalf("after kill -9, want the dead one-off's two files left, got %v", left)
 	}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -398,52 +396,11 @@ func mustRead(t *testing.T, p string) []byte {
 	return b
 }
 
-var platformURLRE = regexp.MustCompile(`msg="platform listening" url=(\S+)`)
-
 // A platform that refuses a file: the session stops with a sentence naming
 // it and the bridge's exit code, and the file stays pending.
 func TestUploadsRefusedByPlatform(t *testing.T) {
 	token := "tk-test-" + hex.EncodeToString(randomData(8))
-	plat := exec.Command(binary, "platform", "--listen", "127.0.0.1:0", "--max-upload-size", "1K", "--log-level", "debug")
-	plat.Env = append(os.Environ(), "ONEOFF_API_TOKEN="+token)
-	plat.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := plat.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := plat.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	url := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			if m := platformURLRE.FindStringSubmatch(sc.Text()); m != nil && !sent {
-				url <- m[1]
-				sent = true
-			}
-		}
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		plat.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			syscall.Kill(-plat.Process.Pid, syscall.SIGKILL)
-		}
-		plat.Wait()
-	})
-	var api string
-	select {
-	case api = <-url:
-	case <-exited:
-		t.Fatal("platform exited before listening")
-	case <-time.After(30 * time.Second):
-		t.Fatal("platform did not listen")
-	}
+	api := startPlatformProcessEnv(t, []string{"ONEOFF_API_TOKEN=" + token}, "--max-upload-size", "1K", "--log-level", "debug").url
 
 	b := StartBridge(t, Options{Args: []string{"--api-url", api}, Env: []string{"ONEOFF_API_TOKEN=" + token}})
 	dir := localTree(t, map[string][]byte{"small": []byte("fits\n"), "large": randomData(4 << 10)})

@@ -8,18 +8,34 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"sshbridge/internal/testkit"
 	"sshbridge/oneoff"
 	"sshbridge/platform"
 )
 
-// The conformance suite runs the client against the embedded platform over
-// loopback HTTP: what the bridge relies on, end to end.
+// The conformance suite runs the client against a server of the one-off
+// API over real HTTP: what the bridge relies on, end to end. Each case
+// built with eachBackend runs against two backends, as subtests:
+//
+//   - "embedded": the embedded platform on a loopback port, always (CI
+//     runs it on every change);
+//   - "external": any other server of the API, a PaaS, named by
+//     ONEOFF_CONFORMANCE_API_URL, ONEOFF_CONFORMANCE_AUTH_URL (the token
+//     exchange; default the API URL), ONEOFF_CONFORMANCE_API_TOKEN and
+//     ONEOFF_CONFORMANCE_APP (an app the token may run one-offs of). It is
+//     skipped when ONEOFF_CONFORMANCE_API_URL is unset: this optional
+//     backend is the only thing the suite ever skips.
+//
+// Pipe mode is an extension (PROTOCOL.md section 4): a case that needs it
+// is skipped on the external backend when that backend does not echo
+// "tty": false, and fails on the embedded platform, which must grant it.
+// Cases that set the platform up (the app's environment, quotas, the
+// inactivity timeout) run on the embedded platform only and say so.
 
 func TestMain(m *testing.M) {
 	platform.RunInitIfRequested() // one-offs re-execute this test binary as their init
@@ -27,6 +43,14 @@ func TestMain(m *testing.M) {
 }
 
 const apiToken = "tk-us-conformance"
+
+// The environment that names an external backend.
+const (
+	envAPIURL  = "ONEOFF_CONFORMANCE_API_URL"
+	envAuthURL = "ONEOFF_CONFORMANCE_AUTH_URL"
+	envToken   = "ONEOFF_CONFORMANCE_API_TOKEN"
+	envApp     = "ONEOFF_CONFORMANCE_APP"
+)
 
 // servePlatform starts an embedded platform on a loopback port and returns
 // its base URL; it is shut down when the test ends.
@@ -40,26 +64,17 @@ func servePlatform(t *testing.T, mod func(*platform.Config)) string {
 	if err != nil {
 		t.Fatalf("platform.New: %v", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := p.Shutdown(ctx); err != nil {
-			t.Errorf("platform shutdown: %v", err)
-		}
-		<-served
-	})
-	return "http://" + l.Addr().String()
+	return "http://" + testkit.Serve(t, p)
 }
 
 func newClient(t *testing.T, url, token string) *oneoff.Client {
 	t.Helper()
-	c, err := oneoff.New(oneoff.Config{APIURL: url, APIToken: token, StartTimeout: 10 * time.Second})
+	return newClientAuth(t, url, "", token)
+}
+
+func newClientAuth(t *testing.T, url, authURL, token string) *oneoff.Client {
+	t.Helper()
+	c, err := oneoff.New(oneoff.Config{APIURL: url, AuthURL: authURL, APIToken: token, StartTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatalf("oneoff.New: %v", err)
 	}
@@ -67,9 +82,42 @@ func newClient(t *testing.T, url, token string) *oneoff.Client {
 	return c
 }
 
-// platformClient is a client of a fresh platform.
-func platformClient(t *testing.T, mod func(*platform.Config)) *oneoff.Client {
-	return newClient(t, servePlatform(t, mod), apiToken)
+// backend is a server of the API the suite runs against: a client of it,
+// the app whose one-offs the cases run, and whether it is the embedded
+// platform (which must grant every extension).
+type backend struct {
+	*oneoff.Client
+	app      string
+	embedded bool
+}
+
+// platformClient is the backend of a fresh embedded platform, set up by
+// mod (nil: defaults).
+func platformClient(t *testing.T, mod func(*platform.Config)) backend {
+	return backend{Client: newClient(t, servePlatform(t, mod), apiToken), app: "demo", embedded: true}
+}
+
+// externalBackend is the backend the environment names; it skips the test
+// when ONEOFF_CONFORMANCE_API_URL is unset, and fails it when the URL is
+// set without a token or an app.
+func externalBackend(t *testing.T) backend {
+	t.Helper()
+	url := os.Getenv(envAPIURL)
+	if url == "" {
+		t.Skipf("%s is unset: no external backend to check (the embedded platform is checked always)", envAPIURL)
+	}
+	token, app := os.Getenv(envToken), os.Getenv(envApp)
+	if token == "" || app == "" {
+		t.Fatalf("%s is set: set %s and %s too", envAPIURL, envToken, envApp)
+	}
+	return backend{Client: newClientAuth(t, url, os.Getenv(envAuthURL), token), app: app}
+}
+
+// eachBackend runs test against a fresh embedded platform and against the
+// external backend, each as a subtest.
+func eachBackend(t *testing.T, test func(t *testing.T, b backend)) {
+	t.Run("embedded", func(t *testing.T) { test(t, platformClient(t, nil)) })
+	t.Run("external", func(t *testing.T) { test(t, externalBackend(t)) })
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -78,16 +126,23 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func mustStart(t *testing.T, c *oneoff.Client, req oneoff.RunRequest) *oneoff.OneOff {
+// mustStart starts a one-off of b's app (req.App when set). A one-off asked
+// in pipe mode and started in terminal mode fails the test on the embedded
+// platform and skips it on another backend, for which pipe mode is an
+// extension it may lack (PROTOCOL.md section 4).
+func mustStart(t *testing.T, b backend, req oneoff.RunRequest) *oneoff.OneOff {
 	t.Helper()
 	if req.App == "" {
-		req.App = "demo"
+		req.App = b.app
 	}
-	o, err := c.Start(testCtx(t), req)
+	o, err := b.Start(testCtx(t), req)
 	if err != nil {
 		t.Fatalf("Start(%q): %v", req.Command, err)
 	}
 	if !req.TTY && !o.PipeMode() {
+		if !b.embedded {
+			t.Skip("the backend does not echo \"tty\": false: no pipe mode (PROTOCOL.md section 4), which this case needs")
+		}
 		t.Fatalf("pipe mode asked, not granted")
 	}
 	return o
@@ -125,14 +180,23 @@ func session(t *testing.T, o *oneoff.OneOff, input []byte) ([]byte, int) {
 	return out, code
 }
 
-func runPipe(t *testing.T, c *oneoff.Client, command string) (string, int) {
+func runPipe(t *testing.T, b backend, command string) (string, int) {
 	t.Helper()
-	out, code := session(t, mustStart(t, c, oneoff.RunRequest{Command: command}), nil)
+	out, code := session(t, mustStart(t, b, oneoff.RunRequest{Command: command}), nil)
 	return string(out), code
 }
 
 func TestConformanceOutputAndEnvironment(t *testing.T) {
-	c := platformClient(t, func(cfg *platform.Config) { cfg.Env = map[string]string{"APP_VAR": "from app"} })
+	eachBackend(t, func(t *testing.T, c backend) { outputAndEnvironment(t, c) })
+}
+
+// outputAndEnvironment checks pipe and terminal output and the run's
+// environment; on the embedded platform, also the app's environment and
+// that one-offs do not run as root, which only it can be set up for.
+func outputAndEnvironment(t *testing.T, c backend) {
+	if c.embedded {
+		c = platformClient(t, func(cfg *platform.Config) { cfg.Env = map[string]string{"APP_VAR": "from app"} })
+	}
 	out, code := runPipe(t, c, "echo out; echo err >&2")
 	if out != "out\nerr\n" || code != 0 {
 		t.Errorf("pipe: %q, exit %d", out, code)
@@ -142,10 +206,10 @@ func TestConformanceOutputAndEnvironment(t *testing.T) {
 		Env: map[string]string{"RUN_VAR": "with 'quotes' and spaces"}})
 	b, _ := session(t, o, nil)
 	parts := strings.Split(string(b), "|")
-	if len(parts) != 3 || parts[0] != "with 'quotes' and spaces" || parts[1] != "from app" {
+	if len(parts) != 3 || parts[0] != "with 'quotes' and spaces" || c.embedded && parts[1] != "from app" {
 		t.Errorf("environment: %q", b)
 	}
-	if len(parts) == 3 && parts[2] == "0" {
+	if c.embedded && len(parts) == 3 && parts[2] == "0" {
 		t.Errorf("one-off runs as root")
 	}
 
@@ -157,123 +221,129 @@ func TestConformanceOutputAndEnvironment(t *testing.T) {
 }
 
 func TestConformanceExitCodes(t *testing.T) {
-	c := platformClient(t, nil)
-	for _, tc := range []struct {
-		command string
-		tty     bool
-		want    int
-	}{
-		{"true", false, 0},
-		{"exit 3", false, 3},
-		{"exit 3", true, 3},
-		{"no-such-command-anywhere", false, 127},
-		{"kill -9 $$", false, 137},
-		{"kill -9 $$", true, 137},
-	} {
-		t.Run(fmt.Sprintf("%s tty=%v", tc.command, tc.tty), func(t *testing.T) {
-			_, code := session(t, mustStart(t, c, oneoff.RunRequest{Command: tc.command, TTY: tc.tty}), nil)
-			if code != tc.want {
-				t.Errorf("exit %d, want %d", code, tc.want)
-			}
-		})
-	}
+	eachBackend(t, func(t *testing.T, c backend) {
+		for _, tc := range []struct {
+			command string
+			tty     bool
+			want    int
+		}{
+			{"true", false, 0},
+			{"exit 3", false, 3},
+			{"exit 3", true, 3},
+			{"no-such-command-anywhere", false, 127},
+			{"kill -9 $$", false, 137},
+			{"kill -9 $$", true, 137},
+		} {
+			t.Run(fmt.Sprintf("%s tty=%v", tc.command, tc.tty), func(t *testing.T) {
+				_, code := session(t, mustStart(t, c, oneoff.RunRequest{Command: tc.command, TTY: tc.tty}), nil)
+				if code != tc.want {
+					t.Errorf("exit %d, want %d", code, tc.want)
+				}
+			})
+		}
+	})
 }
 
 func TestConformanceResize(t *testing.T) {
-	c := platformClient(t, nil)
-	o := mustStart(t, c, oneoff.RunRequest{Command: "read x; stty size", TTY: true})
-	ctx := testCtx(t)
-	s, err := o.Attach(ctx)
-	if err != nil {
-		t.Fatalf("Attach: %v", err)
-	}
-	defer s.Close()
-	if err := o.Resize(ctx, 123, 45); err != nil {
-		t.Fatalf("Resize: %v", err)
-	}
-	// stty runs only after the resize was answered.
-	if _, err := s.Write([]byte("go\r")); err != nil {
-		t.Fatal(err)
-	}
-	out, err := io.ReadAll(s)
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	if !strings.Contains(string(out), "45 123") {
-		t.Errorf("stty size after Resize(123, 45): %q", out)
-	}
-	if code, err := o.Wait(ctx); err != nil || code != 0 {
-		t.Errorf("Wait = %d, %v", code, err)
-	}
+	eachBackend(t, func(t *testing.T, c backend) {
+		o := mustStart(t, c, oneoff.RunRequest{Command: "read x; stty size", TTY: true})
+		ctx := testCtx(t)
+		s, err := o.Attach(ctx)
+		if err != nil {
+			t.Fatalf("Attach: %v", err)
+		}
+		defer s.Close()
+		if err := o.Resize(ctx, 123, 45); err != nil {
+			t.Fatalf("Resize: %v", err)
+		}
+		// stty runs only after the resize was answered.
+		if _, err := s.Write([]byte("go\r")); err != nil {
+			t.Fatal(err)
+		}
+		out, err := io.ReadAll(s)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if !strings.Contains(string(out), "45 123") {
+			t.Errorf("stty size after Resize(123, 45): %q", out)
+		}
+		if code, err := o.Wait(ctx); err != nil || code != 0 {
+			t.Errorf("Wait = %d, %v", code, err)
+		}
+	})
 }
 
 func TestConformanceUploads(t *testing.T) {
-	c := platformClient(t, nil)
-	ctx := testCtx(t)
-	// A name with spaces, quotes, a backslash and a non-ASCII letter
-	// arrives as given.
-	odd := `odd "name" \ é.txt`
-	o := mustStart(t, c, oneoff.RunRequest{
-		Command: `cat /tmp/uploads/hello.txt /tmp/uploads/dir/sub/data.bin | sha256sum; cat "/tmp/uploads/$ODD"`,
-		Env:     map[string]string{"ODD": odd},
-	})
-	hello := "hello from the bridge\n"
-	if err := o.Upload(ctx, "hello.txt", int64(len(hello)), strings.NewReader(hello)); err != nil {
-		t.Fatalf("Upload: %v", err)
-	}
-	data := make([]byte, 3<<20)
-	rand.Read(data)
-	if err := o.Upload(ctx, "dir/sub/data.bin", int64(len(data)), bytes.NewReader(data)); err != nil {
-		t.Fatalf("Upload with a subdirectory: %v", err)
-	}
-	if err := o.Upload(ctx, odd, 2, strings.NewReader("ok")); err != nil {
-		t.Fatalf("Upload %q: %v", odd, err)
-	}
-	out, code := session(t, o, nil)
-	want := fmt.Sprintf("%x  -\nok", sha256.Sum256(append([]byte(hello), data...)))
-	if string(out) != want || code != 0 {
-		t.Errorf("uploaded files read back: %q exit %d, want %q", out, code, want)
-	}
+	eachBackend(t, func(t *testing.T, c backend) {
+		ctx := testCtx(t)
+		// A name with spaces, quotes, a backslash and a non-ASCII letter
+		// arrives as given.
+		odd := `odd "name" \ é.txt`
+		o := mustStart(t, c, oneoff.RunRequest{
+			Command: `cat /tmp/uploads/hello.txt /tmp/uploads/dir/sub/data.bin | sha256sum; cat "/tmp/uploads/$ODD"`,
+			Env:     map[string]string{"ODD": odd},
+		})
+		hello := "hello from the bridge\n"
+		if err := o.Upload(ctx, "hello.txt", int64(len(hello)), strings.NewReader(hello)); err != nil {
+			t.Fatalf("Upload: %v", err)
+		}
+		data := make([]byte, 3<<20)
+		rand.Read(data)
+		if err := o.Upload(ctx, "dir/sub/data.bin", int64(len(data)), bytes.NewReader(data)); err != nil {
+			t.Fatalf("Upload with a subdirectory: %v", err)
+		}
+		if err := o.Upload(ctx, odd, 2, strings.NewReader("ok")); err != nil {
+			t.Fatalf("Upload %q: %v", odd, err)
+		}
+		out, code := session(t, o, nil)
+		want := fmt.Sprintf("%x  -\nok", sha256.Sum256(append([]byte(hello), data...)))
+		if string(out) != want || code != 0 {
+			t.Errorf("uploaded files read back: %q exit %d, want %q", out, code, want)
+		}
 
-	out2, _ := runPipe(t, c, "ls -A /tmp/uploads; test -e /tmp/uploads/hello.txt && echo present || echo absent")
-	if out2 != "absent\n" {
-		t.Errorf("another one-off sees: %q", out2)
-	}
+		out2, _ := runPipe(t, c, "ls -A /tmp/uploads; test -e /tmp/uploads/hello.txt && echo present || echo absent")
+		if out2 != "absent\n" {
+			t.Errorf("another one-off sees: %q", out2)
+		}
+	})
 }
 
 func TestConformanceTerminalEOF(t *testing.T) {
-	c := platformClient(t, nil)
-	for _, command := range []string{"wc -c", "cat"} {
-		t.Run(command, func(t *testing.T) {
-			o := mustStart(t, c, oneoff.RunRequest{Command: command, TTY: true})
-			out, code := session(t, o, []byte("abc\r"))
-			if code != 0 {
-				t.Errorf("exit %d", code)
-			}
-			want := "abc\r\n4\r\n" // the echo, then wc's count
-			if command == "cat" {
-				want = "abc\r\nabc\r\n" // the echo, then cat's copy
-			}
-			if string(out) != want {
-				t.Errorf("output %q, want %q", out, want)
-			}
-		})
-	}
+	eachBackend(t, func(t *testing.T, c backend) {
+		for _, command := range []string{"wc -c", "cat"} {
+			t.Run(command, func(t *testing.T) {
+				o := mustStart(t, c, oneoff.RunRequest{Command: command, TTY: true})
+				out, code := session(t, o, []byte("abc\r"))
+				if code != 0 {
+					t.Errorf("exit %d", code)
+				}
+				want := "abc\r\n4\r\n" // the echo, then wc's count
+				if command == "cat" {
+					want = "abc\r\nabc\r\n" // the echo, then cat's copy
+				}
+				if string(out) != want {
+					t.Errorf("output %q, want %q", out, want)
+				}
+			})
+		}
+	})
 }
 
 func TestConformancePipeBinaryRoundTrip(t *testing.T) {
-	c := platformClient(t, nil)
-	data := make([]byte, 10<<20)
-	rand.Read(data)
-	o := mustStart(t, c, oneoff.RunRequest{Command: "cat"})
-	begin := time.Now()
-	out, code := session(t, o, data)
-	if sha256.Sum256(out) != sha256.Sum256(data) || code != 0 {
-		t.Errorf("10 MiB through cat: %d bytes back, exit %d, hashes differ", len(out), code)
-	}
-	t.Logf("10 MiB round trip in %v", time.Since(begin))
+	eachBackend(t, func(t *testing.T, c backend) {
+		data := make([]byte, 10<<20)
+		rand.Read(data)
+		o := mustStart(t, c, oneoff.RunRequest{Command: "cat"})
+		begin := time.Now()
+		out, code := session(t, o, data)
+		if sha256.Sum256(out) != sha256.Sum256(data) || code != 0 {
+			t.Errorf("10 MiB through cat: %d bytes back, exit %d, hashes differ", len(out), code)
+		}
+		t.Logf("10 MiB round trip in %v", time.Since(begin))
+	})
 }
 
+// Embedded platform only: it sets the platform's inactivity timeout.
 func TestConformanceInactivity(t *testing.T) {
 	c := platformClient(t, func(cfg *platform.Config) { cfg.InactivityTimeout = 300 * time.Millisecond })
 	o := mustStart(t, c, oneoff.RunRequest{Command: "sleep 30"})
@@ -308,6 +378,8 @@ func wantAPIError(t *testing.T, what string, err error, kind error, status int) 
 	t.Logf("%s: %v", what, err)
 }
 
+// Embedded platform only: it sets the platform's apps, quotas and upload
+// cap.
 func TestConformanceRefusals(t *testing.T) {
 	url := servePlatform(t, func(cfg *platform.Config) {
 		cfg.Apps = []string{"demo", "other", "third"}
@@ -315,7 +387,7 @@ func TestConformanceRefusals(t *testing.T) {
 		cfg.TotalQuota = 3
 		cfg.MaxUploadBytes = 1000
 	})
-	c := newClient(t, url, apiToken)
+	c := backend{Client: newClient(t, url, apiToken), app: "demo", embedded: true}
 	ctx := testCtx(t)
 
 	_, err := newClient(t, url, "tk-us-wrong").Start(ctx, oneoff.RunRequest{App: "demo", Command: "true"})
@@ -353,103 +425,112 @@ func TestConformanceRefusals(t *testing.T) {
 	_, err = o.Attach(ctx)
 	wantAPIError(t, "second attach", err, oneoff.ErrAttachRefused, 0)
 
-	// Quotas: 2 per app, 3 in all; o is alive.
+	// Quotas: 2 per app, 3 in all; o is alive. A 429 waits for a slot
+	// until the start deadline, so the refusals are asked with a short one.
+	short, err := oneoff.New(oneoff.Config{APIURL: url, APIToken: apiToken, StartTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer short.CloseIdleConnections()
 	mustStart(t, c, oneoff.RunRequest{App: "demo", Command: "true"})
-	_, err = c.Start(ctx, oneoff.RunRequest{App: "demo", Command: "true"})
+	_, err = short.Start(ctx, oneoff.RunRequest{App: "demo", Command: "true"})
 	wantAPIError(t, "over the app quota", err, oneoff.ErrQuota, 0)
 	mustStart(t, c, oneoff.RunRequest{App: "other", Command: "true"})
-	_, err = c.Start(ctx, oneoff.RunRequest{App: "third", Command: "true"})
+	_, err = short.Start(ctx, oneoff.RunRequest{App: "third", Command: "true"})
 	wantAPIError(t, "over the total quota", err, oneoff.ErrQuota, 0)
 }
 
 func TestConformanceTerminalInterrupt(t *testing.T) {
-	c := platformClient(t, nil)
-	o := mustStart(t, c, oneoff.RunRequest{Command: "echo ready; sleep 30", TTY: true})
-	ctx := testCtx(t)
-	s, err := o.Attach(ctx)
-	if err != nil {
-		t.Fatalf("Attach: %v", err)
-	}
-	defer s.Close()
-	buf := make([]byte, 64)
-	if n, err := io.ReadAtLeast(s, buf, len("ready")); err != nil || !strings.HasPrefix(string(buf[:n]), "ready") {
-		t.Fatalf("first output %q, %v", buf[:n], err)
-	}
-	// Ctrl-C, interpreted by the terminal. Again until the output ends, as a
-	// user would: a shell may lose one that lands while it is starting
-	// the next command.
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		io.Copy(io.Discard, s)
-	}()
-	for done := false; !done; {
-		s.Write([]byte{0x03})
-		select {
-		case <-ended:
-			done = true
-		case <-time.After(200 * time.Millisecond):
+	eachBackend(t, func(t *testing.T, c backend) {
+		o := mustStart(t, c, oneoff.RunRequest{Command: "echo ready; sleep 30", TTY: true})
+		ctx := testCtx(t)
+		s, err := o.Attach(ctx)
+		if err != nil {
+			t.Fatalf("Attach: %v", err)
 		}
-	}
-	if code, err := o.Wait(ctx); err != nil || code != 130 {
-		t.Errorf("Wait after Ctrl-C = %d, %v; want 130", code, err)
-	}
+		defer s.Close()
+		buf := make([]byte, 64)
+		if n, err := io.ReadAtLeast(s, buf, len("ready")); err != nil || !strings.HasPrefix(string(buf[:n]), "ready") {
+			t.Fatalf("first output %q, %v", buf[:n], err)
+		}
+		// Ctrl-C, interpreted by the terminal. Again until the output ends, as a
+		// user would: a shell may lose one that lands while it is starting
+		// the next command.
+		ended := make(chan struct{})
+		go func() {
+			defer close(ended)
+			io.Copy(io.Discard, s)
+		}()
+		for done := false; !done; {
+			s.Write([]byte{0x03})
+			select {
+			case <-ended:
+				done = true
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		if code, err := o.Wait(ctx); err != nil || code != 130 {
+			t.Errorf("Wait after Ctrl-C = %d, %v; want 130", code, err)
+		}
+	})
 }
 
 func TestConformanceClientGoneEndsOneOff(t *testing.T) {
-	c := platformClient(t, nil)
-	o := mustStart(t, c, oneoff.RunRequest{Command: "sleep 30"})
-	ctx := testCtx(t)
-	s, err := o.Attach(ctx)
-	if err != nil {
-		t.Fatalf("Attach: %v", err)
-	}
-	s.Close()
-	begin := time.Now()
-	code, err := o.Wait(ctx)
-	if err != nil {
-		t.Logf("Wait after the stream was closed: %v", err)
-	} else if code == 0 {
-		t.Errorf("Wait after the stream was closed = 0, want a kill")
-	}
-	if took := time.Since(begin); took > 5*time.Second {
-		t.Errorf("one-off still alive %v after its stream closed", took)
-	}
+	eachBackend(t, func(t *testing.T, c backend) {
+		o := mustStart(t, c, oneoff.RunRequest{Command: "sleep 30"})
+		ctx := testCtx(t)
+		s, err := o.Attach(ctx)
+		if err != nil {
+			t.Fatalf("Attach: %v", err)
+		}
+		s.Close()
+		begin := time.Now()
+		code, err := o.Wait(ctx)
+		if err != nil {
+			t.Logf("Wait after the stream was closed: %v", err)
+		} else if code == 0 {
+			t.Errorf("Wait after the stream was closed = 0, want a kill")
+		}
+		if took := time.Since(begin); took > 5*time.Second {
+			t.Errorf("one-off still alive %v after its stream closed", took)
+		}
+	})
 }
 
 func TestConformanceConcurrentSessions(t *testing.T) {
-	c := platformClient(t, nil)
-	const n = 6
-	errs := make(chan error, n)
-	for i := range n {
-		go func() {
-			ctx := testCtx(t)
-			want := fmt.Sprintf("session %d", i)
-			o, err := c.Start(ctx, oneoff.RunRequest{App: "demo", Command: `printf '%s' "$WHO"`, Env: map[string]string{"WHO": want}})
-			if err != nil {
+	eachBackend(t, func(t *testing.T, c backend) {
+		const n = 6
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				ctx := testCtx(t)
+				want := fmt.Sprintf("session %d", i)
+				o, err := c.Start(ctx, oneoff.RunRequest{App: c.app, Command: `printf '%s' "$WHO"`, Env: map[string]string{"WHO": want}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				s, err := o.Attach(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer s.Close()
+				s.CloseWrite()
+				out, err := io.ReadAll(s)
+				if err == nil && string(out) != want {
+					err = fmt.Errorf("session %d got %q", i, out)
+				}
+				if err == nil {
+					_, err = o.Wait(ctx)
+				}
 				errs <- err
-				return
-			}
-			s, err := o.Attach(ctx)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer s.Close()
-			s.CloseWrite()
-			out, err := io.ReadAll(s)
-			if err == nil && string(out) != want {
-				err = fmt.Errorf("session %d got %q", i, out)
-			}
-			if err == nil {
-				_, err = o.Wait(ctx)
-			}
-			errs <- err
-		}()
-	}
-	for range n {
-		if err := <-errs; err != nil {
-			t.Error(err)
+			}()
 		}
-	}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	})
 }

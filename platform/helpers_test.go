@@ -3,10 +3,8 @@ package platform
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -16,7 +14,8 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
+
+	"sshbridge/internal/testkit"
 )
 
 const testAPIToken = "tk-us-test"
@@ -42,25 +41,9 @@ func startPlatform(t testing.TB, cfg Config) *testPlatform {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(l) }()
-	tp := &testPlatform{Platform: p, t: t, base: "http://" + l.Addr().String(),
+	tp := &testPlatform{Platform: p, t: t, base: "http://" + testkit.Serve(t, p),
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := p.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-		tp.http.CloseIdleConnections()
-	})
+	t.Cleanup(tp.http.CloseIdleConnections)
 	tp.token = tp.exchange(cfg.APIToken)
 	return tp
 }

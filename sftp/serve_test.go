@@ -9,12 +9,12 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	pkgsftp "github.com/pkg/sftp"
 
+	"sshbridge/internal/testkit"
 	"sshbridge/uploads"
 )
 
@@ -35,22 +35,9 @@ type session struct {
 	stderr *syncBuffer
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the test kit's buffer, safe for concurrent writers and
+// readers.
+type syncBuffer = testkit.Buffer
 
 // connect serves one SFTP session over a real loopback TCP connection (not
 // net.Pipe, which deadlocks when both ends write first) and dials it with
