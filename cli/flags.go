@@ -96,6 +96,18 @@ func (f *Flag) Default(text string) *Flag {
 type badValue struct {
 	flag, value string
 	err         error
+	missing     bool // the value was the next flag: no value was given
+}
+
+// flagNamed says whether arg is a defined flag as written on a command
+// line ("-name", "--name" or "--name=value"), and which.
+func (s *FlagSet) flagNamed(arg string) (string, bool) {
+	if !strings.HasPrefix(arg, "-") {
+		return "", false
+	}
+	name := strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-")
+	name, _, _ = strings.Cut(name, "=")
+	return name, name != "" && s.Lookup(name) != nil
 }
 
 // NewFlagSet returns an empty set for the command called name.
@@ -171,6 +183,8 @@ func (s *FlagSet) Parse(args []string) error {
 	case err == nil:
 	case errors.Is(err, flag.ErrHelp):
 		return ErrHelp
+	case s.bad != nil && s.bad.missing:
+		return &Error{Command: s.name, Msg: fmt.Sprintf("--%s %v", s.bad.flag, s.bad.err)}
 	case s.bad != nil:
 		b := s.bad
 		return &Error{Command: s.name, Msg: fmt.Sprintf("--%s %q: %v", b.flag, b.value, b.err)}
@@ -310,7 +324,20 @@ type recordingValue struct {
 }
 
 func (r recordingValue) Set(v string) error {
-	err := r.Value.Set(v)
+	var err error
+	if name, ok := r.set.flagNamed(v); ok && !r.IsBoolFlag() {
+		// `--listen --data-dir DIR`: the flag package takes the next flag
+		// as the value; say that the value is missing instead.
+		err = fmt.Errorf("needs a value before --%s", name)
+		if f := r.set.Lookup(r.name); f != nil && f.Placeholder != "" {
+			err = fmt.Errorf("needs a value before --%s, as in --%s %s", name, r.name, f.Placeholder)
+		}
+		if r.set.bad == nil {
+			r.set.bad = &badValue{flag: r.name, value: v, err: err, missing: true}
+		}
+		return err
+	}
+	err = r.Value.Set(v)
 	if err != nil && r.set.bad == nil {
 		r.set.bad = &badValue{flag: r.name, value: v, err: err}
 	}

@@ -44,6 +44,8 @@ func TestParseErrorsAreOneLineNamingTheFix(t *testing.T) {
 		{[]string{"--upload"}, nil, `bridge: unknown flag --upload (did you mean --upload-quota?); see bridge --help`},
 		{[]string{"--nothing-like-it"}, nil, `bridge: unknown flag --nothing-like-it; see bridge --help`},
 		{[]string{"--listen"}, nil, `bridge: --listen needs a value, as in --listen ADDR; see bridge --help`},
+		{[]string{"--listen", "--max-sessions", "3"}, nil, `bridge: --listen needs a value before --max-sessions, as in --listen ADDR; see bridge --help`},
+		{[]string{"--upload-quota", "--listen=x"}, nil, `bridge: --upload-quota needs a value before --listen, as in --upload-quota SIZE; see bridge --help`},
 		{[]string{"--upload-quota", "12X"}, nil, `bridge: --upload-quota "12X": not a size (a whole number of bytes, optionally with K, M or G); see bridge --help`},
 		{[]string{"--start-timeout=5"}, nil, `bridge: --start-timeout "5": not a duration (a number with a unit: 90s, 2m, 1h30m); see bridge --help`},
 		{[]string{"--max-sessions", "ten"}, nil, `bridge: --max-sessions "ten": not a whole number; see bridge --help`},

@@ -137,6 +137,7 @@ func TestBadFlag(t *testing.T) {
 		{nil, []string{"--api-token", "secret-value"}, []string{"--api-token is refused", "ONEOFF_API_TOKEN"}},
 		{nil, []string{"platform", "--app-quota", "x"}, []string{`bridge platform: --app-quota "x": not a whole number`, "see bridge platform --help"}},
 		{nil, []string{"--max-sessions", "0"}, []string{`--max-sessions "0": must be more than 0`}},
+		{nil, []string{"--listen", "--data-dir", "/tmp/x"}, []string{`--listen needs a value before --data-dir`}},
 		{[]string{"BRIDGE_SHUTDOWN_GRACE=-1s"}, nil, []string{`BRIDGE_SHUTDOWN_GRACE="-1s": must not be negative`}},
 		{nil, []string{"--listen", "127.0.0.1:99999"}, []string{`--listen "127.0.0.1:99999": not an address to listen on`}},
 		{[]string{"ONEOFF_AUTH_URL=https://auth.example"}, nil, []string{`ONEOFF_AUTH_URL="https://auth.example"`, "--api-url"}},
