@@ -1,0 +1,35 @@
+// Package agent is the program that runs inside a one-off container in
+// connection mode (issue 14, DESIGN.md "Connection mode"): an SSH server
+// that speaks SSH's connection protocol (RFC 4254) over a single stream,
+// the one-off's own stdin and stdout, so that every channel of one client
+// connection is served inside the same container.
+//
+// It is not wired into the bridge yet: nothing in the bridge uploads or
+// starts it.
+//
+// # Authentication
+//
+// Serve accepts any client without authentication (ssh.ServerConfig's
+// NoClientAuth). This is acceptable only here: the stream is the
+// one-off's own stdin and stdout, which only the bridge reaches, through
+// its attach to that one-off. The bridge is the trust boundary: it has
+// authenticated the user and enforces policy (forwarding targets, key
+// options) before it relays a channel or request to the agent. The host
+// key is one the bridge generates for the connection and passes in, so the
+// bridge can pin it. The agent runs with the container's rights and
+// enforces nothing itself.
+//
+// # What it serves
+//
+// Session channels (RFC 4254 section 6): "env", "pty-req" (a real pty,
+// with TERM and the size), "window-change", "shell", "exec" (Config.Shell
+// -c COMMAND, stderr sent as extended data, section 5.2), "signal"
+// (delivered to the process group of the command, section 6.9), the "sftp"
+// subsystem over the container's real filesystem, and at the end
+// "exit-status" or "exit-signal" (section 6.10), then EOF, then close.
+//
+// "direct-tcpip" channels (section 7.2): the agent dials the given host
+// and port from inside the container.
+//
+// Global requests and any other channel type are refused.
+package agent
