@@ -283,3 +283,35 @@ func TestSFTPPutAndGet(t *testing.T) {
 		t.Fatalf("get = %q, %v", got, err)
 	}
 }
+
+func TestPtyCtrlCInterruptsForegroundCommand(t *testing.T) {
+	s := session(t, dial(t))
+	if err := s.RequestPty("xterm", 24, 80, ssh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	stdin, err := s.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := s.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start("echo ready; exec sleep 30"); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, len("ready\r\n"))
+	if _, err := io.ReadFull(stdout, line); err != nil {
+		t.Fatal(err)
+	}
+	// The pty is the command's controlling terminal: ^C becomes SIGINT.
+	if _, err := stdin.Write([]byte{3}); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, stdout)
+	err = s.Wait()
+	var ee *ssh.ExitError
+	if !errors.As(err, &ee) || ee.Signal() != "INT" {
+		t.Fatalf("Wait = %v, want exit-signal INT", err)
+	}
+}
