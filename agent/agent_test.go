@@ -23,6 +23,12 @@ import (
 // an SSH client on the other, which pins the agent's host key.
 func dial(t *testing.T) *ssh.Client {
 	t.Helper()
+	return dialWith(t, context.Background(), agent.Config{})
+}
+
+// dialWith is dial with cfg (its HostKey is filled in) under ctx.
+func dialWith(t *testing.T, parent context.Context, cfg agent.Config) *ssh.Client {
+	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +42,7 @@ func dial(t *testing.T) *ssh.Client {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(parent)
 	done := make(chan error, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -44,7 +50,8 @@ func dial(t *testing.T) *ssh.Client {
 			done <- err
 			return
 		}
-		done <- agent.Serve(ctx, c, agent.Config{HostKey: signer})
+		cfg.HostKey = signer
+		done <- agent.Serve(ctx, c, cfg)
 	}()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -313,5 +320,37 @@ func TestPtyCtrlCInterruptsForegroundCommand(t *testing.T) {
 	var ee *ssh.ExitError
 	if !errors.As(err, &ee) || ee.Signal() != "INT" {
 		t.Fatalf("Wait = %v, want exit-signal INT", err)
+	}
+}
+
+func TestConfigEnvAndShell(t *testing.T) {
+	c := dialWith(t, context.Background(), agent.Config{Shell: "/bin/bash", Env: []string{"ONLY=this"}})
+	s := session(t, c)
+	out, err := s.Output(`printf '%s|%s|%s' "$ONLY" "${HOME-unset}" "$BASH_VERSION"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(string(out), "|")
+	if len(parts) != 3 || parts[0] != "this" || parts[1] != "unset" || parts[2] == "" {
+		t.Fatalf("output %q, want ONLY=this, HOME unset (Config.Env replaces the environment) and bash running", out)
+	}
+}
+
+func TestServeEndsWhenContextIsDone(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := dialWith(t, ctx, agent.Config{})
+	cancel()
+	// The agent closes the connection: the client sees it end.
+	c.Wait()
+	if _, err := c.NewSession(); err == nil {
+		t.Fatal("NewSession succeeded after the agent's context was done")
+	}
+}
+
+func TestServeWithoutHostKeyFails(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	if err := agent.Serve(context.Background(), a, agent.Config{}); err == nil {
+		t.Fatal("Serve without a host key returned nil")
 	}
 }
