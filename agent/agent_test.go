@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -341,7 +342,13 @@ func TestServeEndsWhenContextIsDone(t *testing.T) {
 	c := dialWith(t, ctx, agent.Config{})
 	cancel()
 	// The agent closes the connection: the client sees it end.
-	c.Wait()
+	ended := make(chan struct{})
+	go func() { c.Wait(); close(ended) }()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection was still open 10 s after the agent's context was done")
+	}
 	if _, err := c.NewSession(); err == nil {
 		t.Fatal("NewSession succeeded after the agent's context was done")
 	}
