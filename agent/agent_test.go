@@ -124,22 +124,37 @@ func TestSignalRequestReachesProcessGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The shell waits on a child in the same group: both get the signal.
-	if err := s.Start("echo started; sleep 30; echo survived"); err != nil {
+	// A child shell of the command says when the signal reaches it; it
+	// holds stdout, so the session ends only once it has.
+	child := `trap 'echo child got TERM; exit 0' TERM; echo started; while :; do sleep 0.01; done`
+	if err := s.Start("sh -c \"" + child + "\"; echo parent survived"); err != nil {
 		t.Fatal(err)
 	}
 	line := make([]byte, len("started\n"))
 	if _, err := io.ReadFull(stdout, line); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Signal(ssh.SIGINT); err != nil {
+	if err := s.Signal(ssh.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	rest, _ := io.ReadAll(stdout)
-	err = s.Wait()
+	type result struct {
+		rest []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rest, _ := io.ReadAll(stdout)
+		done <- result{rest, s.Wait()}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command's child was still running 10 s after the signal")
+	}
 	var ee *ssh.ExitError
-	if !errors.As(err, &ee) || ee.Signal() != "INT" {
-		t.Fatalf("Wait = %v (output after signal %q), want exit-signal INT", err, rest)
+	if !errors.As(r.err, &ee) || ee.Signal() != "TERM" || string(r.rest) != "child got TERM\n" {
+		t.Fatalf("Wait = %v, output after the signal %q; want exit-signal TERM and %q", r.err, r.rest, "child got TERM\n")
 	}
 }
 
