@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -374,5 +375,44 @@ func TestServeWithoutHostKeyFails(t *testing.T) {
 	defer b.Close()
 	if err := agent.Serve(context.Background(), a, agent.Config{}); err == nil {
 		t.Fatal("Serve without a host key returned nil")
+	}
+}
+
+func TestClosingTheChannelHangsUpTheCommand(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "hup")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := session(t, dial(t))
+	stdout, err := s.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := `trap 'echo hup > ` + fifo + `; exit 0' HUP; echo started; while :; do sleep 0.01; done`
+	if err := s.Start(cmd); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, len("started\n"))
+	if _, err := io.ReadFull(stdout, line); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// Opening the FIFO returns once the command's trap opens it to write.
+	got := make(chan string, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		got <- string(b)
+	}()
+	select {
+	case g := <-got:
+		if g != "hup\n" {
+			t.Fatalf("the command wrote %q, want %q", g, "hup\n")
+		}
+	case <-time.After(10 * time.Second):
+		// Unblock the reader; the command is left to the test's end.
+		if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			w.Close()
+		}
+		t.Fatal("no SIGHUP reached the command 10 s after its channel was closed")
 	}
 }

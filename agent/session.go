@@ -27,8 +27,9 @@ type session struct {
 	tty     *os.File // the pty's terminal side until the command starts
 	started bool
 
-	mu  sync.Mutex
-	cmd *exec.Cmd // set once the command runs
+	mu     sync.Mutex
+	cmd    *exec.Cmd // set once the command runs
+	exited bool      // set once the command has been waited for
 }
 
 // Payloads of the session requests, RFC 4254 sections 6.2 to 6.9.
@@ -68,6 +69,19 @@ func serveSession(ctx context.Context, nc ssh.NewChannel, cfg *Config) {
 			req.Reply(ok, nil)
 		}
 	}
+	s.hangup()
+}
+
+// hangup ends a command still running when its channel is closed, as a
+// terminal hangup does: SIGHUP to its process group. Without it a command
+// writing to a closed channel would block for ever.
+func (s *session) hangup() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.exited {
+		return
+	}
+	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGHUP)
 }
 
 // handle answers one request and says whether it succeeded. Requests are
@@ -199,6 +213,9 @@ func (s *session) start(cmd *exec.Cmd) bool {
 	}()
 	go func() {
 		cmd.Wait()
+		s.mu.Lock()
+		s.exited = true
+		s.mu.Unlock()
 		copies.Wait()
 		if s.ptmx != nil {
 			s.ptmx.Close()
