@@ -64,6 +64,8 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 			go serveSession(ctx, nc, &cfg)
 		case "direct-tcpip":
 			go serveDirectTCPIP(ctx, nc, &cfg)
+		case "direct-streamlocal@openssh.com":
+			go serveDirectStreamlocal(ctx, nc, &cfg)
 		default:
 			nc.Reject(ssh.UnknownChannelType, "unsupported channel type "+nc.ChannelType())
 		}

@@ -28,8 +28,13 @@
 // subsystem over the container's real filesystem, and at the end
 // "exit-status" or "exit-signal" (section 6.10), then EOF, then close.
 //
+// A command still running when its channel is closed gets SIGHUP, as on a
+// terminal hangup.
+//
 // "direct-tcpip" channels (section 7.2): the agent dials the given host
-// and port from inside the container.
+// and port from inside the container. "direct-streamlocal@openssh.com"
+// channels (OpenSSH's PROTOCOL, section 2.4): it connects to the given
+// Unix socket inside the container.
 //
 // Global requests and any other channel type are refused.
 package agent

@@ -30,10 +30,35 @@ func serveDirectTCPIP(ctx context.Context, nc ssh.NewChannel, cfg *Config) {
 		return
 	}
 	addr := net.JoinHostPort(p.Host, strconv.FormatUint(uint64(p.Port), 10))
+	forward(ctx, nc, cfg, "tcp", addr)
+}
+
+// directStreamlocal is the "direct-streamlocal@openssh.com" channel-open
+// payload (OpenSSH's PROTOCOL, section 2.4): a Unix socket path and two
+// reserved fields.
+type directStreamlocal struct {
+	SocketPath string
+	Reserved0  string
+	Reserved1  uint32
+}
+
+// serveDirectStreamlocal connects to the requested Unix socket inside the
+// container and relays bytes both ways, as serveDirectTCPIP does.
+func serveDirectStreamlocal(ctx context.Context, nc ssh.NewChannel, cfg *Config) {
+	var p directStreamlocal
+	if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
+		nc.Reject(ssh.ConnectionFailed, "malformed direct-streamlocal request")
+		return
+	}
+	forward(ctx, nc, cfg, "unix", p.SocketPath)
+}
+
+// forward dials network and addr and relays the accepted channel to it.
+func forward(ctx context.Context, nc ssh.NewChannel, cfg *Config, network, addr string) {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
-		cfg.Logger.Info("direct-tcpip refused", "target", addr, "err", err)
+		cfg.Logger.Info("forward refused", "type", nc.ChannelType(), "target", addr, "err", err)
 		nc.Reject(ssh.ConnectionFailed, err.Error())
 		return
 	}
@@ -43,15 +68,15 @@ func serveDirectTCPIP(ctx context.Context, nc ssh.NewChannel, cfg *Config) {
 		return
 	}
 	go ssh.DiscardRequests(reqs)
-	cfg.Logger.Info("direct-tcpip", "target", addr)
+	cfg.Logger.Info("forward", "type", nc.ChannelType(), "target", addr)
 
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		io.Copy(conn, ch)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			tc.CloseWrite()
+		if hc, ok := conn.(interface{ CloseWrite() error }); ok {
+			hc.CloseWrite()
 		}
 	}()
 	go func() {
