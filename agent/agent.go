@@ -56,7 +56,7 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	go ssh.DiscardRequests(reqs)
+	go (&remoteForwards{conn: conn, log: cfg.Logger}).serve(reqs)
 
 	for nc := range chans {
 		switch nc.ChannelType() {

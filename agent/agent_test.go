@@ -450,3 +450,48 @@ func TestDirectStreamlocal(t *testing.T) {
 		t.Fatalf("echo = %q, %v; want %q", got, err, msg)
 	}
 }
+
+func TestTCPIPForward(t *testing.T) {
+	c := dial(t)
+	ln, err := c.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				io.Copy(conn, conn)
+			}()
+		}
+	}()
+	// Dialling the agent's listener reaches the client's echo.
+	addr := ln.Addr().String()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("back to the client")
+	if _, err := conn.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(conn)
+	conn.Close()
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("echo = %q, %v; want %q", got, err, msg)
+	}
+	// Closing the client's listener cancels the forward: the agent's
+	// listener is gone once the cancel is answered.
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := net.Dial("tcp", addr); err == nil {
+		conn.Close()
+		t.Fatalf("dial %s succeeded after cancel-tcpip-forward", addr)
+	}
+}

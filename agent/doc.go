@@ -36,5 +36,10 @@
 // channels (OpenSSH's PROTOCOL, section 2.4): it connects to the given
 // Unix socket inside the container.
 //
-// Global requests and any other channel type are refused.
+// "tcpip-forward" and "cancel-tcpip-forward" global requests (section
+// 7.1): the agent listens inside the container and opens a
+// "forwarded-tcpip" channel to the client for each connection it accepts.
+// Listeners close when the connection ends.
+//
+// Other global requests and any other channel type are refused.
 package agent

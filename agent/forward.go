@@ -69,7 +69,12 @@ func forward(ctx context.Context, nc ssh.NewChannel, cfg *Config, network, addr 
 	}
 	go ssh.DiscardRequests(reqs)
 	cfg.Logger.Info("forward", "type", nc.ChannelType(), "target", addr)
+	relay(ch, conn)
+}
 
+// relay copies bytes both ways between ch and conn, passing each side's
+// EOF on as a half-close, and closes both once both directions end.
+func relay(ch ssh.Channel, conn net.Conn) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
