@@ -42,4 +42,8 @@
 // Listeners close when the connection ends.
 //
 // Other global requests and any other channel type are refused.
+//
+// MakeRaw is for the agent's entry point: on a PaaS without pipe mode its
+// stdin and stdout are a terminal, which must be raw before the first byte
+// of SSH goes out.
 package agent
