@@ -495,3 +495,19 @@ func TestTCPIPForward(t *testing.T) {
 		t.Fatalf("dial %s succeeded after cancel-tcpip-forward", addr)
 	}
 }
+
+func TestExecPassesFiveMiBUnchanged(t *testing.T) {
+	s := session(t, dial(t))
+	data := make([]byte, 5<<20)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	s.Stdin = bytes.NewReader(data)
+	out, err := s.Output("cat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, data) {
+		t.Fatalf("cat returned %d bytes, not the %d sent unchanged", len(out), len(data))
+	}
+}
