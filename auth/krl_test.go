@@ -11,12 +11,13 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 )
 
-// needKeygen skips a test that needs OpenSSH's ssh-keygen when it is not
-// installed (.ci/run installs it).
+// needKeygen fails a test that needs OpenSSH's ssh-keygen when it is not
+// installed: a missing program is a failure, never a skip (.ci/run
+// installs it).
 func needKeygen(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("ssh-keygen"); err != nil {
-		t.Skip("ssh-keygen not installed")
+		t.Fatal("ssh-keygen is needed by this test and is not installed (.ci/run installs it)")
 	}
 }
 

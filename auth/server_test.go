@@ -101,7 +101,7 @@ func TestServerOfferedKeyDoesNotAuthorize(t *testing.T) {
 	needKeygen(t)
 	sshBin, err := exec.LookPath("ssh")
 	if err != nil {
-		t.Skip("no ssh client")
+		t.Fatal("ssh is needed by this test and is not installed (.ci/run installs it)")
 	}
 	dir := t.TempDir()
 	keyA, keyB := filepath.Join(dir, "a"), filepath.Join(dir, "b")

@@ -47,7 +47,7 @@ func helper(dir string, args []string) int {
 func TestOpenSSHScpLegacy(t *testing.T) {
 	scpBin, err := exec.LookPath("scp")
 	if err != nil {
-		t.Skip("scp not installed")
+		t.Fatal("scp is needed by this test and is not installed (.ci/run installs it)")
 	}
 	exe, err := os.Executable()
 	if err != nil {

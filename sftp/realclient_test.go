@@ -64,7 +64,7 @@ func needClient(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Skipf("%s not installed", name)
+		t.Fatalf("%s is needed by this test and is not installed (.ci/run installs it)", name)
 	}
 	return p
 }
