@@ -69,6 +69,7 @@ type session struct {
 	shell   bool // the client asked for a shell: progress lines (progress.go)
 	env     map[string]string
 	refused []string // forwarding requests refused, told to pty users
+	run     func()   // the work, set by start and launched after its reply
 
 	win     *window
 	signals chan string
@@ -136,6 +137,14 @@ func (sess *session) serveRequests(reqs <-chan *gossh.Request) {
 		ok := sess.handleRequest(req)
 		if req.WantReply {
 			req.Reply(ok, nil)
+		}
+		// The work starts only once the client has its "yes" to the shell,
+		// exec or subsystem request: a session that ends at once (a
+		// refusal, a blank command) must not send its exit-status, EOF and
+		// close before that reply (RFC 4254 section 6.5, then 6.10).
+		if run := sess.run; run != nil {
+			sess.run = nil
+			go run()
 		}
 	}
 }
@@ -249,11 +258,12 @@ func (sess *session) start(req *gossh.Request) bool {
 	if stopped {
 		return false
 	}
-	go func() {
+	kind, arg := req.Type, msg.Value
+	sess.run = func() {
 		defer close(sess.done)
 		defer sess.recoverPanic()
-		sess.runSession(req.Type, msg.Value)
-	}()
+		sess.runSession(kind, arg)
+	}
 	return true
 }
 
