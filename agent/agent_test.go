@@ -239,18 +239,7 @@ func TestDirectTCPIP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	msg := []byte("through the agent")
-	if _, err := conn.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	// Half-close: the echo server sees EOF, ends, and the channel ends.
-	if err := conn.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(conn)
-	if err != nil || !bytes.Equal(got, msg) {
-		t.Fatalf("echo = %q, %v; want %q", got, err, msg)
-	}
+	echoRoundTrip(t, conn, "through the agent")
 }
 
 func TestDirectTCPIPRefusedWhenNothingListens(t *testing.T) {
@@ -438,17 +427,7 @@ func TestDirectStreamlocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	msg := []byte("through a unix socket")
-	if _, err := conn.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(conn)
-	if err != nil || !bytes.Equal(got, msg) {
-		t.Fatalf("echo = %q, %v; want %q", got, err, msg)
-	}
+	echoRoundTrip(t, conn, "through a unix socket")
 }
 
 func TestTCPIPForward(t *testing.T) {
@@ -509,5 +488,22 @@ func TestExecPassesFiveMiBUnchanged(t *testing.T) {
 	}
 	if !bytes.Equal(out, data) {
 		t.Fatalf("cat returned %d bytes, not the %d sent unchanged", len(out), len(data))
+	}
+}
+
+// echoRoundTrip sends msg on a forwarded connection to an echo server,
+// half-closes it (the server sees EOF, ends, and the channel ends) and
+// checks that msg comes back whole.
+func echoRoundTrip(t *testing.T, conn net.Conn, msg string) {
+	t.Helper()
+	if _, err := io.WriteString(conn, msg); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(conn)
+	if err != nil || string(got) != msg {
+		t.Fatalf("echo = %q, %v; want %q", got, err, msg)
 	}
 }

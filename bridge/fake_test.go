@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sshbridge/internal/testkit"
 	"sync"
 	"testing"
 	"time"
@@ -220,23 +221,9 @@ func testSigner(t *testing.T, seed byte) gossh.Signer {
 	return s
 }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// syncBuffer is the test kit's buffer: a log sink safe for the server's
+// goroutines.
+type syncBuffer = testkit.Buffer
 
 // testBridge is a bridge serving on loopback against the fake platform.
 type testBridge struct {
