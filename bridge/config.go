@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -48,6 +49,16 @@ type Config struct {
 	WaitTimeout time.Duration
 	// Version is the software version in the SSH identification string.
 	Version string
+
+	// ConnectionModeApps are patterns of the apps whose connections use
+	// connection mode (connmode.go) when neither the user name nor the
+	// key's session-mode option chose: OpenSSH-style patterns ("*", "?",
+	// a leading "!" excludes). Empty: none. Needs Deps.Agent.
+	ConnectionModeApps []string
+	// ConnectionLinger keeps a connection-mode one-off this long after
+	// its connection ended, for the next connection-mode connection of
+	// the same key to the same app. Zero: it ends with the connection.
+	ConnectionLinger time.Duration
 
 	// MaxStartups caps the unauthenticated connections held at once, as
 	// OpenSSH's MaxStartups (start:rate:full, random early drop); a
@@ -122,6 +133,14 @@ func (c *Config) Validate() error {
 	}
 	if err := c.PerSourcePenalties.Validate(); err != nil && !c.PerSourcePenalties.IsZero() {
 		return fmt.Errorf("per-source penalties: %w", err)
+	}
+	for _, p := range c.ConnectionModeApps {
+		if _, err := path.Match(strings.TrimPrefix(p, "!"), ""); err != nil || strings.TrimPrefix(p, "!") == "" {
+			return fmt.Errorf("connection mode apps: %q is not a pattern (app names with * and ?, a leading ! excludes)", p)
+		}
+	}
+	if c.ConnectionLinger < 0 {
+		return errors.New("connection linger must not be negative")
 	}
 	if c.Version == "" {
 		c.Version = "sshbridge"

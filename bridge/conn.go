@@ -28,6 +28,8 @@ type connState struct {
 
 	refusals refusalLog
 
+	mode connMode // per-session or connection mode, and the agent (connmode.go)
+
 	// Authentication, for MaxAuthTries and the source's penalty.
 	preAuth       gossh.ServerPreAuthConn // to send a banner before authentication ends
 	authed        bool
@@ -46,7 +48,7 @@ func stateOf(ctx ssh.Context) *connState {
 func connLogger(ctx ssh.Context, fallback *slog.Logger) *slog.Logger {
 	if st := stateOf(ctx); st != nil {
 		grant, _ := auth.GrantFrom(ctx)
-		return st.log.With("user", identityOf(grant), "app", ctx.User())
+		return st.log.With("user", identityOf(grant), "app", appOf(ctx, grant))
 	}
 	return fallback
 }
@@ -85,6 +87,7 @@ func authenticated(ctx ssh.Context) *gossh.ServerConn {
 // that vanished without a FIN would hold its one-offs.
 func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
 	defer s.removeConn(st)
+	defer s.releaseAgent(st)
 	defer st.stopIdle()
 	defer st.refusals.flush()
 	defer func() { st.startup.End(st.event()) }()

@@ -20,4 +20,5 @@ const (
 	ExitBridgeStopped    = 251 // the bridge stopped and ended the session at the end of its grace
 	ExitKeyLimit         = 252 // this key already runs Config.MaxOneOffsPerKey one-offs, on any of its connections
 	ExitRsyncUpload      = 253 // an rsync upload, whose files would end with its one-off (rsync.go)
+	ExitAgent            = 254 // connection mode: the agent could not run in the one-off, or the connection's one-off ended under the session
 )

@@ -75,6 +75,12 @@ func (sess *session) runCommand(kind, arg string) (int, error) {
 		}
 		kind, command = "exec", sess.grant.ForceCommand
 	}
+	if sess.srv.deps.Agent != nil && sess.srv.connectionMode(sess.st, sess.grant, sess.app, kind, arg) {
+		for k, v := range sess.grant.Env {
+			env[k] = v
+		}
+		return sess.runInAgent(kind, command, env)
+	}
 	switch kind {
 	case "subsystem":
 		return sess.srv.serveSubsystem(sess, arg)

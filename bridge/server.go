@@ -37,7 +37,11 @@ type Deps struct {
 	// Deliverer, when not nil, sends the pending uploads to each one-off
 	// before it is attached.
 	Deliverer Deliverer
-	Logger    *slog.Logger
+	// Agent, when not nil, enables connection mode (connmode.go): what
+	// the bridge uploads and runs in a connection's one-off. Nil: every
+	// connection is in per-session mode.
+	Agent  *Agent
+	Logger *slog.Logger
 }
 
 // Server is the bridge's SSH server.
@@ -52,6 +56,9 @@ type Server struct {
 	stop         shutdownState
 	// oneOffs counts each key's one-offs, for MaxOneOffsPerKey.
 	oneOffs oneOffCounts
+	// lingering holds connection-mode one-offs after their connection
+	// ended, for Config.ConnectionLinger.
+	lingering lingerPool
 }
 
 // New checks the configuration and builds a server; Serve starts it.
@@ -90,12 +97,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		// loop on a window change that comes before exec.
 		ChannelHandlers: map[string]ssh.ChannelHandler{
 			"session":                        s.handleSession,
-			"direct-tcpip":                   s.refuseChannel,
-			"direct-streamlocal@openssh.com": s.refuseChannel,
+			"direct-tcpip":                   s.directChannel,
+			"direct-streamlocal@openssh.com": s.directChannel,
 		},
 		RequestHandlers: map[string]ssh.RequestHandler{
-			"tcpip-forward":                          s.refuseGlobal,
-			"cancel-tcpip-forward":                   s.refuseGlobal,
+			"tcpip-forward":                          s.tcpipForward,
+			"cancel-tcpip-forward":                   s.tcpipForward,
 			"streamlocal-forward@openssh.com":        s.refuseGlobal,
 			"cancel-streamlocal-forward@openssh.com": s.refuseGlobal,
 		},

@@ -71,6 +71,10 @@ type session struct {
 	refused []string // forwarding requests refused, told to pty users
 	run     func()   // the work, set by start and launched after its reply
 
+	// exitSignal, when set, is the exit-signal payload the session ends
+	// with instead of an exit-status (connection mode, from the agent).
+	exitSignal []byte
+
 	win     *window
 	signals chan string
 	done    chan struct{}
@@ -98,13 +102,14 @@ func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan go
 		return
 	}
 	grant, _ := auth.GrantFrom(ctx)
+	app := appOf(ctx, grant)
 	sess := &session{
 		srv:     s,
 		ch:      ch,
 		conn:    conn,
 		st:      st,
-		log:     st.log.With("user", identityOf(grant), "app", conn.User()),
-		app:     conn.User(),
+		log:     st.log.With("user", identityOf(grant), "app", app),
+		app:     app,
 		grant:   grant,
 		env:     map[string]string{},
 		win:     newWindow(),
@@ -306,7 +311,11 @@ func (sess *session) logRefusal(level slog.Level, msg string, attrs ...any) {
 // finish ends the channel in the order OpenSSH's clients expect: the
 // output is already drained, then exit-status, then EOF, then close.
 func (sess *session) finish(code int) {
-	sess.ch.SendRequest("exit-status", false, gossh.Marshal(&exitStatusMsg{Status: uint32(code)}))
+	if sess.exitSignal != nil {
+		sess.ch.SendRequest("exit-signal", false, sess.exitSignal)
+	} else {
+		sess.ch.SendRequest("exit-status", false, gossh.Marshal(&exitStatusMsg{Status: uint32(code)}))
+	}
 	sess.ch.CloseWrite()
 	sess.ch.Close()
 }

@@ -57,6 +57,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	st.stopping, st.deadline = true, deadline
 	sessions, conns, ln := st.openSessions(), st.openConns(), st.ln
 	st.mu.Unlock()
+	s.lingering.closeAll()
 	// Closed first: from the moment a user is told, no new connection is
 	// taken.
 	if ln != nil {
