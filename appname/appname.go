@@ -1,5 +1,7 @@
 package appname
 
+import "strings"
+
 // MaxLen is the longest app name, in bytes.
 const MaxLen = 64
 
@@ -21,4 +23,22 @@ func Valid(name string) bool {
 		}
 	}
 	return true
+}
+
+// ConnectionSuffix ends a user name that asks for connection mode by name:
+// "demo-app+conn" is app "demo-app" in connection mode. An app name has no
+// '+', so the suffix cannot be part of one.
+const ConnectionSuffix = "+conn"
+
+// ParseUser splits an SSH user name into the app it names and whether it
+// asks for connection mode: a name ending in exactly ConnectionSuffix
+// (lowercase) gives the part before it and true; any other name is
+// returned whole with false. ParseUser does not check the app: "+conn"
+// gives "" and "demo+x" gives "demo+x", which Valid then refuses as it
+// refuses any other name that is no app name.
+func ParseUser(user string) (app string, connectionMode bool) {
+	if app, ok := strings.CutSuffix(user, ConnectionSuffix); ok {
+		return app, true
+	}
+	return user, false
 }

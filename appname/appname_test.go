@@ -45,3 +45,38 @@ func FuzzValid(f *testing.F) {
 		}
 	})
 }
+
+func TestParseUser(t *testing.T) {
+	tests := []struct {
+		user, app string
+		conn      bool
+		valid     bool // Valid(app)
+	}{
+		{"demo-app", "demo-app", false, true},
+		{"demo-app+conn", "demo-app", true, true},
+		{"a+conn", "a", true, true},
+		{"0day+conn", "0day", true, true},
+		{"+conn", "", true, false},
+		{"demo-app+CONN", "demo-app+CONN", false, false},
+		{"demo-app+connection", "demo-app+connection", false, false},
+		{"demo-app+con", "demo-app+con", false, false},
+		{"demo-app+", "demo-app+", false, false},
+		{"demo+x", "demo+x", false, false},
+		{"demo-app+conn+conn", "demo-app+conn", true, false},
+		{"demo-app +conn", "demo-app ", true, false},
+		{"Demo-App+conn", "Demo-App", true, false},
+		{"conn", "conn", false, true},
+		{"", "", false, false},
+		{strings.Repeat("x", 64) + "+conn", strings.Repeat("x", 64), true, true},
+		{strings.Repeat("x", 65) + "+conn", strings.Repeat("x", 65), true, false},
+	}
+	for _, tt := range tests {
+		app, conn := ParseUser(tt.user)
+		if app != tt.app || conn != tt.conn {
+			t.Errorf("ParseUser(%q) = %q, %v; want %q, %v", tt.user, app, conn, tt.app, tt.conn)
+		}
+		if Valid(app) != tt.valid {
+			t.Errorf("Valid(%q) = %v, want %v", app, !tt.valid, tt.valid)
+		}
+	}
+}

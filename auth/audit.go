@@ -6,11 +6,12 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 )
 
-// audit logs one decision. It names the key by fingerprint or certificate
-// identity and the line that matched; never option values, which may hold
-// secrets (environment=).
-func (a *Authority) audit(remote net.Addr, app string, key gossh.PublicKey, d decision) {
-	attrs := []any{"remote", addrString(remote), "app", app}
+// audit logs one decision. It names the SSH user name as the client sent
+// it, the app decided on (appname.ParseUser), the key by fingerprint or
+// certificate identity and the line that matched; never option values,
+// which may hold secrets (environment=).
+func (a *Authority) audit(remote net.Addr, user, app string, key gossh.PublicKey, d decision) {
+	attrs := []any{"remote", addrString(remote), "user", user, "app", app}
 	if cert, ok := key.(*gossh.Certificate); ok {
 		attrs = append(attrs, "cert", certIdentity(cert), "fingerprint", gossh.FingerprintSHA256(cert.Key))
 	} else {

@@ -92,6 +92,8 @@ func (o *keyOptions) grant(app, identity, fp, source string) *Grant {
 		NoAgentForwarding: o.noAgentFwd,
 		NoX11Forwarding:   o.noX11Fwd,
 		PermitOpen:        slices.Clone(o.permitOpen),
+		PermitListen:      slices.Clone(o.permitListen),
+		SessionMode:       o.sessionMode,
 		Source:            source,
 		noTouch:           o.noTouch,
 	}
@@ -113,5 +115,6 @@ func copyGrant(g *Grant) *Grant {
 	c := *g
 	c.Env = maps.Clone(g.Env)
 	c.PermitOpen = slices.Clone(g.PermitOpen)
+	c.PermitListen = slices.Clone(g.PermitListen)
 	return &c
 }

@@ -10,8 +10,17 @@ type Grant struct {
 	// Fingerprint is the SHA256 fingerprint of the key (for a certificate,
 	// of its public key, as OpenSSH prints it).
 	Fingerprint string
-	// App is the SSH user name.
+	// App is the app the SSH user name names (appname.ParseUser): the user
+	// name itself, or the part before "+conn".
 	App string
+	// ConnectionModeByName is true when the user name asked for
+	// connection mode ("demo-app+conn").
+	ConnectionModeByName bool
+	// SessionMode is the key's session-mode option: "" when the key says
+	// nothing, else SessionModeSession or SessionModeConnection. restrict
+	// does not change it; certificates from the trusted CA keys file have
+	// none.
+	SessionMode string
 	// Allowed is false for a valid key that may not use App: the session
 	// then prints a plain refusal and opens nothing.
 	Allowed bool
@@ -23,9 +32,15 @@ type Grant struct {
 	Env map[string]string
 	// Restrictions from the key options and certificate extensions.
 	NoPTY, NoPortForwarding, NoAgentForwarding, NoX11Forwarding bool
-	// PermitOpen lists permitopen="host:port" options; the bridge refuses
-	// all forwarding anyway.
+	// PermitOpen lists the permitopen="host:port" options as written
+	// (checked at load as sshd checks them): the targets beyond the
+	// container's loopback that forwarding may reach (CheckOpen). Empty:
+	// the loopback only.
 	PermitOpen []string
+	// PermitListen lists the permitlisten="[host:]port" options as
+	// written (checked at load): where a remote forwarding may listen
+	// (CheckListen). Empty: any port, on the loopback.
+	PermitListen []string
 	// Source says what authorized the key: "file:line", or the trusted
 	// user CA keys file for a certificate.
 	Source string

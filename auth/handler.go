@@ -5,11 +5,15 @@ import (
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"sshbridge/appname"
 )
 
 // PublicKeyHandler is the gliderlabs ssh.Server.PublicKeyHandler. It
 // accepts a key that may use some app; the Grant of the key, for the app
-// named by the user name, is stored in ctx for GrantFrom, replaced at every
+// named by the user name (appname.ParseUser: "demo-app+conn" is app
+// "demo-app", asking for connection mode; apps=, certificate principals
+// and the app name check see "demo-app"), is stored in ctx for GrantFrom, replaced at every
 // accepted key and cleared at every refused one. x/crypto (>= 0.31) calls
 // the handler last with the key whose signature it verified, so GrantFrom
 // gives the rights of the key the client proved it holds, not of a key it
@@ -17,15 +21,17 @@ import (
 func (a *Authority) PublicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool {
 	a.maybeReload()
 	remote := ctx.RemoteAddr()
-	app := ctx.User()
+	user := ctx.User()
+	app, byName := appname.ParseUser(user)
 	addr, _ := addrOf(remote)
 	d := a.keys.Load().decideApp(app, key, addr, a.now())
-	a.audit(remote, app, key, d)
+	a.audit(remote, user, app, key, d)
 	if d.grant == nil {
 		ctx.SetValue(grantKey{}, (*Grant)(nil))
 		return false
 	}
 	g := copyGrant(d.grant)
+	g.ConnectionModeByName = byName
 	g.keyBlob = string(key.Marshal())
 	ctx.SetValue(grantKey{}, g)
 	setNoTouch(ctx, g.noTouch)
@@ -63,13 +69,13 @@ func (a *Authority) VerifiedPublicKeyCallback(ctx ssh.Context) func(gossh.ConnMe
 		if g, ok := GrantFrom(ctx); ok && g.keyBlob == string(key.Marshal()) {
 			// The one line that says who actually logged in; "auth
 			// accepted key" lines may be for keys only offered.
-			a.log.Info("auth verified", "remote", addrString(ctx.RemoteAddr()), "app", g.App,
+			a.log.Info("auth verified", "remote", addrString(ctx.RemoteAddr()), "user", ctx.User(), "app", g.App,
 				"identity", g.Identity, "allowed", g.Allowed, "source", g.Source)
 			return perms, nil
 		}
 		ctx.SetValue(grantKey{}, (*Grant)(nil))
 		a.log.Error("auth refused: the verified key is not the key granted", "remote", addrString(ctx.RemoteAddr()),
-			"app", ctx.User(), "fingerprint", gossh.FingerprintSHA256(key), "decision", "refuse")
+			"user", ctx.User(), "fingerprint", gossh.FingerprintSHA256(key), "decision", "refuse")
 		return nil, errors.New("auth: verified key has no grant")
 	}
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // keyOptions are the options of one authorized_keys line, as sshd(8)
-// documents them, plus apps="...".
+// documents them, plus apps="..." and session-mode="...".
 type keyOptions struct {
 	apps          appList // nil: every app
 	from          addrList
@@ -27,6 +27,7 @@ type keyOptions struct {
 	certAuthority bool
 	tunnel        string
 	noTouch       bool
+	sessionMode   string // "", "session" or "connection"
 }
 
 type envVar struct{ name, value string }
@@ -132,7 +133,8 @@ func flagOption(set func(o *keyOptions)) keyOption {
 }
 
 // keyOptionTable holds every option name the bridge knows, as sshd(8)
-// documents them (AUTHORIZED_KEYS FILE FORMAT), plus apps="...".
+// documents them (AUTHORIZED_KEYS FILE FORMAT), plus apps="..." and
+// session-mode="...".
 var keyOptionTable = map[string]keyOption{
 	"cert-authority":      flagOption(func(o *keyOptions) { o.certAuthority = true }),
 	"no-pty":              flagOption(func(o *keyOptions) { o.noPTY = true }),
@@ -163,6 +165,7 @@ var keyOptionTable = map[string]keyOption{
 	"permitopen":   {value: true, repeatable: true, apply: applyPermit("permitopen", func(o *keyOptions) *[]string { return &o.permitOpen })},
 	"permitlisten": {value: true, repeatable: true, apply: applyPermit("permitlisten", func(o *keyOptions) *[]string { return &o.permitListen })},
 	"principals":   {value: true, apply: applyPrincipals},
+	"session-mode": {value: true, apply: applySessionMode},
 	"tunnel":       {value: true, apply: func(o *keyOptions, v string, _ *time.Location) error { o.tunnel = v; return nil }},
 }
 
@@ -239,17 +242,37 @@ func applyEnvironment(o *keyOptions, v string, _ *time.Location) error {
 	return nil
 }
 
-// applyPermit appends a permitopen or permitlisten value (one word) to
-// the list field returns.
+// applyPermit checks a permitopen or permitlisten value as sshd does
+// (parsePermit) and appends it, as written, to the list field returns.
 func applyPermit(name string, field func(o *keyOptions) *[]string) func(*keyOptions, string, *time.Location) error {
 	return func(o *keyOptions, v string, _ *time.Location) error {
-		if v == "" || strings.ContainsAny(v, " \t") {
-			return fmt.Errorf("%s: bad value %q", name, v)
+		if strings.ContainsAny(v, " \t") {
+			return fmt.Errorf("%s: bad value %q: no blanks allowed", name, v)
+		}
+		if _, err := parsePermit(v, name == "permitlisten"); err != nil {
+			return fmt.Errorf("%s: bad value %q: %w", name, v, err)
 		}
 		l := field(o)
 		*l = append(*l, v)
 		return nil
 	}
+}
+
+// Session modes of the session-mode option.
+const (
+	SessionModeSession    = "session"
+	SessionModeConnection = "connection"
+)
+
+// applySessionMode reads session-mode="session" or "connection", the
+// bridge's own option: which mode the key's connections get.
+func applySessionMode(o *keyOptions, v string, _ *time.Location) error {
+	switch v {
+	case SessionModeSession, SessionModeConnection:
+		o.sessionMode = v
+		return nil
+	}
+	return fmt.Errorf(`session-mode: bad value %q (want "session" or "connection")`, v)
 }
 
 func applyPrincipals(o *keyOptions, v string, _ *time.Location) error {
