@@ -479,3 +479,42 @@ func showGrant(g *Grant) string {
 	return fmt.Sprintf("Allowed=%v App=%q ConnectionModeByName=%v SessionMode=%q NoPTY=%v NoPortForwarding=%v PermitOpen=%q PermitListen=%q",
 		g.Allowed, g.App, g.ConnectionModeByName, g.SessionMode, g.NoPTY, g.NoPortForwarding, g.PermitOpen, g.PermitListen)
 }
+
+// FuzzForwardingChecks: any permit value that loads, any request: no
+// panic; a non-loopback target is reached only through a permitopen
+// entry; with permitlisten entries a listener needs one; no-port-forwarding
+// refuses all.
+func FuzzForwardingChecks(f *testing.F) {
+	f.Add("db:5432", "8080", "db", "localhost", uint32(5432), false)
+	f.Add("[::1]:*", "*.x:*", "::1", "a.x", uint32(0), false)
+	f.Add("*:*", "*:1", "", "*", uint32(70000), true)
+	f.Fuzz(func(t *testing.T, open, listen, host, lhost string, port uint32, noFwd bool) {
+		o, err := parseOptions(`permitopen="`+strings.ReplaceAll(open, `"`, ``)+`",permitlisten="`+strings.ReplaceAll(listen, `"`, ``)+`"`, time.UTC)
+		if err != nil {
+			return
+		}
+		o.noPortFwd = noFwd
+		g := o.grant("demo-app", "id", "fp", "fuzz:1")
+		openErr := g.CheckOpen(host, port)
+		bind, listenErr := g.CheckListen(lhost, port)
+		streamErr := g.CheckOpenStreamlocal(host)
+		if noFwd {
+			if openErr == nil || listenErr == nil || streamErr == nil {
+				t.Fatalf("no-port-forwarding allowed something: %v %v %v", openErr, listenErr, streamErr)
+			}
+			return
+		}
+		if streamErr != nil {
+			t.Fatalf("streamlocal refused: %v", streamErr)
+		}
+		if openErr == nil && !isLoopbackHost(host) {
+			p, _ := parsePermit(g.PermitOpen[0], false)
+			if p.host != "*" && !strings.EqualFold(p.host, host) {
+				t.Fatalf("CheckOpen(%q, %d) allowed by %q", host, port, g.PermitOpen)
+			}
+		}
+		if listenErr == nil && bind != "localhost" && bind != "127.0.0.1" && bind != "::1" && bind != strings.TrimSuffix(lhost, "*") {
+			t.Fatalf("CheckListen(%q, %d) binds %q", lhost, port, bind)
+		}
+	})
+}
