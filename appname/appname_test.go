@@ -80,3 +80,14 @@ func TestParseUser(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseUser(f *testing.F) {
+	f.Add("demo-app+conn")
+	f.Add("demo+x")
+	f.Fuzz(func(t *testing.T, user string) {
+		app, conn := ParseUser(user)
+		if conn && app+ConnectionSuffix != user || !conn && (app != user || strings.HasSuffix(user, ConnectionSuffix)) {
+			t.Fatalf("ParseUser(%q) = %q, %v", user, app, conn)
+		}
+	})
+}

@@ -13,7 +13,10 @@
 // that a client proving an authorized key is never locked out by others
 // sharing its address (see Penalties).
 //
-// The SSH user name is the app. A key line may use every app, or those its
+// The SSH user name is the app, or the app followed by "+conn", which
+// asks for connection mode (appname.ParseUser): "demo-app+conn" is app
+// "demo-app" for apps=, certificate principals and the app name check,
+// with Grant.ConnectionModeByName set. A key line may use every app, or those its
 // apps="glob,!glob" option allows (path.Match globs; as in OpenSSH pattern
 // lists, a negated match denies and negations alone allow nothing). The
 // first line that authorizes a key (from=, expiry-time) and allows the app
@@ -32,6 +35,20 @@
 // missing permit-pty (or port, agent, X11 forwarding) extension restricts
 // the session, and the KRL or key list of the revoked keys file applies to
 // keys, certificates (serial, key id) and CA keys.
+//
+// Besides OpenSSH's options, a key line may say session-mode="connection"
+// or session-mode="session" (Grant.SessionMode): which mode its
+// connections get. Any other value is a load error naming file and line.
+//
+// Forwarding, served in connection mode only, follows sshd with
+// GatewayPorts no (Grant.CheckOpen, CheckListen, CheckOpenStreamlocal):
+// no-port-forwarding and restrict refuse all of it; direct-tcpip reaches
+// the container's loopback, and also what permitopen entries name (unlike
+// sshd, permitopen entries add to the loopback rather than replace it);
+// tcpip-forward listens on the loopback, and only where permitlisten
+// entries allow once a key has some; direct-streamlocal@openssh.com is
+// refused only with all port forwarding. permitopen and permitlisten
+// values are checked at load as sshd checks them.
 //
 // An Authority is safe for concurrent use. Its files are checked for
 // changes every second (by Watch, and by the handler itself); a new version

@@ -72,7 +72,7 @@ func parsePermit(v string, listen bool) (permit, error) {
 		return p, nil
 	}
 	n, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || n == 0 || port[0] == '+' {
+	if err != nil || n == 0 {
 		return p, fmt.Errorf(`bad port %q (want 1 to 65535, or "*" for any)`, port)
 	}
 	p.port = uint32(n)
