@@ -119,14 +119,19 @@ func (s *Server) launchAgent(sess *session, ag *Agent) (*agentConn, error) {
 	// agent connection, which ends with the user's connection (or after
 	// the linger).
 	ctx, cancel := context.WithCancel(context.WithoutCancel(sess.ctx))
-	startCtx, stopStart := context.WithCancel(ctx)
-	defer stopStart()
+	// Until the agent answers, the client going away abandons the start.
+	startCtx := ctx
+	ready := make(chan struct{})
+	defer close(ready)
 	go func() {
-		// Until the agent answers, the client going away abandons the start.
 		select {
 		case <-sess.ctx.Done():
-			stopStart()
-		case <-startCtx.Done():
+			select {
+			case <-ready:
+			default:
+				cancel()
+			}
+		case <-ready:
 		}
 	}()
 	fail := func(err error) (*agentConn, error) {
@@ -323,6 +328,18 @@ func (ac *agentConn) watch(stream Stream, t0 time.Time) {
 func (ac *agentConn) close() {
 	ac.conn.Close()
 	ac.cancel()
+}
+
+// ended says whether the agent connection ends within d.
+func (ac *agentConn) ended(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ac.ctx.Done():
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // alive says whether the agent connection still runs.

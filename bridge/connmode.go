@@ -288,10 +288,11 @@ func (sess *session) runInAgent(kind, command string, env map[string]string) (in
 	log := sess.log.With("container", ac.o.ContainerID())
 	ch, reqs, err := ac.conn.OpenChannel("session", nil)
 	if err != nil {
-		if !ac.alive() {
-			return 0, ac.lostFailure()
+		var refused *gossh.OpenChannelError
+		if errors.As(err, &refused) {
+			return 0, &exitFailure{ExitAgent, "The one-off container refused a new session: " + oneLine(refused.Message), err}
 		}
-		return 0, fmt.Errorf("open agent session: %w", err)
+		return 0, ac.lostFailure()
 	}
 	defer ch.Close()
 	stop := context.AfterFunc(sess.ctx, func() { ch.Close() })
@@ -372,18 +373,17 @@ func (sess *session) runInAgent(kind, command string, env map[string]string) (in
 		return 0, nil
 	case exit.status != nil:
 		return int(*exit.status), nil
-	case !ac.alive():
+	case ac.ended(2 * time.Second):
 		return 0, ac.lostFailure()
 	}
 	return 0, &exitFailure{ExitAgent, "The one-off container ended the session without an exit status.", errors.New("no exit status from the agent")}
 }
 
-// agentGone turns a failed request to the agent into the session's end.
+// agentGone turns a failed request to the agent into the session's end:
+// a request fails only when the agent connection is closed.
 func (sess *session) agentGone(ac *agentConn, err error) error {
-	if !ac.alive() {
-		return ac.lostFailure()
-	}
-	return fmt.Errorf("agent request: %w", err)
+	sess.log.Debug("request to the agent failed", "err", err)
+	return ac.lostFailure()
 }
 
 // agentExit is how the agent ended a session channel: the payload of its

@@ -46,6 +46,9 @@ type fakePlatform struct {
 	err     error
 	waiting bool // Start calls req.Waiting, as on a 429
 	oneOff  func() *fakeOneOff
+	// run, when set, makes each one-off's program from its run request
+	// (connection mode: the agent, which takes its host key from it).
+	run func(req oneoff.RunRequest) program
 
 	mu      sync.Mutex
 	reqs    []oneoff.RunRequest
@@ -76,6 +79,9 @@ func (p *fakePlatform) Start(ctx context.Context, req oneoff.RunRequest) (OneOff
 	o := &fakeOneOff{prog: echo(0)}
 	if p.oneOff != nil {
 		o = p.oneOff()
+	}
+	if p.run != nil {
+		o.prog = p.run(req)
 	}
 	o.exit = make(chan int, 1)
 	o.attached = make(chan struct{})
@@ -239,6 +245,13 @@ type testBridge struct {
 // key with the options opts ("" for none). up may be nil.
 func startBridge(t *testing.T, cfg Config, p *fakePlatform, up *fakeUploads, opts string) *testBridge {
 	t.Helper()
+	return startBridgeWith(t, cfg, p, up, opts, nil)
+}
+
+// startBridgeWith is startBridge with more: with, when not nil, changes
+// the server's dependencies before it starts.
+func startBridgeWith(t *testing.T, cfg Config, p *fakePlatform, up *fakeUploads, opts string, with func(*Deps)) *testBridge {
+	t.Helper()
 	user, host := testSigner(t, 1), testSigner(t, 2)
 	keys := filepath.Join(t.TempDir(), "authorized_keys")
 	line := string(gossh.MarshalAuthorizedKey(user.PublicKey()))
@@ -258,6 +271,9 @@ func startBridge(t *testing.T, cfg Config, p *fakePlatform, up *fakeUploads, opt
 		deps.Subsystems = map[string]SubsystemHandler{"sftp": up.ServeSFTP}
 		deps.Interceptors = []Interceptor{up}
 		deps.Deliverer = up
+	}
+	if with != nil {
+		with(&deps)
 	}
 	srv, err := New(cfg, deps)
 	if err != nil {
