@@ -7,5 +7,8 @@ import (
 
 func TestMain(m *testing.M) {
 	RunInitIfRequested() // one-offs re-execute this test binary as their init
-	os.Exit(m.Run())
+	runNetHelperIfRequested()
+	code := m.Run()
+	removeNetHelper()
+	os.Exit(code)
 }
