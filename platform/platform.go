@@ -126,7 +126,7 @@ func (p *Platform) Serve(l net.Listener) error {
 	if !p.OwnNetwork() {
 		network = "host"
 	}
-	p.log.Info("platform serving", "url", p.URL(), "isolation", p.runner.isolation.String(), "network", network)
+	p.log.Info("platform serving", "url", p.URL(), "isolation", p.runner.isolation.String(), "network", network, "pipe_mode", !p.cfg.NoPipeMode)
 	return p.srv.Serve(l)
 }
 
