@@ -131,9 +131,10 @@ func runInit() int {
 
 // prepareNamespace makes the init's namespaces what every one-off gets:
 // private mounts, a /proc of the new PID namespace alone (the host's would
-// show the platform's own process), lo up in its own network namespace, and the platform's protected
-// paths and state dir out of reach. It returns a descriptor of the state
-// dir opened before it was hidden.
+// show the platform's own process), lo up in its own network namespace
+// when it has one, and the platform's protected paths and state dir out of
+// reach. It returns a descriptor of the state dir opened before it was
+// hidden.
 func prepareNamespace() (int, error) {
 	// The platform's working directory may be one it protects.
 	if err := unix.Chdir("/"); err != nil {

@@ -8,6 +8,7 @@ import (
 func TestMain(m *testing.M) {
 	RunInitIfRequested() // one-offs re-execute this test binary as their init
 	runNetHelperIfRequested()
+	runNoNetnsPlatformIfRequested()
 	code := m.Run()
 	removeNetHelper()
 	os.Exit(code)

@@ -2,16 +2,23 @@ package platform
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"sshbridge/internal/testkit"
 )
 
 // A one-off runs this test binary, copied where it can read it (its /tmp is
@@ -306,5 +313,134 @@ func TestHostNetwork(t *testing.T) {
 	}
 	if got := runHelper(t, tp, "dial", netHelperAddr, hostAddr); got != "connected: "+hostSecret {
 		t.Errorf("the one-off did not reach the host's %s: %s", hostAddr, got)
+	}
+}
+
+// noNetnsEnv, when set, makes this test binary a platform in a user
+// namespace whose limit of network namespaces is 0, as on a host that
+// allows none, with its state dir there: it writes its URL and what it
+// reports on stdout, serves until stdin ends and logs on stderr.
+const noNetnsEnv = "PLATFORM_TEST_NO_NETNS_STATE_DIR"
+
+func runNoNetnsPlatformIfRequested() {
+	stateDir, ok := os.LookupEnv(noNetnsEnv)
+	if !ok {
+		return
+	}
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// Written in this user namespace only: the host's limit stays.
+	if err := os.WriteFile("/proc/sys/user/max_net_namespaces", []byte("0\n"), 0); err != nil {
+		fail(err)
+	}
+	p, err := New(Config{APIToken: testAPIToken, StateDir: stateDir, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	if err != nil {
+		fail(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail(err)
+	}
+	go p.Serve(ln)
+	fmt.Printf("http://%s isolated=%v own_network=%v\n", ln.Addr(), p.Isolated(), p.OwnNetwork())
+	io.Copy(io.Discard, os.Stdin)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		fail(err)
+	}
+	os.Exit(0)
+}
+
+// TestNoNetworkNamespace: where the host lets no network namespace be made
+// (here a user namespace whose limit of them is 0), the platform still
+// isolates its one-offs otherwise, gives them the host's network, says so
+// once in a warning, and OwnNetwork is false.
+func TestNoNetworkNamespace(t *testing.T) {
+	t.Parallel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr testkit.Buffer
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), noNetnsEnv+"="+t.TempDir(), "GORACE=atexit_sleep_ms=0")
+	cmd.Stderr = &stderr
+	// Root of the new user namespace is root, nobody is nobody.
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:                 syscall.CLONE_NEWUSER,
+		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 65536}},
+		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 65536}},
+		GidMappingsEnableSetgroups: true,
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("platform log:\n%s", stderr.String())
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("platform did not start: %v\n%s", err, stderr.String())
+	}
+	base, report, _ := strings.Cut(strings.TrimSpace(line), " ")
+	if report != "isolated=true own_network=false" {
+		t.Errorf("the platform reports %q, want isolated=true own_network=false", report)
+	}
+	tp := &testPlatform{t: t, base: base, http: &http.Client{}}
+	tp.token = tp.exchange(testAPIToken)
+	hostSecret := randomMarker("host")
+	hostAddr := hostListener(t, hostSecret)
+	if got := runHelper(t, tp, "dial", netHelperAddr, hostAddr); got != "connected: "+hostSecret {
+		t.Errorf("the one-off did not get the host's network: %s", got)
+	}
+	if got := runHelper(t, tp, "loopback"); !strings.HasPrefix(got, "loopback ok\n") {
+		t.Errorf("loopback: %q", got)
+	}
+	// The host's network namespace, but a PID namespace of its own, as
+	// nobody.
+	hostNet, err1 := os.Readlink("/proc/self/ns/net")
+	hostPID, err2 := os.Readlink("/proc/self/ns/pid")
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
+	o := tp.run("demo", "readlink /proc/self/ns/net /proc/self/ns/pid; id -u", false, nil)
+	_, br := o.attach()
+	out := strings.Fields(readAll(t, br))
+	if len(out) != 3 || out[0] != hostNet || out[1] == hostPID || out[2] != "65534" {
+		t.Errorf("net and pid namespaces and uid of the one-off: %q; the host's: %s %s", out, hostNet, hostPID)
+	}
+	o.wait()
+	stdin.Close()
+	waitExit := make(chan error, 1)
+	go func() { waitExit <- cmd.Wait() }()
+	select {
+	case err := <-waitExit:
+		if err != nil {
+			t.Errorf("platform: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("platform did not stop")
+	}
+	// Its log is whole once it has exited.
+	if n := strings.Count(stderr.String(), "one-offs share the host's network"); n != 1 {
+		t.Errorf("%d warnings that one-offs share the host's network, want 1", n)
 	}
 }
