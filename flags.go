@@ -35,6 +35,8 @@ type bridgeFlags struct {
 	platformAppQuota            int
 	platformTotalQuota          int
 	platformInactivity          time.Duration
+	oneOffHostNetwork           bool
+	noPipeMode                  bool
 	logLevel                    slog.Level
 	bridge                      bridge.Config
 	apiTokenFile                string
@@ -114,6 +116,8 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs.Int(&c.platformAppQuota, "platform-app-quota", "BRIDGE_PLATFORM_APP_QUOTA", platform.DefaultAppQuota, "embedded platform: one-offs at once per app").Check(cli.Positive(&c.platformAppQuota))
 	fs.Int(&c.platformTotalQuota, "platform-total-quota", "BRIDGE_PLATFORM_TOTAL_QUOTA", platform.DefaultTotalQuota, "embedded platform: one-offs at once in all").Check(cli.Positive(&c.platformTotalQuota))
 	fs.Duration(&c.platformInactivity, "platform-inactivity-timeout", "BRIDGE_PLATFORM_INACTIVITY_TIMEOUT", platform.DefaultInactivityTimeout, "embedded platform: stop a one-off after this long without data").Check(cli.Positive(&c.platformInactivity))
+	fs.Bool(&c.oneOffHostNetwork, "one-off-host-network", "BRIDGE_ONE_OFF_HOST_NETWORK", "embedded platform: give one-offs the host's network instead of one of their own with only a loopback: they then reach other hosts, and everything on this host's loopback too")
+	fs.Bool(&c.noPipeMode, "no-pipe-mode", "BRIDGE_NO_PIPE_MODE", "embedded platform: serve every one-off on a terminal, as a PaaS without pipe mode does")
 	fs.Level(&c.logLevel, "log-level", "BRIDGE_LOG_LEVEL", slog.LevelInfo, "debug, info, warn or error")
 	return fs
 }
@@ -236,6 +240,8 @@ func platformFlagSet(c *platformFlags) *cli.FlagSet {
 	fs.String(&p.RunAs, "run-as", "PLATFORM_RUN_AS", platform.DefaultRunAs, "user that runs the one-offs when started as root").Arg("USER").Check(cli.NonEmpty(&p.RunAs))
 	fs.String(&p.StateDir, "state-dir", "PLATFORM_STATE_DIR", "", "directory for the one-offs' private /tmp").Arg("DIR").Default("ssh-bridge-platform-UID under $TMPDIR or /tmp")
 	fs.String(&p.PublicURL, "public-url", "PLATFORM_PUBLIC_URL", "", "base URL clients reach this server at").Arg("URL").Default("from the listen address")
+	fs.Bool(&p.HostNetwork, "one-off-host-network", "PLATFORM_ONE_OFF_HOST_NETWORK", "give one-offs the host's network instead of one of their own with only a loopback: they then reach other hosts, and everything on this host's loopback too")
+	fs.Bool(&p.NoPipeMode, "no-pipe-mode", "PLATFORM_NO_PIPE_MODE", "serve every one-off on a terminal and never echo \"tty\": false, as a PaaS without pipe mode does")
 	fs.Level(&c.logLevel, "log-level", "PLATFORM_LOG_LEVEL", slog.LevelInfo, "debug, info, warn or error")
 	return fs
 }

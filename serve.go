@@ -208,6 +208,8 @@ func startEmbeddedPlatform(cfg *bridgeFlags, ownKeys []string, log *slog.Logger)
 		AppQuota:          cfg.platformAppQuota,
 		TotalQuota:        cfg.platformTotalQuota,
 		InactivityTimeout: cfg.platformInactivity,
+		HostNetwork:       cfg.oneOffHostNetwork,
+		NoPipeMode:        cfg.noPipeMode,
 		StateDir:          filepath.Join(cfg.dataDir, "platform"),
 		Protect:           protect,
 		RequireIsolation:  ownKeys == nil,

@@ -188,6 +188,9 @@ func TestOneOffsCannotReachTheBridgeAsNonRoot(t *testing.T) {
 	b.start()
 	t.Cleanup(b.Stop)
 	attackBridgeFiles(t, b, authorizedKeys, b.cmd.Process.Pid)
+	if listensIn(t, b) {
+		t.Error("a one-off shares the host's network: it sees the bridge's socket")
+	}
 }
 
 // As root, one-offs run as nobody: key files that nobody may read by their

@@ -62,7 +62,7 @@ func (p *Platform) handleRun(w http.ResponseWriter, r *http.Request) {
 		app:     app,
 		command: body.Command,
 		size:    body.Size,
-		tty:     body.TTY == nil || *body.TTY,
+		tty:     body.TTY == nil || *body.TTY || p.cfg.NoPipeMode,
 		created: time.Now(),
 		ended:   make(chan struct{}),
 	}

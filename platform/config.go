@@ -49,6 +49,17 @@ type Config struct {
 	// from them (not root, and no user namespace that can hide it).
 	// False: they then run so, and New logs a warning.
 	RequireIsolation bool
+	// HostNetwork gives one-offs the host's network: they can then reach
+	// other hosts, and everything that listens on the host, its loopback
+	// included (this platform's API among it). False: each isolated
+	// one-off gets a network namespace of its own whose only interface is
+	// a loopback, up, so that 127.0.0.1 in a one-off is that one-off's
+	// alone (see Platform.OwnNetwork).
+	HostNetwork bool
+	// NoPipeMode withholds pipe mode (PROTOCOL.md section 4): a run asking
+	// for "tty": false gets a terminal and no "tty": false in its answer,
+	// as from a platform without the extension (Scalingo today).
+	NoPipeMode bool
 }
 
 // Defaults for the zero values of Config, as Scalingo documents its own

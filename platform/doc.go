@@ -5,7 +5,11 @@
 // pseudo-terminal or, in pipe mode, on plain pipes. Where the host allows it
 // (root, or user namespaces) the tree lives in its own PID and mount
 // namespaces with a private /tmp, under a small init that is this very binary
-// re-executed: main() must call RunInitIfRequested first thing.
+// re-executed: main() must call RunInitIfRequested first thing. It also gets
+// a network namespace of its own whose only interface is a loopback, so
+// that 127.0.0.1 inside is the one-off's alone, unless Config.HostNetwork
+// gives it the host's network or the host allows no network namespace
+// (Platform.OwnNetwork says which).
 //
 // The process starts on attach, so that files uploaded before attaching are in
 // /tmp/uploads when the command runs. The whole tree is killed when the attach
@@ -16,7 +20,8 @@
 //
 // A run whose body has "tty": false gets pipe mode, and says so with
 // "tty": false in its container and in start_one_off_data (terminal mode
-// echoes nothing). The command runs with no terminal: its stdin is a pipe
+// echoes nothing); with Config.NoPipeMode it gets a terminal and no echo,
+// as from a platform without the extension. The command runs with no terminal: its stdin is a pipe
 // fed with the bytes the client sends on the attach stream, untouched (no
 // line discipline, no control characters, no \n to \r\n); its stdout and
 // stderr are one pipe whose bytes come back on the stream, interleaved in the

@@ -53,7 +53,8 @@ func RunInitIfRequested() {
 }
 
 // runInit is PID 1 of the one-off's PID namespace: it makes the mounts
-// private, mounts a /proc of its own, hides what the platform protects,
+// private, mounts a /proc of its own, brings up the loopback of its own
+// network namespace when it has one, hides what the platform protects,
 // waits for its one-off, binds the one-off's dir on /tmp, starts the shell
 // as its child with no capabilities and reaps every orphan until the shell
 // exits. Its exit then takes the whole namespace down, and its status is
@@ -128,11 +129,12 @@ func runInit() int {
 	}
 }
 
-// prepareNamespace makes the init's mount namespace what every one-off
-// gets: private mounts, a /proc of the new PID namespace alone (the host's
-// would show the platform's own process), and the platform's protected
-// paths and state dir out of reach. It returns a descriptor of the state
-// dir opened before it was hidden.
+// prepareNamespace makes the init's namespaces what every one-off gets:
+// private mounts, a /proc of the new PID namespace alone (the host's would
+// show the platform's own process), lo up in its own network namespace
+// when it has one, and the platform's protected paths and state dir out of
+// reach. It returns a descriptor of the state dir opened before it was
+// hidden.
 func prepareNamespace() (int, error) {
 	// The platform's working directory may be one it protects.
 	if err := unix.Chdir("/"); err != nil {
@@ -148,6 +150,11 @@ func prepareNamespace() (int, error) {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return -1, fmt.Errorf("mount /proc of the one-off's PID namespace: %w", err)
 	}
+	if plan.OwnNetwork {
+		if err := loopbackUp(); err != nil {
+			return -1, err
+		}
+	}
 	stateDir, err := unix.Open(plan.StateDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open state dir: %w", err)
@@ -161,6 +168,29 @@ func prepareNamespace() (int, error) {
 		return -1, err
 	}
 	return stateDir, nil
+}
+
+// loopbackUp brings up lo, the only interface of a new network namespace,
+// which starts down (ioctl SIOCSIFFLAGS, as `ip link set lo up` does):
+// 127.0.0.1 and ::1 then answer inside the namespace alone.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback up: read flags of lo: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback up: set lo up: %w", err)
+	}
+	return nil
 }
 
 // bindPrivateTmp binds dir/tmp of the (hidden) state dir on /tmp, through

@@ -161,7 +161,8 @@ func (ip *initPool) close() {
 }
 
 // spawnInit starts an init in new PID and mount namespaces (and a user
-// namespace when not root), waiting on a socket for its one-off.
+// namespace when not root, and a network namespace unless one-offs have the
+// host's), waiting on a socket for its one-off.
 func (r *runner) spawnInit() (*initProc, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -191,6 +192,9 @@ func (r *runner) spawnInit() (*initProc, error) {
 			Pdeathsig:  syscall.SIGKILL, // the platform gone, the tree goes too
 			Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
 		},
+	}
+	if r.plan.OwnNetwork {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
 	}
 	if r.isolation == isolationUserNS {
 		userNSAttr(cmd.SysProcAttr)

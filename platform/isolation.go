@@ -45,7 +45,7 @@ var ErrNoIsolation = errors.New("one-offs cannot be isolated")
 // runner starts one-off process trees as the host allows.
 type runner struct {
 	isolation isolation
-	plan      protectPlan         // what each init hides from its one-off
+	plan      protectPlan         // what each init hides from its one-off, and whether it has its own network
 	cred      *syscall.Credential // the user one-offs run as; nil: the platform's own
 	userName  string
 	homeDir   string // the run-as user's home when it exists; "" => /tmp
@@ -96,19 +96,29 @@ func newRunner(cfg Config, log *slog.Logger) (*runner, error) {
 }
 
 // prove proves the isolation by starting a first init with everything it
-// must do (namespaces, its own /proc, the state dir and protected paths
-// hidden), which then becomes the first spare. As root a failure is an
-// error; otherwise one-offs run without isolation, or New fails with
-// ErrNoIsolation.
+// must do (namespaces, its own /proc, lo up in its own network namespace
+// unless cfg.HostNetwork, the state dir and protected paths hidden), which
+// then becomes the first spare. Where only the network namespace fails,
+// one-offs get the host's network, with a warning. As root any other
+// failure is an error; otherwise one-offs run without isolation, or New
+// fails with ErrNoIsolation.
 func (r *runner) prove(cfg Config, stateDir string) error {
 	r.plan.StateDir = stateDir
+	r.plan.OwnNetwork = false
 	if r.isolation == isolationNone {
 		return nil
 	}
-	first, err := r.spawnInit()
-	if err == nil {
-		if err = first.awaitReady(); err != nil {
-			first.discard()
+	r.plan.OwnNetwork = !cfg.HostNetwork
+	first, err := r.readyInit()
+	if err != nil && r.plan.OwnNetwork {
+		// Perhaps only the network namespace is refused (a kernel without
+		// them, a limit of 0 in /proc/sys/user/max_net_namespaces, a
+		// seccomp or LSM policy): the rest of the isolation is worth more
+		// than a refusal.
+		netErr := err
+		r.plan.OwnNetwork = false
+		if first, err = r.readyInit(); err == nil {
+			r.log.Warn("one-offs share the host's network: no network namespace can be made for them, so they can reach whatever listens on this host, its loopback included", "err", netErr)
 		}
 	}
 	switch {
@@ -125,13 +135,26 @@ func (r *runner) prove(cfg Config, stateDir string) error {
 	return nil
 }
 
+// readyInit starts an init and waits until it is ready.
+func (r *runner) readyInit() (*initProc, error) {
+	in, err := r.spawnInit()
+	if err != nil {
+		return nil, err
+	}
+	if err := in.awaitReady(); err != nil {
+		in.discard()
+		return nil, err
+	}
+	return in, nil
+}
+
 // unisolated says that one-offs will run without isolation, for why; an
 // error when cfg requires isolation.
 func (r *runner) unisolated(cfg Config, why error) error {
 	if cfg.RequireIsolation {
 		return fmt.Errorf("%w: %w", ErrNoIsolation, why)
 	}
-	r.log.Warn("one-offs will not be isolated: no private /tmp, no PID namespace, same user as the platform, nothing hidden from them", "err", why)
+	r.log.Warn("one-offs will not be isolated: no private /tmp, no PID namespace, the host's network, same user as the platform, nothing hidden from them", "err", why)
 	return nil
 }
 

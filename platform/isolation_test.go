@@ -18,6 +18,9 @@ func withIsolation(t *testing.T, tp *testPlatform, iso isolation) {
 		r.pool = nil
 	}
 	r.isolation, r.cred, r.uid, r.gid, r.homeDir = iso, nil, -1, -1, ""
+	if iso == isolationNone {
+		r.plan.OwnNetwork = false
+	}
 	if iso != isolationNone {
 		r.pool = newInitPool(r, nil)
 	}

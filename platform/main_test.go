@@ -7,5 +7,9 @@ import (
 
 func TestMain(m *testing.M) {
 	RunInitIfRequested() // one-offs re-execute this test binary as their init
-	os.Exit(m.Run())
+	runNetHelperIfRequested()
+	runNoNetnsPlatformIfRequested()
+	code := m.Run()
+	removeNetHelper()
+	os.Exit(code)
 }

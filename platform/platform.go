@@ -122,7 +122,11 @@ func (p *Platform) Serve(l net.Listener) error {
 		}
 	}
 	p.mu.Unlock()
-	p.log.Info("platform serving", "url", p.URL(), "isolation", p.runner.isolation.String())
+	network := "own"
+	if !p.OwnNetwork() {
+		network = "host"
+	}
+	p.log.Info("platform serving", "url", p.URL(), "isolation", p.runner.isolation.String(), "network", network, "pipe_mode", !p.cfg.NoPipeMode)
 	return p.srv.Serve(l)
 }
 
@@ -145,6 +149,15 @@ func reachableAddr(a net.Addr) string {
 // user namespace, with Config.Protect and the state dir hidden. False:
 // they run as the platform's own user and can reach what it can.
 func (p *Platform) Isolated() bool { return p.runner.isolation != isolationNone }
+
+// OwnNetwork reports whether every one-off gets a network namespace of its
+// own, with only a loopback interface, up: 127.0.0.1 inside a one-off is
+// then that one-off's alone, and nothing on the host's loopback (this
+// platform's API included) nor on another host can be reached from it.
+// False with Config.HostNetwork, without isolation (see Isolated), and
+// where the host lets no network namespace be made (New then logs a
+// warning): one-offs then share the host's network.
+func (p *Platform) OwnNetwork() bool { return p.runner.plan.OwnNetwork }
 
 // URL is the base URL of the API, like "http://127.0.0.1:PORT", once serving.
 func (p *Platform) URL() string {

@@ -23,6 +23,9 @@ type protectPlan struct {
 	StateDir string `json:"state_dir"`
 	// Protect are Config.Protect, absolute.
 	Protect []string `json:"protect"`
+	// OwnNetwork: the init was started in a network namespace of its
+	// own, whose loopback it brings up.
+	OwnNetwork bool `json:"own_network"`
 }
 
 // mountPlan is a protectPlan resolved against the filesystem as the init
