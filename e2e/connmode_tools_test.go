@@ -120,13 +120,14 @@ const scenarioTimeout = time.Minute
 
 func (tg sshTarget) dest() string { return tg.User + "@" + tg.Host }
 
-// sshArgv is the ssh command line: SSHArgs, the port, extra, the
-// destination and command (none: a shell).
+// sshArgv is the ssh command line: extra, SSHArgs, the port, the
+// destination and command (none: a shell). ssh takes an option's first
+// value: extra overrides SSHArgs.
 func (tg sshTarget) sshArgv(t *testing.T, extra []string, command ...string) []string {
 	args := []string{need(t, "ssh")}
+	args = append(args, extra...)
 	args = append(args, tg.SSHArgs...)
 	args = append(args, "-p", strconv.Itoa(tg.Port))
-	args = append(args, extra...)
 	args = append(args, tg.dest())
 	return append(args, command...)
 }
@@ -304,34 +305,35 @@ func listeningPort(t *testing.T, line string) int {
 }
 
 // askBackend sends a line over conn to the backend stand-in and checks its
-// answer.
-func askBackend(t *testing.T, conn net.Conn, via string) {
+// answer; a failure shows the ssh client's stderr so far.
+func askBackend(t *testing.T, conn net.Conn, via string, stderr fmt.Stringer) {
 	t.Helper()
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(scenarioTimeout))
 	question := "hello-" + randomHex(4)
 	if _, err := conn.Write([]byte(question + "\n")); err != nil {
-		t.Fatalf("write to the backend through %s: %v", via, err)
+		t.Fatalf("write to the backend through %s: %v\nssh's stderr: %s", via, err, stderr)
 	}
 	answer, err := bufio.NewReader(conn).ReadString('\n')
 	if want := "served " + question + "\n"; answer != want {
-		t.Fatalf("the backend answered %q (%v) through %s, want %q", answer, err, via, want)
+		t.Fatalf("the backend answered %q (%v) through %s, want %q\nssh's stderr: %s", answer, err, via, want, stderr)
 	}
 }
 
 // dialSOCKS5 connects through the SOCKS5 proxy at proxy (RFC 1928, no
-// authentication, CONNECT) to the IPv4 address target.
-func dialSOCKS5(t *testing.T, proxy string, target *net.TCPAddr) net.Conn {
+// authentication, CONNECT) to the IPv4 address target; a failure shows
+// the ssh client's stderr so far.
+func dialSOCKS5(t *testing.T, proxy string, target *net.TCPAddr, stderr fmt.Stringer) net.Conn {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", proxy, scenarioTimeout)
 	if err != nil {
-		t.Fatalf("connect to ssh's SOCKS port %s: %v", proxy, err)
+		t.Fatalf("connect to ssh's SOCKS port %s: %v\nssh's stderr: %s", proxy, err, stderr)
 	}
 	conn.SetDeadline(time.Now().Add(scenarioTimeout))
 	fail := func(format string, args ...any) {
 		conn.Close()
 		t.Helper()
-		t.Fatalf("SOCKS5 through ssh -D to %s: "+format, append([]any{target}, args...)...)
+		t.Fatalf("SOCKS5 through ssh -D to %s: "+format+"\nssh's stderr: %s", append(append([]any{target}, args...), stderr)...)
 	}
 	if _, err := conn.Write([]byte{5, 1, 0}); err != nil {
 		fail("greeting: %v", err)
@@ -362,7 +364,8 @@ func dialSOCKS5(t *testing.T, proxy string, target *net.TCPAddr) net.Conn {
 func (tg sshTarget) startBackendOverStdin(t *testing.T, extra []string, args string) (*runningSession, string) {
 	t.Helper()
 	dir := tg.remoteName("vscode")
-	s := tg.startSession(t, append([]string{"-T"}, extra...), "bash")
+	// LogLevel INFO: a refused forward is said on ssh's stderr.
+	s := tg.startSession(t, append([]string{"-T", "-o", "LogLevel=INFO"}, extra...), "bash")
 	script := fmt.Sprintf("set -e\nmkdir %s\ncd %s\ncat > backend.py <<'CMTOOLS_BACKEND_END'\n%sCMTOOLS_BACKEND_END\npython3 backend.py %s; cd /; rm -rf %s\n",
 		dir, dir, backendScript(t), args, dir)
 	if _, err := io.WriteString(s.stdin, script); err != nil {
@@ -380,7 +383,7 @@ func checkVSCodeSocks(t *testing.T, tg sshTarget) {
 	// the SOCKS port listens.
 	s, line := tg.startBackendOverStdin(t, []string{"-D", socks, "-o", "ExitOnForwardFailure=yes"}, "tcp")
 	port := listeningPort(t, line)
-	askBackend(t, dialSOCKS5(t, socks, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}), "ssh -D (direct-tcpip)")
+	askBackend(t, dialSOCKS5(t, socks, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, s.stderr), "ssh -D (direct-tcpip)", s.stderr)
 	s.end("the VS Code stand-in session")
 }
 
@@ -398,7 +401,7 @@ func checkVSCodeSocket(t *testing.T, tg sshTarget) {
 	if err != nil {
 		t.Fatalf("connect to ssh -L %s: %v", local, err)
 	}
-	askBackend(t, conn, "ssh -L to a Unix socket (direct-streamlocal@openssh.com)")
+	askBackend(t, conn, "ssh -L to a Unix socket (direct-streamlocal@openssh.com)", s.stderr)
 	s.end("the VS Code socket-mode session")
 }
 
@@ -439,7 +442,8 @@ func checkJetBrains(t *testing.T, tg sshTarget) {
 	if err != nil {
 		t.Fatalf("connect to ssh -L 127.0.0.1:%s: %v", lport, err)
 	}
-	askBackend(t, conn, "ssh -L (direct-tcpip)")
+	// The forward is the master's, whose stderr is not the test's.
+	askBackend(t, conn, "ssh -O forward -L (direct-tcpip)", &syncBuffer{})
 	s.end("the session running the uploaded backend")
 }
 
@@ -448,7 +452,6 @@ func checkJetBrains(t *testing.T, tg sshTarget) {
 // pipelining, ControlPersist=60s: the three commands share one connection).
 func checkAnsible(t *testing.T, tg sshTarget) {
 	ansible := need(t, "ansible")
-	need(t, "ansible-playbook") // part of ansible-core; its absence means a partial install
 	work := t.TempDir()
 	controlDir, err := os.MkdirTemp("", "ans")
 	if err != nil {
@@ -517,11 +520,26 @@ func checkAnsible(t *testing.T, tg sshTarget) {
 		}
 		t.Logf("ansible -m %s: %s", module, time.Since(start).Round(time.Millisecond))
 	}
+	// The persistent connection's master, asked through its control
+	// socket: the same one after each command means one connection.
+	master := func(after string) string {
+		t.Helper()
+		socks, _ := filepath.Glob(filepath.Join(controlDir, "*"))
+		if len(socks) != 1 {
+			t.Fatalf("after ansible -m %s, %d control sockets in ANSIBLE_SSH_CONTROL_PATH_DIR (%v), want 1 (ControlPersist)", after, len(socks), socks)
+		}
+		r := tg.run(t, []string{"-O", "check", "-o", "ControlPath=" + socks[0]}, nil)
+		if r.Code != 0 || !strings.HasPrefix(r.Stderr, "Master running (pid=") {
+			t.Fatalf("after ansible -m %s, ssh -O check: exit code %d, stderr %q; want its master running", after, r.Code, r.Stderr)
+		}
+		return strings.TrimSpace(r.Stderr)
+	}
 	run("ping", "", `"ping": "pong"`)
+	first := master("ping")
 	run("copy", "src="+src+" dest="+dest, `"changed": true`)
 	run("command", "cat "+dest, strings.TrimSuffix(content, "\n"))
-	if socks, _ := filepath.Glob(filepath.Join(controlDir, "*")); len(socks) != 1 {
-		t.Fatalf("ansible's ControlPersist left %d control sockets (%v), want 1: its connection is not the one all three commands used", len(socks), socks)
+	if last := master("command"); last != first {
+		t.Fatalf("ansible's ControlPersist connection changed between ping (%s) and command (%s): the commands did not share one connection", first, last)
 	}
 }
 
