@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -40,14 +41,23 @@ type sshTarget struct {
 	// create files and directories (a writable /tmp on any host). Each
 	// scenario works in names of its own there and removes them.
 	Dir string
+	// Home is the directory SFTP and exec sessions start in, writable by
+	// the user: the home on a host, where an IDE uploads its backend.
+	// Empty: not checked, the start directory is used whatever it is.
+	Home string
 }
 
 // sshdTarget starts OpenSSH's sshd (StartSSHD) and describes it: the test
-// user (root) with the default client key, the host key pinned, /tmp.
+// user (root) with the default client key, the host key pinned, /tmp, the
+// user's home.
 func sshdTarget(t *testing.T) sshTarget {
 	t.Helper()
 	d := StartSSHD(t, clientKey(t, "default"))
 	port, err := strconv.Atoi(d.Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	me, err := user.Current()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +76,8 @@ func sshdTarget(t *testing.T) sshTarget {
 			"-o", "ConnectTimeout=20",
 			"-o", "LogLevel=ERROR",
 		},
-		Dir: "/tmp",
+		Dir:  "/tmp",
+		Home: me.HomeDir,
 	}
 }
 
@@ -320,6 +331,11 @@ func askBackend(t *testing.T, conn net.Conn, via string, stderr fmt.Stringer) {
 	}
 }
 
+// notCaptured stands for a stderr the test cannot see, saying why.
+type notCaptured string
+
+func (n notCaptured) String() string { return "(not captured: " + string(n) + ")" }
+
 // dialSOCKS5 connects through the SOCKS5 proxy at proxy (RFC 1928, no
 // authentication, CONNECT) to the IPv4 address target; a failure shows
 // the ssh client's stderr so far.
@@ -407,8 +423,8 @@ func checkVSCodeSocket(t *testing.T, tg sshTarget) {
 
 // checkJetBrains is a JetBrains-Gateway-like flow over one connection:
 // SFTP upload of the backend into the directory SFTP starts in (the home
-// on a host), exec of it there (relative paths: an exec starts in the
-// same directory), and `-L` to the port it prints.
+// on a host, tg.Home if set), exec of it there (relative paths: an exec
+// starts in the same directory), and `-L` to the port it prints.
 func checkJetBrains(t *testing.T, tg sshTarget) {
 	mux := tg.mux(t)
 	local := filepath.Join(t.TempDir(), "backend")
@@ -417,7 +433,7 @@ func checkJetBrains(t *testing.T, tg sshTarget) {
 	}
 	name := "cmtools-jetbrains-" + randomHex(4)
 	batch := filepath.Join(t.TempDir(), "batch")
-	cmds := fmt.Sprintf("mkdir %s\nput %s %s/backend\nchmod 755 %s/backend\n", name, local, name, name)
+	cmds := fmt.Sprintf("pwd\nmkdir %s\nput %s %s/backend\nchmod 755 %s/backend\n", name, local, name, name)
 	if err := os.WriteFile(batch, []byte(cmds), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -425,10 +441,19 @@ func checkJetBrains(t *testing.T, tg sshTarget) {
 	args = append(append(args, mux...), "-b", batch, tg.dest())
 	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
 	defer cancel()
-	if r := runCmd(t, exec.CommandContext(ctx, need(t, "sftp"), args...), nil); r.Code != 0 {
+	r := runCmd(t, exec.CommandContext(ctx, need(t, "sftp"), args...), nil)
+	if r.Code != 0 {
 		t.Fatalf("sftp upload of the backend into the start directory: exit code %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
 	}
 	t.Cleanup(func() { tg.run(t, mux, nil, "rm -rf "+name) })
+	_, after, _ := strings.Cut(r.Stdout, "Remote working directory: ")
+	sftpStart, _, _ := strings.Cut(after, "\n")
+	if sftpStart == "" || (tg.Home != "" && sftpStart != tg.Home) {
+		t.Fatalf("sftp's pwd says %q, want the home %q\nstdout: %s", sftpStart, tg.Home, r.Stdout)
+	}
+	if execStart := strings.TrimSpace(tg.mustRun(t, mux, nil, "pwd").Stdout); execStart != sftpStart {
+		t.Fatalf("an exec starts in %q and SFTP in %q: an IDE's uploaded backend is not where it runs", execStart, sftpStart)
+	}
 
 	s := tg.startSession(t, mux, "cd "+name+" && exec ./backend tcp")
 	port := listeningPort(t, s.readLine("the uploaded backend"))
@@ -442,8 +467,7 @@ func checkJetBrains(t *testing.T, tg sshTarget) {
 	if err != nil {
 		t.Fatalf("connect to ssh -L 127.0.0.1:%s: %v", lport, err)
 	}
-	// The forward is the master's, whose stderr is not the test's.
-	askBackend(t, conn, "ssh -O forward -L (direct-tcpip)", &syncBuffer{})
+	askBackend(t, conn, "ssh -O forward -L (direct-tcpip)", notCaptured("the forward is the master's, whose stderr is /dev/null"))
 	s.end("the session running the uploaded backend")
 }
 
