@@ -115,6 +115,7 @@ var toolScenarios = []struct {
 	{"vscode-socks", checkVSCodeSocks},
 	{"vscode-socket", checkVSCodeSocket},
 	{"jetbrains", checkJetBrains},
+	{"stdio-forward", checkStdioForward},
 	{"ansible", checkAnsible},
 	{"rsync", checkRsync},
 	{"git", checkGit},
@@ -469,6 +470,21 @@ func checkJetBrains(t *testing.T, tg sshTarget) {
 	}
 	askBackend(t, conn, "ssh -O forward -L (direct-tcpip)", notCaptured("the forward is the master's, whose stderr is /dev/null"))
 	s.end("the session running the uploaded backend")
+}
+
+// checkStdioForward is `ssh -W` (a ProxyJump hop, direct-tcpip on ssh's
+// own stdin and stdout) to a server another session of the same
+// connection started on the target's loopback.
+func checkStdioForward(t *testing.T, tg sshTarget) {
+	mux := tg.mux(t)
+	s, line := tg.startBackendOverStdin(t, mux, "tcp")
+	port := listeningPort(t, line)
+	question := "hello-" + randomHex(4)
+	r := tg.run(t, append([]string{"-W", fmt.Sprintf("127.0.0.1:%d", port)}, mux...), strings.NewReader(question+"\n"))
+	if want := "served " + question + "\n"; r.Code != 0 || r.Stdout != want {
+		t.Fatalf("ssh -W 127.0.0.1:%d: exit code %d, stdout %q; want 0 and %q\nstderr: %s", port, r.Code, r.Stdout, want, r.Stderr)
+	}
+	s.end("the session running the backend")
 }
 
 // checkAnsible runs Debian's ansible-core ad hoc: ping, copy, then command
@@ -838,8 +854,8 @@ func checkExitSignal(t *testing.T, tg sshTarget) {
 	}
 }
 
-// checkPty runs an interactive shell in a terminal (tmux): the size at
-// start and after a resize, Ctrl-C interrupting a foreground command with
+// checkPty runs an interactive shell in a terminal (tmux): TERM, the size
+// at start and after a resize, Ctrl-C interrupting a foreground command with
 // the shell alive after it, and the shell's exit code.
 func checkPty(t *testing.T, tg sshTarget) {
 	exitFile := filepath.Join(t.TempDir(), "exit")
@@ -848,6 +864,11 @@ func checkPty(t *testing.T, tg sshTarget) {
 	// Arithmetic the shell must do proves a live shell, not an echo.
 	ts.send("echo READY-$((6*7))", "Enter")
 	ts.waitScreen("READY-42", 30*time.Second)
+
+	// The terminal type is the client's.
+	term := strings.TrimSpace(ts.run("show-options", "-gv", "default-terminal"))
+	ts.send("echo TERM-$TERM-END", "Enter")
+	ts.waitScreen("TERM-"+term+"-END", 10*time.Second)
 
 	ts.send("clear; stty size", "Enter")
 	ts.waitScreen("24 80", 10*time.Second)
