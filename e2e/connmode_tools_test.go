@@ -81,23 +81,6 @@ func sshdTarget(t *testing.T) sshTarget {
 	}
 }
 
-// bridgeTarget describes a running bridge for user (an app name, or
-// APP+conn for connection mode) with the bridge's default client key.
-func bridgeTarget(t *testing.T, b *Bridge, user string) sshTarget {
-	t.Helper()
-	port, err := strconv.Atoi(b.Port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sshTarget{
-		User:    user,
-		Host:    b.Host,
-		Port:    port,
-		SSHArgs: append(b.SSHArgs(""), "-o", "LogLevel=ERROR"),
-		Dir:     "/tmp",
-	}
-}
-
 // TestToolsAgainstSshd runs every tool scenario against OpenSSH's sshd,
 // whose one connection is one machine as in the bridge's connection mode.
 func TestToolsAgainstSshd(t *testing.T) {
