@@ -36,6 +36,7 @@ type sshTarget struct {
 	// SSHArgs are the options every OpenSSH client (ssh, sftp, and the ssh
 	// that rsync, git and sshfs start) gets before the destination: -F,
 	// -i, -o ...; not the port, which ssh and sftp spell differently.
+	// They keep ssh quiet (LogLevel=ERROR): scenarios compare stderr.
 	SSHArgs []string
 	// Dir is an absolute directory on the target in which its user may
 	// create files and directories (a writable /tmp on any host). Each
