@@ -80,6 +80,7 @@ func StartSSHD(t testing.TB, key string) *SSHD {
 		"PermitRootLogin prohibit-password",
 		"PasswordAuthentication no",
 		"KbdInteractiveAuthentication no",
+		"Subsystem sftp internal-sftp",
 		// Bash sources ~/.bashrc for a command run by sshd when SHLVL says
 		// it is the first shell; a developer's rc (pyenv, nvm) then costs
 		// seconds per command. The bridge's one-offs run /bin/sh -c

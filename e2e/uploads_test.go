@@ -481,7 +481,8 @@ func BenchmarkUploadSftp(b *testing.B) {
 	src := bigFile(b, uploadSize)
 	sshdDir := b.TempDir()
 	bridgeArgs := append(br.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", br.Port, "demo-app@"+br.Host)
-	// sshd's configuration has no sftp subsystem: -s runs sftp-server as a command.
+	// -s runs OpenSSH's sftp-server as a command, a process of its own writing
+	// to disk, rather than the internal-sftp of sshd's configuration.
 	sshdArgs := []string{"-F", "/dev/null", "-i", d.Key, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
 		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + d.KnownHosts,
 		"-o", "LogLevel=ERROR", "-P", d.Port, "-s", sftpServerPath(b), d.User + "@" + d.Host}
