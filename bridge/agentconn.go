@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -46,6 +47,11 @@ const AgentFailurePrefix = "bridge-agent: "
 // agentHostKeyEnv carries the agent's host key, which the bridge makes for
 // each one-off and pins; the agent removes it from its environment.
 const agentHostKeyEnv = "BRIDGE_AGENT_HOST_KEY"
+
+// agentAnswerTimeout bounds the time from the attach to the end of the
+// SSH handshake with the agent: the launch line copies the agent and starts
+// it, which takes well under a second where nothing is wrong.
+const agentAnswerTimeout = time.Minute
 
 // agentBannerLimit bounds what the bridge reads before the agent's SSH
 // identification line: the launcher's failure line, or a shell's complaint.
@@ -222,6 +228,22 @@ func (e *errNoBanner) Error() string {
 // platform nothing may be sent before the agent made its terminal raw),
 // then runs the SSH handshake as the agent's client, pinning its host key.
 func (s *Server) agentHandshake(ctx context.Context, stream Stream, hostKey gossh.PublicKey) (*clientConn, error) {
+	var timedOut atomic.Bool
+	timer := time.AfterFunc(agentAnswerTimeout, func() {
+		timedOut.Store(true)
+		stream.Close()
+	})
+	c, err := s.agentHandshakeOn(ctx, stream, hostKey)
+	if !timer.Stop() || timedOut.Load() {
+		if c != nil {
+			c.conn.Close()
+		}
+		return nil, fmt.Errorf("the agent did not answer within %v", agentAnswerTimeout)
+	}
+	return c, err
+}
+
+func (s *Server) agentHandshakeOn(ctx context.Context, stream Stream, hostKey gossh.PublicKey) (*clientConn, error) {
 	br := bufio.NewReaderSize(stream, 4096)
 	var before []byte
 	for {

@@ -44,7 +44,7 @@ func (s *Server) directChannel(srv *ssh.Server, conn *gossh.ServerConn, newChan 
 	st := stateOf(ctx)
 	grant, _ := auth.GrantFrom(ctx)
 	app := appOf(ctx, grant)
-	if st == nil || s.deps.Agent == nil || !s.connectionMode(st, grant, app, "forward", "") {
+	if st == nil || !s.connectionMode(st, grant, app, "forward", "") {
 		s.refuseChannel(srv, conn, newChan, ctx)
 		return
 	}
@@ -70,8 +70,8 @@ func (s *Server) directChannel(srv *ssh.Server, conn *gossh.ServerConn, newChan 
 		target = msg.SocketPath
 		err = grant.CheckOpenStreamlocal(msg.SocketPath)
 	}
-	if why := s.deps.Agent.ForwardingRefusal; why != "" && err == nil {
-		err = errString(why)
+	if s.deps.Agent != nil && s.deps.Agent.ForwardingRefusal != "" && err == nil {
+		err = errString(s.deps.Agent.ForwardingRefusal)
 	}
 	if err != nil {
 		logForward(st, log, true, kind, target, "reason", err.Error())
@@ -129,7 +129,7 @@ func (s *Server) tcpipForward(ctx ssh.Context, srv *ssh.Server, req *gossh.Reque
 	st := stateOf(ctx)
 	grant, _ := auth.GrantFrom(ctx)
 	app := appOf(ctx, grant)
-	if st == nil || s.deps.Agent == nil || !s.connectionMode(st, grant, app, "forward", "") {
+	if st == nil || !s.connectionMode(st, grant, app, "forward", "") {
 		return s.refuseGlobal(ctx, srv, req)
 	}
 	log := connLogger(ctx, s.log)
@@ -139,8 +139,8 @@ func (s *Server) tcpipForward(ctx ssh.Context, srv *ssh.Server, req *gossh.Reque
 	}
 	target := hostPort(msg.Address, msg.Port)
 	bind, err := grant.CheckListen(msg.Address, msg.Port)
-	if why := s.deps.Agent.ForwardingRefusal; why != "" && err == nil {
-		err = errString(why)
+	if s.deps.Agent != nil && s.deps.Agent.ForwardingRefusal != "" && err == nil {
+		err = errString(s.deps.Agent.ForwardingRefusal)
 	}
 	if err != nil {
 		logForward(st, log, true, req.Type, target, "reason", err.Error())

@@ -333,3 +333,45 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestConnectionModeAgentUploadRefused(t *testing.T) {
+	agentFile := filepath.Join(t.TempDir(), "linux-amd64")
+	if err := os.WriteFile(agentFile, []byte("agent"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := &fakePlatform{oneOff: func() *fakeOneOff {
+		return &fakeOneOff{prog: echo(0), uploadErr: &oneoff.APIError{Op: "upload", Kind: oneoff.ErrUploadRefused, Message: "too big"}}
+	}}
+	b := startBridgeWith(t, Config{}, p, nil, "", func(d *Deps) {
+		d.Agent = &Agent{Command: "x", Files: map[string]string{".bridge-agent/linux-amd64": agentFile}}
+	})
+	c := b.dial(t, "demo-app+conn")
+	_, e, code := output(t, c, "true")
+	if code != ExitUploadRefused || !strings.Contains(e, "agent") {
+		t.Fatalf("code %d stderr %q; want %d and a line about the agent's upload", code, e, ExitUploadRefused)
+	}
+}
+
+func TestConnectionModeInactivity(t *testing.T) {
+	p := &fakePlatform{run: agentProgram(t), oneOff: func() *fakeOneOff {
+		return &fakeOneOff{waitErr: &oneoff.APIError{Kind: oneoff.ErrInactivity}}
+	}}
+	b := startBridgeWith(t, Config{}, p, nil, "", func(d *Deps) { d.Agent = &Agent{Command: "exec bridge-agent"} })
+	c := b.dial(t, "demo-app+conn")
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e strings.Builder
+	s.Stderr = &e
+	if err := s.Start("sleep 30"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the agent", func() bool { return b.srv.agentOf(c) != nil })
+	// The platform's inactivity stop ends the attach, then /wait says 408.
+	b.srv.agentOf(c).conn.Close()
+	code := exitCode(t, s.Wait())
+	if code != ExitInactivity || !strings.Contains(e.String(), "inactivity") {
+		t.Fatalf("code %d stderr %q; want %d and the inactivity line", code, e.String(), ExitInactivity)
+	}
+}

@@ -75,7 +75,7 @@ func (sess *session) runCommand(kind, arg string) (int, error) {
 		}
 		kind, command = "exec", sess.grant.ForceCommand
 	}
-	if sess.srv.deps.Agent != nil && sess.srv.connectionMode(sess.st, sess.grant, sess.app, kind, arg) {
+	if sess.srv.connectionMode(sess.st, sess.grant, sess.app, kind, arg) {
 		for k, v := range sess.grant.Env {
 			env[k] = v
 		}
