@@ -38,6 +38,8 @@ type bridgeFlags struct {
 	oneOffHostNetwork           bool
 	noPipeMode                  bool
 	logLevel                    slog.Level
+	logFormat                   string
+	metricsListen, auditLog     string
 	bridge                      bridge.Config
 	apiTokenFile                string
 	// Admission, in OpenSSH's syntax; their checks parse them into bridge.
@@ -119,6 +121,15 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs.Bool(&c.oneOffHostNetwork, "one-off-host-network", "BRIDGE_ONE_OFF_HOST_NETWORK", "embedded platform: give one-offs the host's network instead of one of their own with only a loopback: they then reach other hosts, and everything on this host's loopback too")
 	fs.Bool(&c.noPipeMode, "no-pipe-mode", "BRIDGE_NO_PIPE_MODE", "embedded platform: serve every one-off on a terminal, as a PaaS without pipe mode does")
 	fs.Level(&c.logLevel, "log-level", "BRIDGE_LOG_LEVEL", slog.LevelInfo, "debug, info, warn or error")
+	fs.String(&c.logFormat, "log-format", "BRIDGE_LOG_FORMAT", logFormatText, "log lines as text (key=value) or json (one object a line)").Arg("text|json").Check(checkLogFormat(&c.logFormat))
+	fs.String(&c.metricsListen, "metrics-listen", "BRIDGE_METRICS_LISTEN", "", "address to serve Prometheus metrics (/metrics), /healthz and /readyz on").Arg("ADDR").Default("off").
+		Check(func() error {
+			if c.metricsListen == "" {
+				return nil
+			}
+			return cli.HostPort(&c.metricsListen)()
+		})
+	fs.String(&c.auditLog, "audit-log", "BRIDGE_AUDIT_LOG", "", "append the audit stream (one JSON object a line) to this file; - for standard error").Arg("FILE").Default("off")
 	return fs
 }
 

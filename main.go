@@ -71,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, versionText())
 		return exitOK
 	}
-	log := newLogger(cfg.logLevel, stderr)
+	log := newBridgeLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := serveBridge(ctx, cfg, log); err != nil {

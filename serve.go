@@ -80,6 +80,11 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 		return err
 	}
 	defer area.Close()
+	ops, err := startOperations(cfg, log, client, area.Store())
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
 
 	srv, err := bridge.New(cfg.bridge, bridge.Deps{
 		Platform:     bridge.ClientPlatform(client),
@@ -89,6 +94,7 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 		Interceptors: area.Interceptors(),
 		Deliverer:    area,
 		Logger:       log,
+		Observer:     ops.Observer,
 	})
 	if err != nil {
 		return err
@@ -105,6 +111,8 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 		return err
 	case <-ctx.Done():
 	}
+	// Readiness fails first: balancers stop sending connections.
+	ops.SetDraining()
 	log.Info("shutting down: waiting for open sessions", "grace", cfg.shutdownGrace)
 	// Live sessions get a bounded time to finish; then their connections
 	// are closed, which ends their one-offs.

@@ -26,6 +26,7 @@ func (a *Authority) PublicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool {
 	addr, _ := addrOf(remote)
 	d := a.keys.Load().decideApp(app, key, addr, a.now())
 	a.audit(remote, user, app, key, d)
+	ctx.SetValue(reasonKey{}, d.reason)
 	if d.grant == nil {
 		ctx.SetValue(grantKey{}, (*Grant)(nil))
 		return false

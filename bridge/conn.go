@@ -36,6 +36,8 @@ type connState struct {
 	noneSeen      bool // the free first "none" request was made
 	authFailures  int
 	graceExceeded bool
+	lastKey       lastKey   // the latest key offered, for the authentication's event
+	opened        time.Time // when it was accepted
 }
 
 func stateOf(ctx ssh.Context) *connState {
@@ -58,6 +60,7 @@ func connLogger(ctx ssh.Context, fallback *slog.Logger) *slog.Logger {
 func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
 	startup, err := s.admission.Admit(conn.RemoteAddr())
 	if err != nil {
+		s.observer().Connection(ConnectionEvent{Phase: "close", Remote: conn.RemoteAddr().String(), Outcome: "refused"})
 		return nil
 	}
 	conn = newCoalescingConn(conn)
@@ -68,6 +71,8 @@ func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
 			"until", startup.PenalisedUntil().Format(time.RFC3339), "grace", startup.Grace())
 	}
 	ctx.SetValue(connStateKey{}, st)
+	st.opened = time.Now()
+	s.observer().Connection(ConnectionEvent{Phase: "open", ConnID: st.id, Remote: conn.RemoteAddr().String()})
 	s.startIdleTimer(st, conn)
 	s.addConn(st)
 	go s.watchConn(ctx, st, conn)
@@ -87,6 +92,10 @@ func authenticated(ctx ssh.Context) *gossh.ServerConn {
 // that vanished without a FIN would hold its one-offs.
 func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
 	defer s.removeConn(st)
+	defer func() {
+		s.observer().Connection(ConnectionEvent{Phase: "close", ConnID: st.id, Remote: conn.RemoteAddr().String(),
+			Outcome: st.outcome(), Duration: time.Since(st.opened)})
+	}()
 	defer s.releaseAgent(st)
 	defer st.stopIdle()
 	defer st.refusals.flush()

@@ -54,6 +54,8 @@ func (sess *session) deliverAndAttach(ctx context.Context, o OneOff) (Stream, er
 		// They were delivered and the one-off runs: the next session gets
 		// them again, which beats losing them.
 		sess.log.Warn("delivered uploads stay pending", "files", len(d.Files()), "err", err)
+	} else {
+		sess.reportDelivered()
 	}
 	return stream, nil
 }
@@ -68,6 +70,7 @@ func (sess *session) deliver(ctx context.Context, up Deliverer, o OneOff) (Deliv
 		return nil
 	}
 	progress, failed := sess.uploadProgress()
+	progress = sess.observeDelivery(progress)
 	d, err := up.Deliver(ctx, sess.identity(), sess.app, send, progress)
 	if err == nil {
 		return d, nil
@@ -85,6 +88,7 @@ func (sess *session) deliver(ctx context.Context, up Deliverer, o OneOff) (Deliv
 	case !errors.As(err, &de):
 		return nil, &exitFailure{ExitInternal, joinSentences("The bridge could not read a pending upload.", stillPending(pending)), err}
 	case errors.Is(err, oneoff.ErrUploadRefused):
+		sess.srv.observer().Upload(UploadEvent{Event: "refused", User: sess.identity(), App: sess.app, Name: de.name, Reason: "platform"})
 		reason := "refused"
 		var apiErr *oneoff.APIError
 		if errors.As(err, &apiErr) && apiErr.Message != "" {

@@ -25,6 +25,7 @@ func (sess *session) runSession(kind, arg string) {
 	log := sess.log.With("kind", kind)
 	log.Info("session start", "command", cut(command, logCommandBytes), "command_bytes", len(command))
 	sess.shell = kind == "shell"
+	sess.srv.observer().SessionStart(sess.event(kind))
 	code, err := sess.runCommand(kind, arg)
 	switch {
 	case err == nil:
@@ -35,15 +36,18 @@ func (sess *session) runSession(kind, arg string) {
 		sess.announce(stopFailure.message)
 	case sess.ctx.Err() != nil:
 		log.Info("session end", "duration", time.Since(start), "reason", "client gone", "err", err)
+		sess.observeEnd(kind, start, -1, "client_gone")
 		return
 	default:
 		f := classify(sess.app, err)
 		code = f.code
 		log.Warn("session failed", "exit_code", code, "err", err)
+		sess.srv.observePlatformError(sess.ctx, err)
 		sess.printLine(f.message)
 	}
 	log.Info("session end", "duration", time.Since(start), "exit_code", code)
 	sess.finish(code)
+	sess.observeEnd(kind, start, code, sessionOutcome(code, err != nil))
 }
 
 // runCommand answers a shell, exec or subsystem request: the bridge's own
@@ -79,6 +83,7 @@ func (sess *session) runCommand(kind, arg string) (int, error) {
 		for k, v := range sess.grant.Env {
 			env[k] = v
 		}
+		sess.connMode = true
 		return sess.runInAgent(kind, command, env)
 	}
 	switch kind {
@@ -95,6 +100,7 @@ func (sess *session) runCommand(kind, arg string) (int, error) {
 			return 0, nil
 		}
 		if answer := sess.srv.intercept(command); answer != nil {
+			sess.intercepted = true
 			code, err := answer(sess.ctx, sess.identity(), sess.app, sess.ch, sess.ch.Stderr())
 			if sess.ctx.Err() != nil {
 				return 0, context.Cause(sess.ctx)
@@ -141,6 +147,8 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 		return 0, fmt.Errorf("start one-off: %w", err)
 	}
 	sess.progressEnd(fmt.Sprintf("done in %s", elapsed(time.Since(t0))))
+	obs := sess.srv.observer()
+	obs.StartPhase(PhaseStarted, time.Since(t0))
 	sess.log.Info("one-off started", "container", o.ContainerID(), "pipe_mode", o.PipeMode(), "after", time.Since(t0))
 
 	if sess.pty != nil {
@@ -150,6 +158,7 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	obs.StartPhase(PhaseAttached, time.Since(t0))
 	attached, detach := context.WithCancel(ctx)
 	defer detach()
 	go func() {
@@ -171,7 +180,8 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 	}()
 	// A large buffer: each read of the attach stream is a syscall, and
 	// output arrives faster than 32 KiB at a time.
-	_, copyErr := io.CopyBuffer(sess.ch, stream, make([]byte, 256<<10))
+	out := &firstByte{Reader: stream, fn: func() { obs.StartPhase(PhaseFirstByte, time.Since(t0)) }}
+	_, copyErr := io.CopyBuffer(sess.ch, out, make([]byte, 256<<10))
 	if ctx.Err() != nil {
 		if sess.stoppedByBridge() {
 			sess.awaitOneOffEnd(o)

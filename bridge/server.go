@@ -42,6 +42,9 @@ type Deps struct {
 	// connection is in per-session mode.
 	Agent  *Agent
 	Logger *slog.Logger
+	// Observer, when not nil, learns of each connection, authentication,
+	// session, upload and forward (observe.go): metrics, the audit stream.
+	Observer Observer
 }
 
 // Server is the bridge's SSH server.
@@ -97,13 +100,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		// loop on a window change that comes before exec.
 		ChannelHandlers: map[string]ssh.ChannelHandler{
 			"session":                        s.handleSession,
-			"direct-tcpip":                   s.directChannel,
-			"direct-streamlocal@openssh.com": s.directChannel,
+			"direct-tcpip":                   s.observeChannel(s.directChannel),
+			"direct-streamlocal@openssh.com": s.observeChannel(s.directChannel),
 		},
 		RequestHandlers: map[string]ssh.RequestHandler{
-			"tcpip-forward":                          s.tcpipForward,
+			"tcpip-forward":                          s.observeRequest(s.tcpipForward),
 			"cancel-tcpip-forward":                   s.tcpipForward,
-			"streamlocal-forward@openssh.com":        s.refuseGlobal,
+			"streamlocal-forward@openssh.com":        s.observeRequest(s.refuseGlobal),
 			"cancel-streamlocal-forward@openssh.com": s.refuseGlobal,
 		},
 	}
@@ -138,7 +141,11 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 // auth.PenaltyKeyDelay: guessing slows down, while an authorized key is
 // accepted at once.
 func (s *Server) publicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool {
-	if s.deps.Auth.PublicKeyHandler(ctx, key) {
+	ok := s.deps.Auth.PublicKeyHandler(ctx, key)
+	if st := stateOf(ctx); st != nil {
+		st.setLastKey(key, auth.RefusalFrom(ctx))
+	}
+	if ok {
 		return true
 	}
 	if st := stateOf(ctx); st != nil && st.startup.Penalised() {
@@ -169,9 +176,14 @@ func (s *Server) authAttempt(ctx ssh.Context, method string, err error) {
 	}
 	if err == nil {
 		st.authenticated()
+		s.authEvent(ctx, st, method, nil)
 		return
 	}
-	if n := st.countFailure(method); n >= auth.MaxAuthTries {
+	n := st.countFailure(method)
+	if n > 0 {
+		s.authEvent(ctx, st, method, err)
+	}
+	if n >= auth.MaxAuthTries {
 		st.log.Info("connection closed: too many authentication failures", "failures", n, "app", ctx.User())
 		if pc := st.preAuthConn(); pc != nil {
 			pc.SendAuthBanner(tooManyFailures)

@@ -71,6 +71,11 @@ type session struct {
 	refused []string // forwarding requests refused, told to pty users
 	run     func()   // the work, set by start and launched after its reply
 
+	// intercepted: an exec command answered by the bridge itself;
+	// connMode: served in the connection's one-off. For the observer.
+	intercepted, connMode bool
+	delivered             []UploadEvent // files accepted by the platform, reported once committed
+
 	// exitSignal, when set, is the exit-signal payload the session ends
 	// with instead of an exit-status (connection mode, from the agent).
 	exitSignal []byte
@@ -101,6 +106,7 @@ func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan go
 		s.stop.running.Done()
 		return
 	}
+	ch = &countingChannel{Channel: ch}
 	grant, _ := auth.GrantFrom(ctx)
 	app := appOf(ctx, grant)
 	sess := &session{

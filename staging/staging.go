@@ -32,6 +32,9 @@ func New(store *uploads.Store, handles *sftp.Handles, log *slog.Logger) *Area {
 	return &Area{store: store, handles: handles, log: log}
 }
 
+// Store is the staging area's store, for its counts and checks.
+func (a *Area) Store() *uploads.Store { return a.store }
+
 // Close closes the store.
 func (a *Area) Close() error { return a.store.Close() }
 

@@ -57,6 +57,7 @@ func (s *Store) expireLocked(st *scopeState) {
 		if f.created.Before(cutoff) {
 			delete(st.files, p)
 			gone = append(gone, f)
+			s.emit(Event{Kind: "expired", User: st.user, App: st.app, Name: p, Size: f.size})
 		}
 	}
 	dirsGone := s.pruneDirsLocked(st, cutoff)

@@ -38,6 +38,8 @@ type Store struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+
+	observer observerFunc // Observe's function
 }
 
 type scopeKey struct{ user, app string } // hashed directory names

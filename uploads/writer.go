@@ -186,6 +186,7 @@ func (w *Writer) grow(end int64) error {
 	lim := w.s.lim
 	if lim.MaxFileSize >= 0 && end > lim.MaxFileSize {
 		err := w.s.tooLargeErr(w.Name())
+		w.refused(end, "too_large")
 		w.fail(err)
 		return err
 	}
@@ -198,6 +199,7 @@ func (w *Writer) grow(end int64) error {
 		name := w.path
 		w.s.mu.Unlock()
 		err := w.s.quotaErr(name)
+		w.refused(end, "quota")
 		w.fail(err)
 		return err
 	}
@@ -314,6 +316,13 @@ func (w *Writer) commit() error {
 	}
 	tmp := w.f.Name()
 	s := w.s
+	var staged *Event
+	defer func() {
+		// After s.mu is released: the observer may take its time.
+		if staged != nil {
+			s.emit(*staged)
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := w.st
@@ -373,6 +382,7 @@ func (w *Writer) commit() error {
 		s.usage[user] -= old.size
 		s.removeBlob(st, old.blob)
 	}
+	staged = &Event{Kind: "staged", User: st.user, App: st.app, Name: name, Size: size}
 	return nil
 }
 
@@ -382,4 +392,16 @@ func newBlobID() (string, error) {
 		return "", fmt.Errorf("blob id: %w", err)
 	}
 	return hex.EncodeToString(b[:]), nil
+}
+
+// refused reports the writer's refusal, once: the first failure is the
+// one that counts.
+func (w *Writer) refused(size int64, reason string) {
+	if w.failed() != nil {
+		return
+	}
+	w.s.mu.Lock()
+	e := Event{Kind: "refused", User: w.st.user, App: w.st.app, Name: w.path, Size: size, Reason: reason}
+	w.s.mu.Unlock()
+	w.s.emit(e)
 }
