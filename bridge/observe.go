@@ -518,8 +518,23 @@ func (sess *session) event(kind string) SessionEvent {
 	return e
 }
 
-// observeEnd reports the end of the session's work.
+// observeStart reports the start of the session's work, once: where
+// runCommand knows what serves it (kind is then the request's, or "exec"
+// for a forced command).
+func (sess *session) observeStart(kind string) {
+	if sess.startSeen {
+		return
+	}
+	sess.startSeen = true
+	sess.startKind = kind
+	sess.srv.observer().SessionStart(sess.event(kind))
+}
+
+// observeEnd reports the end of the session's work, and its start first
+// when the bridge refused it before it began.
 func (sess *session) observeEnd(kind string, start time.Time, code int, outcome string) {
+	sess.observeStart(kind)
+	kind = sess.startKind
 	e := sess.event(kind)
 	e.ExitCode, e.Outcome, e.Duration = code, outcome, time.Since(start)
 	if c, ok := sess.ch.(*countingChannel); ok {

@@ -25,7 +25,6 @@ func (sess *session) runSession(kind, arg string) {
 	log := sess.log.With("kind", kind)
 	log.Info("session start", "command", cut(command, logCommandBytes), "command_bytes", len(command))
 	sess.shell = kind == "shell"
-	sess.srv.observer().SessionStart(sess.event(kind))
 	code, err := sess.runCommand(kind, arg)
 	switch {
 	case err == nil:
@@ -84,23 +83,30 @@ func (sess *session) runCommand(kind, arg string) (int, error) {
 			env[k] = v
 		}
 		sess.connMode = true
+		sess.observeStart(kind)
 		return sess.runInAgent(kind, command, env)
 	}
+	blank := strings.Trim(command, " \t\n") == ""
+	var answer ExecHandler
+	if kind == "exec" && !blank {
+		answer = sess.srv.intercept(command)
+		sess.intercepted = answer != nil
+	}
+	sess.observeStart(kind)
 	switch kind {
 	case "subsystem":
 		return sess.srv.serveSubsystem(sess, arg)
 	case "shell":
 		command = sess.srv.cfg.DefaultCommand
 	case "exec":
-		if strings.Trim(command, " \t\n") == "" {
+		if blank {
 			// OpenSSH's sshd runs `sh -c ''`, which exits 0 at once. The
 			// platform refuses a blank command (422), and a one-off that
 			// runs nothing must not take the pending uploads.
 			sess.log.Info("blank command: nothing to run")
 			return 0, nil
 		}
-		if answer := sess.srv.intercept(command); answer != nil {
-			sess.intercepted = true
+		if answer != nil {
 			code, err := answer(sess.ctx, sess.identity(), sess.app, sess.ch, sess.ch.Stderr())
 			if sess.ctx.Err() != nil {
 				return 0, context.Cause(sess.ctx)

@@ -75,6 +75,8 @@ type session struct {
 	// connMode: served in the connection's one-off. For the observer.
 	intercepted, connMode bool
 	delivered             []UploadEvent // files accepted by the platform, reported once committed
+	startSeen             bool          // the SessionStart event was sent
+	startKind             string        // with this kind
 
 	// exitSignal, when set, is the exit-signal payload the session ends
 	// with instead of an exit-status (connection mode, from the agent).

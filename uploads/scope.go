@@ -502,13 +502,17 @@ func (sc *Scope) Open(name string) (*File, Entry, error) {
 }
 
 // CheckSize tells in advance whether a file of size bytes may be written to
-// name (scp announces sizes): the error a write would meet, or nil.
+// name (scp announces sizes): the error a write would meet, or nil. The
+// caller refuses the file on an error, which is reported to Observe as
+// the Event "refused".
 func (sc *Scope) CheckSize(name string, size int64) error {
 	lim := sc.s.lim
 	if lim.MaxFileSize >= 0 && size > lim.MaxFileSize {
+		sc.s.emit(Event{Kind: "refused", User: sc.user, App: sc.app, Name: name, Size: size, Reason: "too_large"})
 		return sc.s.tooLargeErr(name)
 	}
 	if used, quota := sc.Usage(); quota >= 0 && used+size > quota {
+		sc.s.emit(Event{Kind: "refused", User: sc.user, App: sc.app, Name: name, Size: size, Reason: "quota"})
 		return sc.s.quotaErr(name)
 	}
 	return nil
