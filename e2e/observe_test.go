@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -207,8 +208,16 @@ func TestMetricsDuringSessionAndUpload(t *testing.T) {
 	if r.Code != 255 {
 		t.Fatalf("unknown key: %+v", r)
 	}
-	s = metricsWhen(t, addr, func(s scrape) bool { return s.value("sshbridge_connections_total", "outcome", "auth_failed") == 1 })
+	// ssh -W asks for a direct-tcpip channel, refused in per-session mode.
+	if r := runCmd(t, exec.Command(need(t, "ssh"), append(b.SSHArgs(""), "-p", b.Port, "-o", "LogLevel=ERROR",
+		"-W", "127.0.0.1:9", "demo-app@"+b.Host)...), nil); r.Code != 255 {
+		t.Fatalf("ssh -W: %+v", r)
+	}
+	s = metricsWhen(t, addr, func(s scrape) bool {
+		return s.value("sshbridge_connections_total", "outcome", "auth_failed") == 1 && s.value("sshbridge_connections_open") == 0
+	})
 	check(t, "after the refusals", s,
+		want{"sshbridge_forwards_total", []string{"type", "direct-tcpip", "outcome", "refused"}, 1},
 		want{"sshbridge_sessions_total", []string{"kind", "exec", "outcome", "invalid_app_name"}, 1},
 		want{"sshbridge_authentications_total", []string{"result", "fail", "reason", "unknown_key"}, 1},
 		want{"sshbridge_connections_total", []string{"outcome", "auth_failed"}, 1})
@@ -281,4 +290,27 @@ func httpGet(t *testing.T, url string) (int, string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
+}
+
+// TestLogFormatJSON: with --log-format json every line the bridge logs is
+// one JSON object with slog's time, level and msg.
+func TestLogFormatJSON(t *testing.T) {
+	b := StartBridge(t, Options{Env: []string{"BRIDGE_LOG_FORMAT=json"}})
+	if r := b.Run("demo-app", nil, "echo hi"); r.Code != 0 {
+		t.Fatalf("session: %+v", r)
+	}
+	if !b.LogHas(`"msg":"session end"`) {
+		t.Fatalf("no session end in the log:\n%s", b.Log())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(b.Log()), "\n") {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(line), &obj); err != nil {
+			t.Fatalf("log line is not JSON: %v\n%s", err, line)
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := obj[k]; !ok {
+				t.Fatalf("log line without %q: %s", k, line)
+			}
+		}
+	}
 }
