@@ -534,6 +534,7 @@ func (sess *session) observeStart(kind string) {
 // when the bridge refused it before it began.
 func (sess *session) observeEnd(kind string, start time.Time, code int, outcome string) {
 	sess.observeStart(kind)
+	sess.endSeen = true
 	kind = sess.startKind
 	e := sess.event(kind)
 	e.ExitCode, e.Outcome, e.Duration = code, outcome, time.Since(start)

@@ -16,6 +16,7 @@ import (
 // status.
 func (sess *session) runSession(kind, arg string) {
 	start := time.Now()
+	sess.began = start
 	command := arg
 	if kind == "shell" {
 		command = sess.srv.cfg.DefaultCommand

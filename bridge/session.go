@@ -75,8 +75,9 @@ type session struct {
 	// connMode: served in the connection's one-off. For the observer.
 	intercepted, connMode bool
 	delivered             []UploadEvent // files accepted by the platform, reported once committed
-	startSeen             bool          // the SessionStart event was sent
+	startSeen, endSeen    bool          // the SessionStart and SessionEnd events were sent
 	startKind             string        // with this kind
+	began                 time.Time     // when the work began
 
 	// exitSignal, when set, is the exit-signal payload the session ends
 	// with instead of an exit-status (connection mode, from the agent).
@@ -341,5 +342,8 @@ func (sess *session) recoverPanic() {
 		sess.log.Error("session panicked", "panic", r, "stack", string(debug.Stack()))
 		sess.printLine("The bridge failed to run the session; the cause is in its log.")
 		sess.finish(ExitInternal)
+		if sess.startSeen && !sess.endSeen {
+			sess.observeEnd(sess.startKind, sess.began, ExitInternal, ExitCodeName(ExitInternal))
+		}
 	}
 }
