@@ -31,14 +31,15 @@ type Log struct {
 var _ bridge.Observer = (*Log)(nil)
 
 // Open opens the audit stream at path: "-" is standard error; a file is
-// created (mode 0600) or appended to, opened with O_APPEND.
+// created (mode 0600) or appended to, opened with O_APPEND. Its error is
+// os.OpenFile's.
 func Open(path string) (*Log, error) {
 	if path == "-" {
 		return New(os.Stderr), nil
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("audit log: %w", err)
+		return nil, err
 	}
 	l := New(f)
 	l.c = f
