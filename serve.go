@@ -47,6 +47,11 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
+	if len(cfg.bridge.RecordApps) > 0 {
+		if err := os.MkdirAll(cfg.bridge.RecordDir, 0o700); err != nil {
+			return fmt.Errorf("%s: %w", cfg.setting("record-dir"), err)
+		}
+	}
 	if apiURL == "" {
 		embedded, err := startEmbeddedPlatform(cfg, ownKeys, log)
 		if err != nil {
@@ -185,6 +190,9 @@ type embeddedPlatform struct {
 // refused.
 func startEmbeddedPlatform(cfg *bridgeFlags, ownKeys []string, log *slog.Logger) (*embeddedPlatform, error) {
 	protect := []string{cfg.dataDir}
+	if len(cfg.bridge.RecordApps) > 0 {
+		protect = append(protect, cfg.bridge.RecordDir)
+	}
 	for _, f := range []string{cfg.hostKey, cfg.authorizedKeys, cfg.trustedUserCAKeys, cfg.revoked, cfg.apiTokenFile} {
 		if f != "" {
 			protect = append(protect, f)

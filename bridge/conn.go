@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gliderlabs/ssh"
@@ -29,6 +30,8 @@ type connState struct {
 	refusals refusalLog
 
 	mode connMode // per-session or connection mode, and the agent (connmode.go)
+
+	recorded atomic.Int32 // sessions recorded so far: the next recording's number (record.go)
 
 	// Authentication, for MaxAuthTries and the source's penalty.
 	preAuth       gossh.ServerPreAuthConn // to send a banner before authentication ends
