@@ -105,6 +105,10 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 			return err
 		})
 	fs.Duration(&b.IdleTimeout, "idle-timeout", "BRIDGE_IDLE_TIMEOUT", 0, "close a connection with no open session after this long").Default("0: never").Check(cli.NonNegative(&b.IdleTimeout))
+	fs.List(&b.RecordApps, "record-apps", "BRIDGE_RECORD_APPS", "apps whose terminal sessions are recorded as asciicast v2 files: patterns with * and ?, a leading ! excludes (as OpenSSH's)").Arg("PATTERNS").Default("none").
+		Check(func() error { return (&bridge.Config{RecordApps: b.RecordApps, RecordDir: "-"}).Validate() })
+	fs.String(&b.RecordDir, "record-dir", "BRIDGE_RECORD_DIR", "", "directory of the session recordings, made with mode 0700").Arg("DIR").Default("recordings in the data directory")
+	fs.Bool(&b.RecordInput, "record-input", "BRIDGE_RECORD_INPUT", "record what users type too, passwords at prompts included (--record-apps)")
 	fs.Size(&c.uploadMaxFile, "upload-max-file-size", "BRIDGE_UPLOAD_MAX_FILE_SIZE", uploads.DefaultMaxFileSize, "largest file that may be staged").Check(cli.Positive(&c.uploadMaxFile))
 	fs.Size(&c.uploadQuota, "upload-quota", "BRIDGE_UPLOAD_QUOTA", uploads.DefaultUserQuota, "pending bytes per user across apps").Check(cli.Positive(&c.uploadQuota))
 	fs.Duration(&c.uploadExpiry, "upload-expiry", "BRIDGE_UPLOAD_EXPIRY", uploads.DefaultExpiry, "time after which a pending upload is dropped").Check(cli.Positive(&c.uploadExpiry))
@@ -118,10 +122,6 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs.Duration(&c.platformInactivity, "platform-inactivity-timeout", "BRIDGE_PLATFORM_INACTIVITY_TIMEOUT", platform.DefaultInactivityTimeout, "embedded platform: stop a one-off after this long without data").Check(cli.Positive(&c.platformInactivity))
 	fs.Bool(&c.oneOffHostNetwork, "one-off-host-network", "BRIDGE_ONE_OFF_HOST_NETWORK", "embedded platform: give one-offs the host's network instead of one of their own with only a loopback: they then reach other hosts, and everything on this host's loopback too")
 	fs.Bool(&c.noPipeMode, "no-pipe-mode", "BRIDGE_NO_PIPE_MODE", "embedded platform: serve every one-off on a terminal, as a PaaS without pipe mode does")
-	fs.List(&b.RecordApps, "record-apps", "BRIDGE_RECORD_APPS", "apps whose terminal sessions are recorded as asciicast v2 files: patterns with * and ?, a leading ! excludes (as OpenSSH's)").Arg("PATTERNS").Default("none").
-		Check(func() error { return (&bridge.Config{RecordApps: b.RecordApps, RecordDir: "-"}).Validate() })
-	fs.String(&b.RecordDir, "record-dir", "BRIDGE_RECORD_DIR", "", "directory of the session recordings, made with mode 0700").Arg("DIR").Default("recordings in the data directory")
-	fs.Bool(&b.RecordInput, "record-input", "BRIDGE_RECORD_INPUT", "record what users type too, passwords at prompts included (--record-apps)")
 	fs.Level(&c.logLevel, "log-level", "BRIDGE_LOG_LEVEL", slog.LevelInfo, "debug, info, warn or error")
 	return fs
 }
