@@ -214,7 +214,7 @@ func TestMainServesOverPipes(t *testing.T) {
 	c := clientOver(t, pipeConn{stdout, stdin}, pub)
 
 	env := output(t, c, "env")
-	if strings.Contains(env, agent.EnvPrefix) {
+	if strings.Contains("\n"+env, "\n"+agent.EnvPrefix) {
 		t.Errorf("a command's environment has a %s variable:\n%s", agent.EnvPrefix, env)
 	}
 	if !strings.Contains(env, "AGENT_TEST=kept\n") {
