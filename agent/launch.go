@@ -51,8 +51,9 @@ const (
 // a new private directory (mode 0700, named bridge-agent.XXXXXX) in the
 // first of /tmp, $HOME, /dev/shm and /var/tmp where the copy answers
 // `agent --check` (which catches noexec mounts); removes UploadDir from
-// UploadsRoot whatever happens (and UploadsRoot itself when that leaves it
-// empty), so the user's pending files are all that stay there; and execs
+// UploadsRoot whatever happens, so the user's pending files are all that
+// stay there (UploadsRoot itself stays, empty or not, as in a per-session
+// one-off); and execs
 // `COPY agent` with RemoveDirEnv naming the private directory, which the
 // agent removes once it runs. A one-off without /proc keeps that directory
 // (private, 0700) until it ends.
@@ -78,7 +79,6 @@ func LaunchCommand() string {
 			`rm -rf "$t"; done; ` +
 			`[ -n "$c" ] || { w="no directory where the agent can be executed (/tmp, \$HOME, /dev/shm, /var/tmp are noexec or not writable)"; x=` + strconv.Itoa(LaunchNoExecDir) + `; }; fi`,
 		`rm -rf "$u"`,
-		`rmdir ` + UploadsRoot + ` 2>/dev/null`,
 		`if [ -n "$w" ]; then echo "bridge-agent: $w"; exit $x; fi`,
 		`export ` + RemoveDirEnv + `="$t"`,
 		`exec "$c" agent`,

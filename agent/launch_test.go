@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -174,6 +175,9 @@ func checkTmp(t *testing.T, shell string, paths []string, userFile bool) {
 	want := []string(nil)
 	if userFile {
 		want = []string{"./uploads/mine.txt"}
+	}
+	if !slices.Contains(paths, "./uploads") {
+		t.Errorf("%s: /tmp/uploads is gone once the line ran, want it kept", shell)
 	}
 	if strings.Join(uploads, " ") != strings.Join(want, " ") {
 		t.Errorf("%s: /tmp/uploads holds %q once the line ran, want %q", shell, uploads, want)
