@@ -53,9 +53,8 @@ const (
 // `agent --check` (which catches noexec mounts); removes UploadDir from
 // UploadsRoot whatever happens, so the user's pending files are all that
 // stay there (UploadsRoot itself stays, empty or not, as in a per-session
-// one-off); and execs
-// `COPY agent` with RemoveDirEnv naming the private directory, which the
-// agent removes once it runs. A one-off without /proc keeps that directory
+// one-off); and execs `COPY agent` with RemoveDirEnv naming the private
+// directory, which the agent removes once it runs. A one-off without /proc keeps that directory
 // (private, 0700) until it ends.
 //
 // When the agent cannot start, the line prints one line on stdout starting
