@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"sshbridge/agent"
 	"sshbridge/auth"
 	"sshbridge/bridge"
 	"sshbridge/cli"
@@ -38,6 +39,7 @@ type bridgeFlags struct {
 	platformInactivity          time.Duration
 	oneOffHostNetwork           bool
 	noPipeMode                  bool
+	agentDir                    string
 	logLevel                    slog.Level
 	bridge                      bridge.Config
 	apiTokenFile                string
@@ -106,6 +108,13 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 			}
 			return err
 		})
+	fs.List(&b.ConnectionModeApps, "connection-mode-apps", "BRIDGE_CONNECTION_MODE_APPS",
+		"apps whose connections use connection mode (one one-off per connection) unless the key's session-mode option says otherwise: patterns with * and ?, a leading ! excludes").Arg("PATTERNS").
+		Default("none: per-session mode").Check(func() error { return (&bridge.Config{ConnectionModeApps: b.ConnectionModeApps}).Validate() })
+	fs.Duration(&b.ConnectionLinger, "connection-linger", "BRIDGE_CONNECTION_LINGER", 0,
+		"keep a connection-mode one-off this long after its connection ended, for the next connection of the same key to the same app").Default("0: it ends with the connection").Check(cli.NonNegative(&b.ConnectionLinger))
+	fs.String(&c.agentDir, "agent-dir", "BRIDGE_AGENT_DIR", agent.DefaultBinariesDir,
+		"directory of the connection-mode agents, linux-amd64 and linux-arm64 (the release image has both); the bridge's own binary serves its own architecture").Arg("DIR")
 	fs.Duration(&b.IdleTimeout, "idle-timeout", "BRIDGE_IDLE_TIMEOUT", 0, "close a connection with no open session after this long").Default("0: never").Check(cli.NonNegative(&b.IdleTimeout))
 	fs.Size(&c.uploadMaxFile, "upload-max-file-size", "BRIDGE_UPLOAD_MAX_FILE_SIZE", uploads.DefaultMaxFileSize, "largest file that may be staged").Check(cli.Positive(&c.uploadMaxFile))
 	fs.Size(&c.uploadQuota, "upload-quota", "BRIDGE_UPLOAD_QUOTA", uploads.DefaultUserQuota, "pending bytes per user across apps").Check(cli.Positive(&c.uploadQuota))

@@ -27,6 +27,7 @@ import (
 	// or scratch container image): used only when the system pool is empty.
 	_ "golang.org/x/crypto/x509roots/fallback"
 
+	"sshbridge/agent"
 	"sshbridge/cli"
 	"sshbridge/platform"
 )
@@ -48,6 +49,10 @@ const (
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
+		case "agent":
+			// Internal: the connection-mode agent, what runs inside a
+			// one-off (bridge agent --help).
+			return agent.Main(args[1:], os.Stdin, os.Stdout, os.Stderr)
 		case "platform":
 			return runPlatform(args[1:], stdout, stderr)
 		case "healthcheck":
