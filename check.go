@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"sshbridge/agent"
 	"sshbridge/auth"
 	"sshbridge/oneoff"
 	"sshbridge/platform"
@@ -127,6 +128,15 @@ func checkConfig(cfg *bridgeFlags) (problems []error, notes []string) {
 	}
 	if cfg.listenAddressFile != "" {
 		add(settingError(cfg, "listen-address-file", dirWritable(filepath.Dir(cfg.listenAddressFile))))
+	}
+
+	// Connection mode's agents, found as the bridge finds them at start.
+	if _, err := agent.FindBinaries(cfg.agentDir); err != nil {
+		if f := cfg.flags.Lookup("agent-dir"); f != nil && f.IsSet() {
+			add(settingError(cfg, "agent-dir", err))
+		} else {
+			notes = append(notes, "warning: connection mode is off: no agent for the one-offs: "+err.Error())
+		}
 	}
 
 	// The embedded platform runs one-offs as an unprivileged user when the

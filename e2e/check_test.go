@@ -126,10 +126,18 @@ func TestCheckHostKeyTokenAndMissingFiles(t *testing.T) {
 	if err := os.WriteFile(token, []byte("two\nlines\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	agentDir := filepath.Join(dir, "agents")
+	if err := os.Mkdir(agentDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(agentDir, "linux-amd64"), []byte("not a program\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"--host-key", clientKey(t, "other-user"), "--agent-dir", agentDir}, "--agent-dir: agent binaries: " + filepath.Join(agentDir, "linux-amd64") + " is not an executable file"},
 		{[]string{"--host-key", open}, "permissions 0644 are too open"},
 		{[]string{"--host-key", notKey}, notKey + ": ssh: no key found"},
 		{[]string{"--host-key", filepath.Join(dir, "absent")}, "--host-key: host key: stat " + filepath.Join(dir, "absent")},
