@@ -24,6 +24,7 @@ import (
 // bridgeFlags is the bridge's configuration as flags and environment give it.
 type bridgeFlags struct {
 	version                     bool
+	printConfig                 bool
 	listen, dataDir, hostKey    string
 	listenAddressFile           string
 	authorizedKeys              string
@@ -59,9 +60,10 @@ const (
 // bridgeFlagSet defines the bridge's flags, each with its variable, into c.
 func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs := cli.NewFlagSet("bridge")
-	fs.Commands = []string{"platform", "healthcheck", "version"}
+	fs.Commands = []string{"platform", "healthcheck", "version", "check"}
 	b := &c.bridge
 	fs.Bool(&c.version, "version", "", "print the version and exit")
+	fs.Bool(&c.printConfig, "print-config", "", "print the effective configuration, one \"name value\" line per setting, secrets masked, and exit (as sshd -T)")
 	fs.String(&c.listen, "listen", listenEnv, "127.0.0.1:2222", "address to accept SSH connections on").Arg("ADDR").Check(cli.HostPort(&c.listen))
 	fs.String(&c.listenAddressFile, "listen-address-file", "BRIDGE_LISTEN_ADDRESS_FILE", "", "once listening, write the bound address (host:port, one line) to this file, replaced atomically").Arg("FILE").Default("none")
 	fs.String(&c.dataDir, "data-dir", "BRIDGE_DATA_DIR", defaultDataDir(), "directory for the host key and the upload staging area").
@@ -144,6 +146,7 @@ func writeBridgeUsage(w io.Writer) {
 			{"bridge platform [flags]", "run the embedded platform alone (bridge platform --help)"},
 			{"bridge healthcheck [flags]", "exit 0 when the bridge at --listen answers with an SSH banner"},
 			{"bridge version", "print the version (also bridge --version)"},
+			{"bridge check [flags]", "check the configuration and every file it names, start nothing; exit 1 with each problem on stderr (as sshd -t)"},
 			{"bridge --help", "this text (also -h; bridge platform --help for the platform's)"},
 		},
 	}, cli.Section{
