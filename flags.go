@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"sshbridge/agent"
 	"sshbridge/auth"
 	"sshbridge/bridge"
 	"sshbridge/cli"
@@ -23,6 +24,7 @@ import (
 // bridgeFlags is the bridge's configuration as flags and environment give it.
 type bridgeFlags struct {
 	version                     bool
+	printConfig                 bool
 	listen, dataDir, hostKey    string
 	listenAddressFile           string
 	authorizedKeys              string
@@ -37,6 +39,7 @@ type bridgeFlags struct {
 	platformInactivity          time.Duration
 	oneOffHostNetwork           bool
 	noPipeMode                  bool
+	agentDir                    string
 	logLevel                    slog.Level
 	bridge                      bridge.Config
 	apiTokenFile                string
@@ -57,9 +60,10 @@ const (
 // bridgeFlagSet defines the bridge's flags, each with its variable, into c.
 func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs := cli.NewFlagSet("bridge")
-	fs.Commands = []string{"platform", "healthcheck", "version"}
+	fs.Commands = []string{"platform", "healthcheck", "version", "check"}
 	b := &c.bridge
 	fs.Bool(&c.version, "version", "", "print the version and exit")
+	fs.Bool(&c.printConfig, "print-config", "", "print the effective configuration, one \"name value\" line per setting, secrets masked, and exit (as sshd -T)")
 	fs.String(&c.listen, "listen", listenEnv, "127.0.0.1:2222", "address to accept SSH connections on").Arg("ADDR").Check(cli.HostPort(&c.listen))
 	fs.String(&c.listenAddressFile, "listen-address-file", "BRIDGE_LISTEN_ADDRESS_FILE", "", "once listening, write the bound address (host:port, one line) to this file, replaced atomically").Arg("FILE").Default("none")
 	fs.String(&c.dataDir, "data-dir", "BRIDGE_DATA_DIR", defaultDataDir(), "directory for the host key and the upload staging area").
@@ -104,6 +108,13 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 			}
 			return err
 		})
+	fs.List(&b.ConnectionModeApps, "connection-mode-apps", "BRIDGE_CONNECTION_MODE_APPS",
+		"apps whose connections use connection mode (one one-off per connection) unless the key's session-mode option says otherwise: patterns with * and ?, a leading ! excludes").Arg("PATTERNS").
+		Default("none: per-session mode").Check(func() error { return (&bridge.Config{ConnectionModeApps: b.ConnectionModeApps}).Validate() })
+	fs.Duration(&b.ConnectionLinger, "connection-linger", "BRIDGE_CONNECTION_LINGER", 0,
+		"keep a connection-mode one-off this long after its connection ended, for the next connection of the same key to the same app").Default("0: it ends with the connection").Check(cli.NonNegative(&b.ConnectionLinger))
+	fs.String(&c.agentDir, "agent-dir", "BRIDGE_AGENT_DIR", agent.DefaultBinariesDir,
+		"directory of the connection-mode agents, linux-amd64 and linux-arm64 (the release image has both); the bridge's own binary serves its own architecture").Arg("DIR")
 	fs.Duration(&b.IdleTimeout, "idle-timeout", "BRIDGE_IDLE_TIMEOUT", 0, "close a connection with no open session after this long").Default("0: never").Check(cli.NonNegative(&b.IdleTimeout))
 	fs.List(&b.RecordApps, "record-apps", "BRIDGE_RECORD_APPS", "apps whose terminal sessions are recorded as asciicast v2 files: patterns with * and ?, a leading ! excludes (as OpenSSH's)").Arg("PATTERNS").Default("none").
 		Check(func() error { return (&bridge.Config{RecordApps: b.RecordApps, RecordDir: "-"}).Validate() })
@@ -139,6 +150,7 @@ func writeBridgeUsage(w io.Writer) {
 			{"bridge platform [flags]", "run the embedded platform alone (bridge platform --help)"},
 			{"bridge healthcheck [flags]", "exit 0 when the bridge at --listen answers with an SSH banner"},
 			{"bridge version", "print the version (also bridge --version)"},
+			{"bridge check [flags]", "check the configuration and every file it names, start nothing; exit 1 with each problem on stderr (as sshd -t)"},
 			{"bridge --help", "this text (also -h; bridge platform --help for the platform's)"},
 		},
 	}, cli.Section{

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"sshbridge/agent"
 	"sshbridge/auth"
 	"sshbridge/bridge"
 	"sshbridge/oneoff"
@@ -52,8 +54,9 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 			return fmt.Errorf("%s: %w", cfg.setting("record-dir"), err)
 		}
 	}
+	var embedded *embeddedPlatform
 	if apiURL == "" {
-		embedded, err := startEmbeddedPlatform(cfg, ownKeys, log)
+		embedded, err = startEmbeddedPlatform(cfg, ownKeys, log)
 		if err != nil {
 			return err
 		}
@@ -86,7 +89,12 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	}
 	defer area.Close()
 
+	connAgent, err := connectionAgent(cfg, embedded, log)
+	if err != nil {
+		return err
+	}
 	srv, err := bridge.New(cfg.bridge, bridge.Deps{
+		Agent:        connAgent,
 		Platform:     bridge.ClientPlatform(client),
 		Auth:         authority,
 		HostKey:      hostKey,
@@ -300,4 +308,33 @@ func keyFileUsable(cfg *bridgeFlags, name, file, holds string) error {
 		return fmt.Errorf("%s %s: is a directory: name the file in it that holds %s", setting, file, holds)
 	}
 	return nil
+}
+
+// connectionAgent finds the agents connection mode uploads (--agent-dir,
+// else the bridge's own binary for its own architecture). The embedded
+// platform runs one-offs on this machine, so only this machine's
+// architecture is sent there. Without any agent, connection mode is off
+// and says so to whoever asks for it; an --agent-dir given but unusable
+// stops the start.
+func connectionAgent(cfg *bridgeFlags, embedded *embeddedPlatform, log *slog.Logger) (*bridge.Agent, error) {
+	bins, err := agent.FindBinaries(cfg.agentDir)
+	if err != nil {
+		if f := cfg.flags.Lookup("agent-dir"); f != nil && f.IsSet() {
+			return nil, fmt.Errorf("%s: %w", cfg.setting("agent-dir"), err)
+		}
+		log.Warn("connection mode is off: no agent for the one-offs", "err", err)
+		return nil, nil
+	}
+	a := &bridge.Agent{Files: map[string]string{}, Command: agent.LaunchCommand()}
+	for arch, path := range bins {
+		if embedded != nil && arch != runtime.GOARCH {
+			continue
+		}
+		a.Files[agent.UploadName(arch)] = path
+	}
+	if embedded != nil && !embedded.OwnNetwork() && !cfg.oneOffHostNetwork {
+		a.ForwardingRefusal = "forwarding is off on this bridge: its one-offs share the host's network (no network namespace can be made here), so their loopback is not their own"
+	}
+	log.Debug("connection mode agents", "files", a.Files)
+	return a, nil
 }
