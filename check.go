@@ -129,6 +129,9 @@ func checkConfig(cfg *bridgeFlags) (problems []error, notes []string) {
 	if cfg.listenAddressFile != "" {
 		add(settingError(cfg, "listen-address-file", dirWritable(filepath.Dir(cfg.listenAddressFile))))
 	}
+	if len(cfg.bridge.RecordApps) > 0 {
+		add(settingError(cfg, "record-dir", dirWritable(cfg.bridge.RecordDir)))
+	}
 
 	// Connection mode's agents, found as the bridge finds them at start.
 	if _, err := agent.FindBinaries(cfg.agentDir); err != nil {

@@ -267,3 +267,24 @@ func TestRecordingSurvivesKill(t *testing.T) {
 		t.Fatalf("asciinema cat printed\n%q\nwant\n%q", got, out)
 	}
 }
+
+// TestCheckRecordDir: bridge check finds a recording directory that cannot
+// be made, naming the setting, and makes none when it can be.
+func TestCheckRecordDir(t *testing.T) {
+	dir, ak, data := checkFiles(t, publicKey(t, clientKey(t, "default"))+"\n")
+	hostKey := clientKey(t, "other-user")
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runBinary(t, []string{"BRIDGE_RECORD_DIR=" + filepath.Join(notDir, "casts")}, "check", "--authorized-keys", ak,
+		"--data-dir", data, "--host-key", hostKey, "--record-apps", "demo-*")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "BRIDGE_RECORD_DIR: ") || !strings.Contains(r.Stderr, "not a directory") {
+		t.Fatalf("bridge check with a recording directory under a file: %+v", r)
+	}
+	r = runBinary(t, nil, "check", "--authorized-keys", ak, "--data-dir", data, "--host-key", hostKey, "--record-apps", "demo-*")
+	if r.Code != 0 || r.Stderr != "" {
+		t.Fatalf("bridge check with the default recording directory: %+v", r)
+	}
+	emptyDir(t, data)
+}
