@@ -288,3 +288,30 @@ func TestCheckRecordDir(t *testing.T) {
 	}
 	emptyDir(t, data)
 }
+
+// TestRecordingConnectionMode: a shell in connection mode is recorded as
+// one in per-session mode: the output as the client received it, and the
+// input with --record-input; the one-off's agent connection itself is not.
+func TestRecordingConnectionMode(t *testing.T) {
+	b := startConnBridge(t, Options{Args: []string{"--record-apps", "demo-app", "--record-input"}})
+	dir := filepath.Join(b.DataDir, "recordings")
+	typed := "echo conn-$((6*7))\nexit 6\n"
+	r := runCmd(t, b.SSH(t.Context(), "demo-app+conn", []string{"-tt"}), strings.NewReader(typed))
+	if r.Code != 6 || !strings.Contains(r.Stdout, "conn-42") {
+		t.Fatalf("shell: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	if !b.LogHas("connection mode: session relayed") {
+		t.Fatalf("the session did not run in connection mode:\n%s", b.Log())
+	}
+	files := recordings(t, dir)
+	if len(files) != 1 || !strings.HasPrefix(filepath.Base(files[0]), "demo-app-") {
+		t.Fatalf("recordings: %v", files)
+	}
+	_, events := readCast(t, files[0])
+	if got := castData(events, "o"); got != r.Stdout {
+		t.Fatalf("recorded output\n%q\nclient received\n%q", got, r.Stdout)
+	}
+	if got := castData(events, "i"); got != typed {
+		t.Fatalf("recorded input %q, client sent %q", got, typed)
+	}
+}
