@@ -208,7 +208,7 @@ func (c *Conn) refuse(err error) {
 	case errors.Is(err, proxyproto.ErrSuperfluousProxyHeader):
 		why = "a PROXY protocol header from an address not allowed to send one"
 	case errors.Is(err, proxyproto.ErrNoProxyProtocol):
-		why = fmt.Sprintf("no PROXY protocol header within %s from an address that must send one", c.timeout)
+		why = fmt.Sprintf("no PROXY protocol header (within %s) from an address that must send one", c.timeout)
 	default:
 		why = fmt.Sprintf("a bad PROXY protocol header: %v", err)
 	}

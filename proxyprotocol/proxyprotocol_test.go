@@ -174,7 +174,7 @@ func TestHeaderRequiredFromAllowed(t *testing.T) {
 	if took := time.Since(start); took < 250*time.Millisecond || took > 5*time.Second {
 		t.Fatalf("a silent connection refused after %s, want the 300ms timeout", took)
 	}
-	if n := strings.Count(logs.String(), "no PROXY protocol header within 300ms"); n != 2 {
+	if n := strings.Count(logs.String(), "no PROXY protocol header (within 300ms)"); n != 2 {
 		t.Fatalf("%d refusals logged, want 2:\n%s", n, logs)
 	}
 	if !strings.Contains(logs.String(), "remote=127.0.0.1:") {
