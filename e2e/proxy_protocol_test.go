@@ -262,3 +262,24 @@ func TestProxyProtocolLocalHealthCheck(t *testing.T) {
 		t.Fatalf("%d LOCAL connections logged, want 4 (3 and the healthcheck):\n%s", n, log)
 	}
 }
+
+// A bad --proxy-protocol-from stops the bridge and healthcheck with one
+// line naming it and what is wrong (exit 2).
+func TestProxyProtocolFlagRefused(t *testing.T) {
+	for _, tc := range []struct {
+		env        []string
+		args       []string
+		name, want string
+	}{
+		{args: []string{"--proxy-protocol-from", "10.0.0.1/8"}, name: `--proxy-protocol-from "10.0.0.1/8"`, want: "host bits set: the block is 10.0.0.0/8"},
+		{env: []string{"BRIDGE_PROXY_PROTOCOL_FROM=10.0.0.0/8,lb.example.com"}, name: `BRIDGE_PROXY_PROTOCOL_FROM="10.0.0.0/8,lb.example.com"`, want: `"lb.example.com": not an IP address or CIDR block`},
+	} {
+		for _, sub := range [][]string{{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, {"healthcheck"}} {
+			r := runBinary(t, tc.env, append(sub, tc.args...)...)
+			line := oneLine(t, tc.name, r.Stderr)
+			if r.Code != 2 || !strings.Contains(line, tc.name) || !strings.Contains(line, tc.want) {
+				t.Errorf("%v %s: exit %d, %q; want exit 2 naming it and saying %q", sub[:1], tc.name, r.Code, line, tc.want)
+			}
+		}
+	}
+}

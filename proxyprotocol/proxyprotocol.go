@@ -38,7 +38,7 @@ type Config struct {
 // ParseFrom reads a list of IPv4 and IPv6 addresses and CIDR blocks
 // ("10.0.0.0/8", "192.0.2.7", "2001:db8::/32"); an address alone is a
 // block of one. A block with host bits set, or anything else, is an error
-// naming the item.
+// that names the item when the list has more than one.
 func ParseFrom(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, item := range list {
@@ -46,25 +46,35 @@ func ParseFrom(list []string) ([]netip.Prefix, error) {
 		if item == "" {
 			continue
 		}
-		if !strings.Contains(item, "/") {
-			a, err := netip.ParseAddr(item)
-			if err != nil || a.Zone() != "" {
-				return nil, fmt.Errorf("%q: not an IP address or CIDR block", item)
-			}
-			a = a.Unmap()
-			out = append(out, netip.PrefixFrom(a, a.BitLen()))
-			continue
-		}
-		p, err := netip.ParsePrefix(item)
+		p, err := parseBlock(item)
 		if err != nil {
-			return nil, fmt.Errorf("%q: not an IP address or CIDR block", item)
-		}
-		if p.Masked() != p {
-			return nil, fmt.Errorf("%q: host bits set; the block is %s", item, p.Masked())
+			if len(list) > 1 {
+				err = fmt.Errorf("%q: %w", item, err)
+			}
+			return nil, err
 		}
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+func parseBlock(item string) (netip.Prefix, error) {
+	if !strings.Contains(item, "/") {
+		a, err := netip.ParseAddr(item)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, errors.New("not an IP address or CIDR block")
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(item)
+	if err != nil {
+		return netip.Prefix{}, errors.New("not an IP address or CIDR block")
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, fmt.Errorf("host bits set: the block is %s", p.Masked())
+	}
+	return p, nil
 }
 
 // Allowed says whether addr (a *net.TCPAddr, or anything whose String is

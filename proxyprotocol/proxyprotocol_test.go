@@ -242,9 +242,12 @@ func TestParseFrom(t *testing.T) {
 		t.Fatalf("ParseFrom: %s, want %s", s, want)
 	}
 	for _, bad := range []string{"10.0.0.1/8", "example.com", "10.0.0.0/33", "fe80::1%eth0"} {
-		if _, err := ParseFrom([]string{bad}); err == nil || !strings.Contains(err.Error(), bad) {
+		if _, err := ParseFrom([]string{"192.0.2.7", bad}); err == nil || !strings.Contains(err.Error(), bad) {
 			t.Errorf("ParseFrom(%q): %v, want an error naming it", bad, err)
 		}
+	}
+	if _, err := ParseFrom([]string{"10.0.0.1/8"}); err == nil || err.Error() != "host bits set: the block is 10.0.0.0/8" {
+		t.Errorf("ParseFrom(10.0.0.1/8): %v", err)
 	}
 	p := from(t, "127.0.0.0/8")
 	if !Allowed(p, &net.TCPAddr{IP: net.ParseIP("::ffff:127.0.0.9"), Port: 1}) {
