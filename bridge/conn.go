@@ -78,7 +78,7 @@ func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
 	if err != nil {
 		return nil
 	}
-	conn = newCoalescingConn(conn)
+	conn = newCoalescingConn(conn) // after the header: it writes to the socket itself
 	st := &connState{id: newConnID(), ctx: ctx, conn: conn, startup: startup}
 	st.log = s.log.With("conn", st.id, "remote", conn.RemoteAddr().String())
 	if via != nil {

@@ -157,6 +157,15 @@ func TestProxyProtocolClientAddress(t *testing.T) {
 				t.Fatalf("no audit line, verified line and connection lines with %s via=127.0.0.1:\n%s", remote, log)
 			}
 
+			// Bulk output reaches the client whole through the balancer.
+			var want strings.Builder
+			for i := 1; i <= 200000; i++ {
+				fmt.Fprintln(&want, i)
+			}
+			if r := sshVia(t, b, allowed.Port, "demo-app", "seq", "200000"); r.Code != 0 || r.Stdout != want.String() {
+				t.Fatalf("seq 200000 through the balancer: exit %d, %d bytes (want %d), stderr %q", r.Code, len(r.Stdout), want.Len(), r.Stderr)
+			}
+
 			other := startRelay(t, b, version, "198.51.100.9")
 			if r := sshVia(t, b, other.Port, "demo-app", "echo", "in"); r.Code != 255 || !strings.Contains(r.Stderr, "Permission denied") {
 				t.Fatalf("from an address from= does not allow: %+v", r)

@@ -293,6 +293,11 @@ func (c *Conn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
+// Socket is the accepted socket. Once ReadHeader returned nil, writing to
+// it is what Write does; a writer that needs the socket's own type (as
+// net.Buffers does for writev) may write there.
+func (c *Conn) Socket() net.Conn { return c.Conn }
+
 // SetDeadline, SetReadDeadline: through go-proxyproto, which keeps them
 // to restore after its own deadline for the header.
 
