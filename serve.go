@@ -39,7 +39,11 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	if len(cfg.proxyFrom) > 0 {
 		// Behind a load balancer: each connection's client address comes
 		// from its PROXY protocol header (bridge reads it first).
-		ln = proxyprotocol.NewListener(ln, proxyprotocol.Config{From: cfg.proxyFrom, Logger: log})
+		ln = proxyprotocol.NewListener(ln, proxyprotocol.Config{
+			From:              cfg.proxyFrom,
+			ReadHeaderTimeout: min(proxyprotocol.DefaultReadHeaderTimeout, cfg.bridge.LoginGraceTime),
+			Logger:            log,
+		})
 		log.Info("PROXY protocol: a header is required from these addresses and refused from others", "from", strings.Join(cfg.proxyProtocolFrom, ","))
 	}
 	apiURL, authURL := cfg.apiURL, cfg.authURL
