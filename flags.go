@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"sshbridge/cli"
 	"sshbridge/oneoff"
 	"sshbridge/platform"
+	"sshbridge/proxyprotocol"
 	"sshbridge/sftp"
 	"sshbridge/uploads"
 )
@@ -46,6 +48,9 @@ type bridgeFlags struct {
 	// Admission, in OpenSSH's syntax; their checks parse them into bridge.
 	maxStartups, penalties string
 	penaltyExempt          []string
+	// PROXY protocol: who must send a header; parsed by its check.
+	proxyProtocolFrom []string
+	proxyFrom         []netip.Prefix
 	// flags is the parsed set, to name a setting as the user gave it.
 	flags *cli.FlagSet
 }
@@ -55,6 +60,8 @@ const (
 	listenFlag  = "--listen"
 	listenEnv   = "BRIDGE_LISTEN"
 	apiTokenEnv = "ONEOFF_API_TOKEN"
+	// proxyProtocolFromEnv is read by the bridge and by healthcheck.
+	proxyProtocolFromEnv = "BRIDGE_PROXY_PROTOCOL_FROM"
 )
 
 // bridgeFlagSet defines the bridge's flags, each with its variable, into c.
@@ -115,6 +122,9 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 		"keep a connection-mode one-off this long after its connection ended, for the next connection of the same key to the same app").Default("0: it ends with the connection").Check(cli.NonNegative(&b.ConnectionLinger))
 	fs.String(&c.agentDir, "agent-dir", "BRIDGE_AGENT_DIR", agent.DefaultBinariesDir,
 		"directory of the connection-mode agents, linux-amd64 and linux-arm64 (the release image has both); the bridge's own binary serves its own architecture").Arg("DIR")
+	fs.List(&c.proxyProtocolFrom, "proxy-protocol-from", proxyProtocolFromEnv,
+		"load balancers whose connections open with a PROXY protocol header (v1 or v2), required from them and refused from others: addresses and CIDR blocks").Arg("CIDRS").Default("none: no header is read").
+		Check(func() (err error) { c.proxyFrom, err = proxyprotocol.ParseFrom(c.proxyProtocolFrom); return err })
 	fs.Duration(&b.IdleTimeout, "idle-timeout", "BRIDGE_IDLE_TIMEOUT", 0, "close a connection with no open session after this long").Default("0: never").Check(cli.NonNegative(&b.IdleTimeout))
 	fs.List(&b.RecordApps, "record-apps", "BRIDGE_RECORD_APPS", "apps whose terminal sessions are recorded as asciicast v2 files: patterns with * and ?, a leading ! excludes (as OpenSSH's)").Arg("PATTERNS").Default("none").
 		Check(func() error { return (&bridge.Config{RecordApps: b.RecordApps, RecordDir: "-"}).Validate() })

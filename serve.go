@@ -24,6 +24,7 @@ import (
 	"sshbridge/bridge"
 	"sshbridge/oneoff"
 	"sshbridge/platform"
+	"sshbridge/proxyprotocol"
 )
 
 // serveBridge wires the parts in order: the listener first (so that a
@@ -37,6 +38,16 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 		return err
 	}
 	defer ln.Close()
+	if len(cfg.proxyFrom) > 0 {
+		// Behind a load balancer: each connection's client address comes
+		// from its PROXY protocol header (bridge reads it first).
+		ln = proxyprotocol.NewListener(ln, proxyprotocol.Config{
+			From:              cfg.proxyFrom,
+			ReadHeaderTimeout: min(proxyprotocol.DefaultReadHeaderTimeout, cfg.bridge.LoginGraceTime),
+			Logger:            log,
+		})
+		log.Info("PROXY protocol: a header is required from these addresses and refused from others", "from", strings.Join(cfg.proxyProtocolFrom, ","))
+	}
 	apiURL, authURL := cfg.apiURL, cfg.authURL
 	apiToken, err := readAPIToken(cfg)
 	if err != nil {
