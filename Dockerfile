@@ -12,11 +12,16 @@ COPY . .
 # argument: docker build --build-arg VERSION=$(git describe --always --dirty) .
 ARG VERSION=
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/bridge .
+# The connection-mode agents, static, one per architecture whatever the
+# image's own: the bridge uploads the one for a one-off's `uname -m` into it
+# (each at most 6 MiB, agent/size_test.go checks it).
+RUN for arch in amd64 arm64; do CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -ldflags="-s -w" -o /out/agents/linux-$arch ./cmd/bridge-agent || exit 1; done
 
 FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin bridge \
  && mkdir -p /data && chown bridge:bridge /data && chmod 700 /data
 COPY --from=build /out/bridge /usr/local/bin/bridge
+COPY --from=build /out/agents/ /usr/local/libexec/bridge/
 # Not root: the embedded platform could isolate one-offs from the bridge's
 # files only in user namespaces, which containers seldom allow, so without
 # ONEOFF_API_URL the bridge refuses to start unless run as root.

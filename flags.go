@@ -6,16 +6,19 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"sshbridge/agent"
 	"sshbridge/auth"
 	"sshbridge/bridge"
 	"sshbridge/cli"
 	"sshbridge/oneoff"
 	"sshbridge/platform"
+	"sshbridge/proxyprotocol"
 	"sshbridge/sftp"
 	"sshbridge/uploads"
 )
@@ -23,6 +26,7 @@ import (
 // bridgeFlags is the bridge's configuration as flags and environment give it.
 type bridgeFlags struct {
 	version                     bool
+	printConfig                 bool
 	listen, dataDir, hostKey    string
 	listenAddressFile           string
 	authorizedKeys              string
@@ -37,6 +41,7 @@ type bridgeFlags struct {
 	platformInactivity          time.Duration
 	oneOffHostNetwork           bool
 	noPipeMode                  bool
+	agentDir                    string
 	logLevel                    slog.Level
 	logFormat                   string
 	metricsListen, auditLog     string
@@ -45,6 +50,9 @@ type bridgeFlags struct {
 	// Admission, in OpenSSH's syntax; their checks parse them into bridge.
 	maxStartups, penalties string
 	penaltyExempt          []string
+	// PROXY protocol: who must send a header; parsed by its check.
+	proxyProtocolFrom []string
+	proxyFrom         []netip.Prefix
 	// flags is the parsed set, to name a setting as the user gave it.
 	flags *cli.FlagSet
 }
@@ -54,14 +62,17 @@ const (
 	listenFlag  = "--listen"
 	listenEnv   = "BRIDGE_LISTEN"
 	apiTokenEnv = "ONEOFF_API_TOKEN"
+	// proxyProtocolFromEnv is read by the bridge and by healthcheck.
+	proxyProtocolFromEnv = "BRIDGE_PROXY_PROTOCOL_FROM"
 )
 
 // bridgeFlagSet defines the bridge's flags, each with its variable, into c.
 func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs := cli.NewFlagSet("bridge")
-	fs.Commands = []string{"platform", "healthcheck", "version"}
+	fs.Commands = []string{"platform", "healthcheck", "version", "check"}
 	b := &c.bridge
 	fs.Bool(&c.version, "version", "", "print the version and exit")
+	fs.Bool(&c.printConfig, "print-config", "", "print the effective configuration, one \"name value\" line per setting, secrets masked, and exit (as sshd -T)")
 	fs.String(&c.listen, "listen", listenEnv, "127.0.0.1:2222", "address to accept SSH connections on").Arg("ADDR").Check(cli.HostPort(&c.listen))
 	fs.String(&c.listenAddressFile, "listen-address-file", "BRIDGE_LISTEN_ADDRESS_FILE", "", "once listening, write the bound address (host:port, one line) to this file, replaced atomically").Arg("FILE").Default("none")
 	fs.String(&c.dataDir, "data-dir", "BRIDGE_DATA_DIR", defaultDataDir(), "directory for the host key and the upload staging area").
@@ -106,7 +117,21 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 			}
 			return err
 		})
+	fs.List(&b.ConnectionModeApps, "connection-mode-apps", "BRIDGE_CONNECTION_MODE_APPS",
+		"apps whose connections use connection mode (one one-off per connection) unless the key's session-mode option says otherwise: patterns with * and ?, a leading ! excludes").Arg("PATTERNS").
+		Default("none: per-session mode").Check(func() error { return (&bridge.Config{ConnectionModeApps: b.ConnectionModeApps}).Validate() })
+	fs.Duration(&b.ConnectionLinger, "connection-linger", "BRIDGE_CONNECTION_LINGER", 0,
+		"keep a connection-mode one-off this long after its connection ended, for the next connection of the same key to the same app").Default("0: it ends with the connection").Check(cli.NonNegative(&b.ConnectionLinger))
+	fs.String(&c.agentDir, "agent-dir", "BRIDGE_AGENT_DIR", agent.DefaultBinariesDir,
+		"directory of the connection-mode agents, linux-amd64 and linux-arm64 (the release image has both); the bridge's own binary serves its own architecture").Arg("DIR")
+	fs.List(&c.proxyProtocolFrom, "proxy-protocol-from", proxyProtocolFromEnv,
+		"load balancers whose connections open with a PROXY protocol header (v1 or v2), required from them and refused from others: addresses and CIDR blocks").Arg("CIDRS").Default("none: no header is read").
+		Check(func() (err error) { c.proxyFrom, err = proxyprotocol.ParseFrom(c.proxyProtocolFrom); return err })
 	fs.Duration(&b.IdleTimeout, "idle-timeout", "BRIDGE_IDLE_TIMEOUT", 0, "close a connection with no open session after this long").Default("0: never").Check(cli.NonNegative(&b.IdleTimeout))
+	fs.List(&b.RecordApps, "record-apps", "BRIDGE_RECORD_APPS", "apps whose terminal sessions are recorded as asciicast v2 files: patterns with * and ?, a leading ! excludes (as OpenSSH's)").Arg("PATTERNS").Default("none").
+		Check(func() error { return (&bridge.Config{RecordApps: b.RecordApps, RecordDir: "-"}).Validate() })
+	fs.String(&b.RecordDir, "record-dir", "BRIDGE_RECORD_DIR", "", "directory of the session recordings, made with mode 0700").Arg("DIR").Default("recordings in the data directory")
+	fs.Bool(&b.RecordInput, "record-input", "BRIDGE_RECORD_INPUT", "record what users type too, passwords at prompts included (--record-apps)")
 	fs.Size(&c.uploadMaxFile, "upload-max-file-size", "BRIDGE_UPLOAD_MAX_FILE_SIZE", uploads.DefaultMaxFileSize, "largest file that may be staged").Check(cli.Positive(&c.uploadMaxFile))
 	fs.Size(&c.uploadQuota, "upload-quota", "BRIDGE_UPLOAD_QUOTA", uploads.DefaultUserQuota, "pending bytes per user across apps").Check(cli.Positive(&c.uploadQuota))
 	fs.Duration(&c.uploadExpiry, "upload-expiry", "BRIDGE_UPLOAD_EXPIRY", uploads.DefaultExpiry, "time after which a pending upload is dropped").Check(cli.Positive(&c.uploadExpiry))
@@ -146,6 +171,7 @@ func writeBridgeUsage(w io.Writer) {
 			{"bridge platform [flags]", "run the embedded platform alone (bridge platform --help)"},
 			{"bridge healthcheck [flags]", "exit 0 when the bridge at --listen answers with an SSH banner"},
 			{"bridge version", "print the version (also bridge --version)"},
+			{"bridge check [flags]", "check the configuration and every file it names, start nothing; exit 1 with each problem on stderr (as sshd -t)"},
 			{"bridge --help", "this text (also -h; bridge platform --help for the platform's)"},
 		},
 	}, cli.Section{
@@ -175,6 +201,9 @@ func parseBridgeFlags(args []string) (*bridgeFlags, error) {
 	}
 	if c.apiURL != "" && c.apiTokenFile == "" && strings.TrimSpace(os.Getenv(apiTokenEnv)) == "" {
 		return nil, fs.Errorf("api-url", "needs an API token: set %s or use --api-token-file", apiTokenEnv)
+	}
+	if c.bridge.RecordDir == "" {
+		c.bridge.RecordDir = filepath.Join(c.dataDir, "recordings")
 	}
 	// As OpenSSH's ClientAliveInterval, 0 sends no keepalives; the bridge
 	// package takes a negative interval for that.

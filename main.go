@@ -9,6 +9,7 @@
 //	bridge platform [flags]          run the embedded platform alone
 //	bridge healthcheck [flags]       check that a running bridge answers
 //	bridge version                   print the version
+//	bridge check [flags]             check the configuration, start nothing
 //
 // Every flag can also be set by the environment variable named in --help.
 package main
@@ -26,6 +27,7 @@ import (
 	// or scratch container image): used only when the system pool is empty.
 	_ "golang.org/x/crypto/x509roots/fallback"
 
+	"sshbridge/agent"
 	"sshbridge/cli"
 	"sshbridge/platform"
 )
@@ -47,10 +49,16 @@ const (
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
+		case "agent":
+			// Internal: the connection-mode agent, what runs inside a
+			// one-off (bridge agent --help).
+			return agent.Main(args[1:], os.Stdin, os.Stdout, os.Stderr)
 		case "platform":
 			return runPlatform(args[1:], stdout, stderr)
 		case "healthcheck":
 			return runHealthcheck(args[1:], stdout, stderr)
+		case "check":
+			return runCheck(args[1:], stdout, stderr)
 		case "version":
 			if len(args) > 1 {
 				fmt.Fprintf(stderr, "bridge version: unexpected argument %q; see bridge --help\n", args[1])
@@ -69,6 +77,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.version {
 		fmt.Fprintln(stdout, versionText())
+		return exitOK
+	}
+	if cfg.printConfig {
+		writeConfig(stdout, cfg)
 		return exitOK
 	}
 	log := newBridgeLogger(cfg, stderr)

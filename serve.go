@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -18,10 +19,12 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"sshbridge/agent"
 	"sshbridge/auth"
 	"sshbridge/bridge"
 	"sshbridge/oneoff"
 	"sshbridge/platform"
+	"sshbridge/proxyprotocol"
 )
 
 // serveBridge wires the parts in order: the listener first (so that a
@@ -35,6 +38,16 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 		return err
 	}
 	defer ln.Close()
+	if len(cfg.proxyFrom) > 0 {
+		// Behind a load balancer: each connection's client address comes
+		// from its PROXY protocol header (bridge reads it first).
+		ln = proxyprotocol.NewListener(ln, proxyprotocol.Config{
+			From:              cfg.proxyFrom,
+			ReadHeaderTimeout: min(proxyprotocol.DefaultReadHeaderTimeout, cfg.bridge.LoginGraceTime),
+			Logger:            log,
+		})
+		log.Info("PROXY protocol: a header is required from these addresses and refused from others", "from", strings.Join(cfg.proxyProtocolFrom, ","))
+	}
 	apiURL, authURL := cfg.apiURL, cfg.authURL
 	apiToken, err := readAPIToken(cfg)
 	if err != nil {
@@ -47,8 +60,14 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
+	if len(cfg.bridge.RecordApps) > 0 {
+		if err := os.MkdirAll(cfg.bridge.RecordDir, 0o700); err != nil {
+			return fmt.Errorf("%s: %w", cfg.setting("record-dir"), err)
+		}
+	}
+	var embedded *embeddedPlatform
 	if apiURL == "" {
-		embedded, err := startEmbeddedPlatform(cfg, ownKeys, log)
+		embedded, err = startEmbeddedPlatform(cfg, ownKeys, log)
 		if err != nil {
 			return err
 		}
@@ -86,7 +105,12 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	}
 	defer ops.Close()
 
+	connAgent, err := connectionAgent(cfg, embedded, log)
+	if err != nil {
+		return err
+	}
 	srv, err := bridge.New(cfg.bridge, bridge.Deps{
+		Agent:        connAgent,
 		Platform:     bridge.ClientPlatform(client),
 		Auth:         authority,
 		HostKey:      hostKey,
@@ -193,6 +217,9 @@ type embeddedPlatform struct {
 // refused.
 func startEmbeddedPlatform(cfg *bridgeFlags, ownKeys []string, log *slog.Logger) (*embeddedPlatform, error) {
 	protect := []string{cfg.dataDir}
+	if len(cfg.bridge.RecordApps) > 0 {
+		protect = append(protect, cfg.bridge.RecordDir)
+	}
 	for _, f := range []string{cfg.hostKey, cfg.authorizedKeys, cfg.trustedUserCAKeys, cfg.revoked, cfg.apiTokenFile} {
 		if f != "" {
 			protect = append(protect, f)
@@ -300,4 +327,33 @@ func keyFileUsable(cfg *bridgeFlags, name, file, holds string) error {
 		return fmt.Errorf("%s %s: is a directory: name the file in it that holds %s", setting, file, holds)
 	}
 	return nil
+}
+
+// connectionAgent finds the agents connection mode uploads (--agent-dir,
+// else the bridge's own binary for its own architecture). The embedded
+// platform runs one-offs on this machine, so only this machine's
+// architecture is sent there. Without any agent, connection mode is off
+// and says so to whoever asks for it; an --agent-dir given but unusable
+// stops the start.
+func connectionAgent(cfg *bridgeFlags, embedded *embeddedPlatform, log *slog.Logger) (*bridge.Agent, error) {
+	bins, err := agent.FindBinaries(cfg.agentDir)
+	if err != nil {
+		if f := cfg.flags.Lookup("agent-dir"); f != nil && f.IsSet() {
+			return nil, fmt.Errorf("%s: %w", cfg.setting("agent-dir"), err)
+		}
+		log.Warn("connection mode is off: no agent for the one-offs", "err", err)
+		return nil, nil
+	}
+	a := &bridge.Agent{Files: map[string]string{}, Command: agent.LaunchCommand()}
+	for arch, path := range bins {
+		if embedded != nil && arch != runtime.GOARCH {
+			continue
+		}
+		a.Files[agent.UploadName(arch)] = path
+	}
+	if embedded != nil && !embedded.OwnNetwork() && !cfg.oneOffHostNetwork {
+		a.ForwardingRefusal = "forwarding is off on this bridge: its one-offs share the host's network (no network namespace can be made here), so their loopback is not their own"
+	}
+	log.Debug("connection mode agents", "files", a.Files)
+	return a, nil
 }

@@ -4,8 +4,10 @@
 // the one-off's own stdin and stdout, so that every channel of one client
 // connection is served inside the same container.
 //
-// It is not wired into the bridge yet: nothing in the bridge uploads or
-// starts it.
+// The bridge (bridge/agentconn.go) uploads it into the connection's
+// one-off with the pending files, runs LaunchCommand as the one-off's
+// command, and connects to it as an SSH client over the attach stream; Main
+// is its entry point there (as `bridge agent` or cmd/bridge-agent).
 //
 // # Authentication
 //

@@ -149,6 +149,19 @@ func (e Event) String() string {
 // PerSourceMaxStartups unauthenticated connections, or MaxStartups'
 // random early drop picked it. A penalty never drops a connection.
 func (a *Admission) Admit(remote net.Addr) (*Startup, error) {
+	return a.admit(remote, false)
+}
+
+// AdmitExempt is Admit for a connection that never earns its source a
+// penalty and is never served as penalised, as if its address were on the
+// exempt list: a load balancer's own connection (a PROXY protocol v2
+// LOCAL health check), whose address every client behind it shares. It
+// counts against the caps as any other.
+func (a *Admission) AdmitExempt(remote net.Addr) (*Startup, error) {
+	return a.admit(remote, true)
+}
+
+func (a *Admission) admit(remote net.Addr, exempt bool) (*Startup, error) {
 	addr, known := addrOf(remote)
 	source := sourceOf(addr)
 	now := a.cfg.Now()
@@ -170,7 +183,7 @@ func (a *Admission) Admit(remote net.Addr) (*Startup, error) {
 	if known {
 		a.bySource[source]++
 		s.source = source
-		s.exempt = a.cfg.ExemptList.contains(addr)
+		s.exempt = exempt || a.cfg.ExemptList.contains(addr)
 		if !s.exempt {
 			s.penalised, s.until = a.penalisedLocked(source, now)
 		}

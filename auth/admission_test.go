@@ -310,6 +310,40 @@ func TestAdmissionPenalties(t *testing.T) {
 	}
 }
 
+// A connection admitted as exempt (a balancer's health check) adds no
+// penalty, is not served as penalised, and counts against the caps.
+func TestAdmissionExempt(t *testing.T) {
+	a, _, _ := newAdmission(t, AdmissionConfig{
+		PerSourceMaxStartups: 1,
+		Penalties:            Penalties{NoAuth: 10 * time.Second, AuthFail: 10 * time.Second, Max: time.Minute, Min: 10 * time.Second},
+	})
+	for range 5 {
+		s, err := a.AdmitExempt(tcp("192.0.2.1:1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.End(EventNoAuth)
+	}
+	if penalised(t, a, "192.0.2.1:1") {
+		t.Fatal("exempt connections penalised their source")
+	}
+	connect(t, a, "192.0.2.1:1", EventNoAuth)
+	s, err := a.AdmitExempt(tcp("192.0.2.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Penalised() {
+		t.Fatal("an exempt connection served as penalised")
+	}
+	if _, err := a.AdmitExempt(tcp("192.0.2.1:2")); !errors.Is(err, ErrDropped) {
+		t.Fatalf("an exempt connection over the per-source cap: %v, want dropped", err)
+	}
+	s.End(EventNone)
+	if !penalised(t, a, "192.0.2.1:1") {
+		t.Fatal("the control connection did not penalise")
+	}
+}
+
 func TestAdmissionPenaltiesIPv6PerSlash64(t *testing.T) {
 	a, _, _ := newAdmission(t, AdmissionConfig{Penalties: Penalties{AuthFail: 10 * time.Second, Max: time.Minute, Min: 10 * time.Second}})
 	connect(t, a, "[2001:db8:1:2::1]:1", EventAuthFail)

@@ -26,6 +26,9 @@ const xcryptoBufSize = 4096
 // it after heldFor.
 type coalescingConn struct {
 	net.Conn
+	// out is where writes go: Conn, or the socket under a PROXY protocol
+	// connection whose header is read, so that net.Buffers keeps its writev.
+	out net.Conn
 
 	mu    sync.Mutex
 	first [xcryptoBufSize]byte
@@ -37,8 +40,14 @@ type coalescingConn struct {
 
 const heldFor = time.Millisecond
 
+// newCoalescingConn wraps c. A c with a Socket method (a
+// proxyprotocol.Conn) must have had its header read: writes then go to
+// the socket.
 func newCoalescingConn(c net.Conn) *coalescingConn {
-	cc := &coalescingConn{Conn: c}
+	cc := &coalescingConn{Conn: c, out: c}
+	if s, ok := c.(interface{ Socket() net.Conn }); ok {
+		cc.out = s.Socket()
+	}
 	cc.timer = time.AfterFunc(time.Hour, cc.flushHeld)
 	cc.timer.Stop()
 	return cc
@@ -62,13 +71,13 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 		c.timer.Reset(heldFor)
 		return len(p), nil
 	case c.held == 0:
-		return c.Conn.Write(p)
+		return c.out.Write(p)
 	}
 	c.timer.Stop()
 	bufs := c.heldBuffers()
 	bufs = append(bufs, p)
 	c.held = 0
-	if _, err := bufs.WriteTo(c.Conn); err != nil {
+	if _, err := bufs.WriteTo(c.out); err != nil {
 		c.err = err
 		return 0, err
 	}
@@ -94,7 +103,7 @@ func (c *coalescingConn) flushHeld() {
 	}
 	bufs := c.heldBuffers()
 	c.held = 0
-	if _, err := bufs.WriteTo(c.Conn); err != nil {
+	if _, err := bufs.WriteTo(c.out); err != nil {
 		c.err = err
 	}
 }

@@ -60,6 +60,19 @@ type Config struct {
 	// the same key to the same app. Zero: it ends with the connection.
 	ConnectionLinger time.Duration
 
+	// RecordApps are patterns of the apps whose terminal sessions (shell or
+	// exec with a pty) are recorded as asciicast v2 files (record.go,
+	// package recording): OpenSSH-style patterns as ConnectionModeApps.
+	// Empty: none.
+	RecordApps []string
+	// RecordDir is the directory of the recordings, made with mode 0700 if
+	// missing. Required when RecordApps is set.
+	RecordDir string
+	// RecordInput records what the user types too ("i" events). False:
+	// output and window changes only, since input holds what prompts that
+	// do not echo (passwords) were given.
+	RecordInput bool
+
 	// MaxStartups caps the unauthenticated connections held at once, as
 	// OpenSSH's MaxStartups (start:rate:full, random early drop); a
 	// connection beyond it is closed before the key exchange. Zero:
@@ -138,6 +151,14 @@ func (c *Config) Validate() error {
 		if _, err := path.Match(strings.TrimPrefix(p, "!"), ""); err != nil || strings.TrimPrefix(p, "!") == "" {
 			return fmt.Errorf("connection mode apps: %q is not a pattern (app names with * and ?, a leading ! excludes)", p)
 		}
+	}
+	for _, p := range c.RecordApps {
+		if _, err := path.Match(strings.TrimPrefix(p, "!"), ""); err != nil || strings.TrimPrefix(p, "!") == "" {
+			return fmt.Errorf("record apps: %q is not a pattern (app names with * and ?, a leading ! excludes)", p)
+		}
+	}
+	if len(c.RecordApps) > 0 && c.RecordDir == "" {
+		return errors.New("record apps: a recording directory is needed")
 	}
 	if c.ConnectionLinger < 0 {
 		return errors.New("connection linger must not be negative")

@@ -4,12 +4,14 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
 	"sshbridge/auth"
+	"sshbridge/proxyprotocol"
 )
 
 type connStateKey struct{}
@@ -29,6 +31,8 @@ type connState struct {
 	refusals refusalLog
 
 	mode connMode // per-session or connection mode, and the agent (connmode.go)
+
+	recorded atomic.Int32 // sessions recorded so far: the next recording's number (record.go)
 
 	// Authentication, for MaxAuthTries and the source's penalty.
 	preAuth       gossh.ServerPreAuthConn // to send a banner before authentication ends
@@ -56,16 +60,39 @@ func connLogger(ctx ssh.Context, fallback *slog.Logger) *slog.Logger {
 }
 
 // onConn admits a new connection or closes it at once (MaxStartups,
-// PerSourceMaxStartups; the admission logs how many it drops).
+// PerSourceMaxStartups; the admission logs how many it drops). Behind a
+// load balancer (a proxyprotocol.Conn) its PROXY protocol header is read
+// first, so that the client's address is the one admitted, penalised,
+// logged and seen by from=; a connection whose header is refused is closed
+// (the listener logs why) and counts nowhere. The balancer's own
+// connections (a v2 LOCAL health check) never earn it a penalty.
 func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
-	startup, err := s.admission.Admit(conn.RemoteAddr())
+	admit := s.admission.Admit
+	var via net.Addr
+	local := false
+	if pc, ok := conn.(*proxyprotocol.Conn); ok {
+		if pc.ReadHeader() != nil {
+			return nil
+		}
+		if local = pc.Local(); local {
+			admit = s.admission.AdmitExempt
+		}
+		via = pc.Via()
+	}
+	startup, err := admit(conn.RemoteAddr())
 	if err != nil {
 		s.observer().Connection(ConnectionEvent{Phase: "close", Remote: conn.RemoteAddr().String(), Outcome: "refused"})
 		return nil
 	}
-	conn = newCoalescingConn(conn)
+	conn = newCoalescingConn(conn) // after the header: it writes to the socket itself
 	st := &connState{id: newConnID(), ctx: ctx, conn: conn, startup: startup}
 	st.log = s.log.With("conn", st.id, "remote", conn.RemoteAddr().String())
+	if via != nil {
+		st.log = st.log.With("via", via.String())
+	}
+	if local {
+		st.log.Debug("the load balancer's own connection (PROXY protocol LOCAL): never penalised")
+	}
 	if startup.Penalised() {
 		st.log.Debug("connection from a penalised source: refused keys are answered slowly, shorter login grace",
 			"until", startup.PenalisedUntil().Format(time.RFC3339), "grace", startup.Grace())

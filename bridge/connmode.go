@@ -330,14 +330,16 @@ func (sess *session) runInAgent(kind, command string, env map[string]string) (in
 		return 0, &exitFailure{ExitAgent, fmt.Sprintf("The one-off container refused the %s request.", kind), errors.New("agent refused " + kind)}
 	}
 	log.Info("connection mode: session relayed", "kind", kind)
+	rec := sess.startRecording(command)
+	defer rec.close()
 
 	ctx, cancel := context.WithCancel(sess.ctx)
 	defer cancel()
 	if sess.pty != nil {
-		go sess.win.follow(ctx, func(_ context.Context, cols, rows int) error {
+		go sess.win.follow(ctx, rec.resize(func(_ context.Context, cols, rows int) error {
 			_, err := ch.SendRequest("window-change", false, gossh.Marshal(&windowChangeMsg{Columns: uint32(cols), Rows: uint32(rows)}))
 			return err
-		}, log)
+		}), log)
 	}
 	go func() {
 		for {
@@ -350,7 +352,7 @@ func (sess *session) runInAgent(kind, command string, env map[string]string) (in
 		}
 	}()
 	go func() {
-		if _, err := copyBuffered(ch, sess.ch); err == nil {
+		if _, err := copyBuffered(ch, rec.input(sess.ch)); err == nil {
 			ch.CloseWrite()
 		}
 	}()
@@ -361,7 +363,7 @@ func (sess *session) runInAgent(kind, command string, env map[string]string) (in
 	}()
 	status := make(chan agentExit, 1)
 	go func() { status <- relayExit(reqs, sess.ch) }()
-	copyBuffered(sess.ch, ch)
+	copyBuffered(rec.output(sess.ch), ch)
 	<-stderrDone
 	exit := <-status
 	if sess.ctx.Err() != nil {

@@ -166,6 +166,8 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 		return 0, err
 	}
 	obs.StartPhase(PhaseAttached, time.Since(t0))
+	rec := sess.startRecording(req.Command)
+	defer rec.close()
 	attached, detach := context.WithCancel(ctx)
 	defer detach()
 	go func() {
@@ -174,21 +176,21 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 		stream.Close()
 	}()
 	if sess.pty != nil {
-		go sess.win.follow(attached, o.Resize, sess.log)
+		go sess.win.follow(attached, rec.resize(o.Resize), sess.log)
 		go sess.forwardSignals(attached, stream)
 	}
 	go func() {
 		// io.Copy ends at the client's EOF; the one-off then gets its EOF
 		// (a half-close in pipe mode, ^D on a terminal). When the output
 		// ends first, closing the channel ends this copy.
-		if _, err := io.Copy(stream, sess.ch); err == nil {
+		if _, err := io.Copy(stream, rec.input(sess.ch)); err == nil {
 			stream.CloseWrite()
 		}
 	}()
 	// A large buffer: each read of the attach stream is a syscall, and
 	// output arrives faster than 32 KiB at a time.
 	out := &firstByte{Reader: stream, fn: func() { obs.StartPhase(PhaseFirstByte, time.Since(t0)) }}
-	_, copyErr := io.CopyBuffer(sess.ch, out, make([]byte, 256<<10))
+	_, copyErr := io.CopyBuffer(rec.output(sess.ch), out, make([]byte, 256<<10))
 	if ctx.Err() != nil {
 		if sess.stoppedByBridge() {
 			sess.awaitOneOffEnd(o)

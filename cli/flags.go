@@ -50,6 +50,10 @@ func (f *Flag) Check(check func() error) *Flag {
 	return f
 }
 
+// IsSet says whether the command line or the environment gave the flag a
+// value (false: it has its default).
+func (f *Flag) IsSet() bool { return f.fromArgs || f.fromEnv || f.givenAs != nil }
+
 // Source names where the flag's value came from, as the user wrote it:
 // "--name" for the command line or the default, the variable's name when
 // only the environment set it.

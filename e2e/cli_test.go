@@ -55,7 +55,7 @@ func TestHelp(t *testing.T) {
 		if strings.Count(out, "\n  --"+name+" ")+strings.Count(out, "\n  --"+name+"\n") != 1 {
 			t.Errorf("--%s is not listed exactly once", name)
 		}
-		if name == "version" || name == "api-token" {
+		if name == "version" || name == "api-token" || name == "print-config" {
 			continue
 		}
 		if env == "" {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +26,9 @@ var binary string
 // keysDir holds the client keys, copied from the test kit with the modes
 // ssh wants.
 var keysDir string
+
+// agentDir holds the connection-mode agent built for this machine.
+var agentDir string
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -42,6 +46,16 @@ func runMain(m *testing.M) int {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build bridge:", err)
+		return 1
+	}
+	// The connection-mode agent as the release image carries it, for
+	// this machine's architecture (connmode_test.go passes --agent-dir).
+	agentDir = filepath.Join(dir, "agents")
+	buildAgent := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(agentDir, "linux-"+runtime.GOARCH), "../cmd/bridge-agent")
+	buildAgent.Env = append(os.Environ(), "CGO_ENABLED=0")
+	buildAgent.Stdout, buildAgent.Stderr = os.Stderr, os.Stderr
+	if err := buildAgent.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build agent:", err)
 		return 1
 	}
 	keysDir = filepath.Join(dir, "keys")

@@ -101,6 +101,11 @@ func TestReadmeInstallAndRun(t *testing.T) {
 			if r := b.Run("demo-app", nil, "echo", "installed-"+tc.name); r.Code != 0 || r.Stdout != "installed-"+tc.name+"\n" {
 				t.Fatalf("ssh through the bridge started by %q: %+v\n%s", script, r, b.Log())
 			}
+			// Connection mode works out of the box: the bridge's own
+			// binary serves as the agent for its own architecture.
+			if r := b.Run("demo-app+conn", nil, "echo out; echo err >&2"); r.Code != 0 || r.Stdout != "out\n" || r.Stderr != "err\n" {
+				t.Fatalf("connection mode through the bridge started by %q: %+v\n%s", script, r, b.Log())
+			}
 			if tc.binary != "" {
 				if st, err := os.Stat(filepath.Join(home, tc.binary)); err != nil || st.Mode()&0o111 == 0 {
 					t.Fatalf("the install left no binary at ~/%s: %v", tc.binary, err)
