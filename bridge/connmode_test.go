@@ -120,7 +120,7 @@ func TestConnectionModeExitSignal(t *testing.T) {
 	err = s.Run("kill -TERM $$")
 	var ee *gossh.ExitError
 	if !errors.As(err, &ee) || ee.Signal() != "TERM" {
-		t.Fatalf("kill -TERM $$: %v; want an exit-signal TERM", err)
+		t.Fatalf("kill -TERM $$: %v; want an exit-signal TERM\n%s", err, b.logs.String())
 	}
 }
 
