@@ -10,18 +10,21 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	gossh "golang.org/x/crypto/ssh"
 
 	"sshbridge/auth"
 	"sshbridge/bridge"
 	"sshbridge/oneoff"
 	"sshbridge/platform"
+	"sshbridge/staging"
 )
 
 // serveBridge wires the parts in order: the listener first (so that a
@@ -30,8 +33,25 @@ import (
 // one-off client, the staging area, then the SSH server; and takes them
 // down in reverse.
 func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error {
-	ln, err := listen(cfg.listen, listenFlag, listenEnv)
+	// What runs first when the bridge begins to drain (restart.go).
+	var drain drainHooks
+	// SIGHUP hands over to a new process; one that comes while starting
+	// waits for the bridge to serve.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	binary := installedBinary()
+	ready := handoverReady()
+	ln, err := inheritedListener()
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return err
+	}
+	if ln != nil {
+		log.Info("serving the listening socket passed by LISTEN_FDS: --listen is not used", "addr", ln.Addr().String())
+	} else if ln, err = listen(cfg.listen, listenFlag, listenEnv); err != nil {
 		return err
 	}
 	defer ln.Close()
@@ -75,8 +95,10 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	}
 	defer client.CloseIdleConnections()
 
-	area, err := newStaging(cfg, log)
-	if err != nil {
+	var area *staging.Area
+	if ready != nil {
+		area = newStagingAfterHandover(ctx, cfg, log)
+	} else if area, err = newStaging(cfg, log); err != nil {
 		return err
 	}
 	defer area.Close()
@@ -97,14 +119,28 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 		return fmt.Errorf("%s: %w", cfg.setting("listen-address-file"), err)
 	}
 	log.Info("bridge listening", "addr", ln.Addr().String(), "platform", apiURL,
-		"host_key", gossh.FingerprintSHA256(hostKey.PublicKey()))
+		"host_key", gossh.FingerprintSHA256(hostKey.PublicKey()), "pid", os.Getpid())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
+	signalReady(ready, log)
+	for done := false; !done; {
+		select {
+		case err := <-served:
+			return err
+		case <-ctx.Done():
+			done = true
+		case <-hup:
+			log.Info("handover: starting a new process", "binary", binary)
+			if _, err := startSuccessor(binary, ln, log); err != nil {
+				log.Error("handover failed: this process keeps serving", "err", err)
+				continue
+			}
+			drain.run()
+			return drainAfterHandover(ctx, cfg, srv, area, log)
+		}
 	}
+	drain.run()
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	log.Info("shutting down: waiting for open sessions", "grace", cfg.shutdownGrace)
 	// Live sessions get a bounded time to finish; then their connections
 	// are closed, which ends their one-offs.

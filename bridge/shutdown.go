@@ -27,6 +27,7 @@ const stopBound = 5 * time.Second
 type shutdownState struct {
 	mu       sync.Mutex
 	stopping bool      // no new session channels
+	handover bool      // the stop is a handover to a new process (Handover)
 	ended    bool      // the grace is over: sessions still open are ended
 	deadline time.Time // the end of the grace; zero when none was given
 	ln       net.Listener
@@ -51,10 +52,24 @@ type shutdownState struct {
 // Shutdown returns when the sessions are over: nil when they all ended
 // within the grace, else ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
+	return s.shutdown(ctx, false)
+}
+
+// Handover is Shutdown for a bridge whose listening socket a new process
+// serves already: the same steps, with ctx's deadline as the bound of the
+// drain (--drain-timeout), and the line each open session gets at once
+// says that the session goes on and how long it may, not that the bridge
+// is stopping. At the deadline the sessions still open end as at the end
+// of Shutdown's grace (ExitBridgeStopped).
+func (s *Server) Handover(ctx context.Context) error {
+	return s.shutdown(ctx, true)
+}
+
+func (s *Server) shutdown(ctx context.Context, handover bool) error {
 	st := &s.stop
 	deadline, _ := ctx.Deadline()
 	st.mu.Lock()
-	st.stopping, st.deadline = true, deadline
+	st.stopping, st.deadline, st.handover = true, deadline, handover
 	sessions, conns, ln := st.openSessions(), st.openConns(), st.ln
 	st.mu.Unlock()
 	s.lingering.closeAll()
@@ -64,7 +79,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	for _, sess := range sessions {
-		go sess.noticeStop(deadline)
+		if handover {
+			go sess.noticeHandover(deadline)
+		} else {
+			go sess.noticeStop(deadline)
+		}
 	}
 	for _, c := range conns {
 		c.closeIfIdle()
@@ -154,11 +173,13 @@ func (s *Server) addSession(sess *session) {
 		st.sessions = map[*session]struct{}{}
 	}
 	st.sessions[sess] = struct{}{}
-	stopping, ended, deadline := st.stopping, st.ended, st.deadline
+	stopping, ended, deadline, handover := st.stopping, st.ended, st.deadline, st.handover
 	st.mu.Unlock()
 	switch {
 	case ended:
 		go sess.stop()
+	case stopping && handover:
+		go sess.noticeHandover(deadline)
 	case stopping:
 		go sess.noticeStop(deadline)
 	}
@@ -196,6 +217,17 @@ func (sess *session) noticeStop(deadline time.Time) {
 	if !deadline.IsZero() {
 		secs := math.Ceil(time.Until(deadline).Seconds())
 		msg = fmt.Sprintf("The bridge is stopping: this session ends in %.0f s.", max(secs, 0))
+	}
+	sess.announce(msg)
+}
+
+// noticeHandover tells the session's user that the bridge's new process
+// serves new connections and how long this session may go on.
+func (sess *session) noticeHandover(deadline time.Time) {
+	msg := "The bridge is restarting: this session goes on; new connections are served by the new process."
+	if !deadline.IsZero() {
+		left := time.Until(deadline).Round(time.Second)
+		msg = fmt.Sprintf("The bridge is restarting: this session goes on for at most %s; new connections are served by the new process.", max(left, 0))
 	}
 	sess.announce(msg)
 }
