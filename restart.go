@@ -157,8 +157,8 @@ func installedBinary() string {
 // process's arguments and environment, handing it ln as fd 3 (LISTEN_FDS=1)
 // and a pipe as fd 4, and waits until it says it serves. Its stdout and
 // stderr are this process's. On any failure the new process is killed and
-// the error says why.
-func startSuccessor(binary string, ln net.Listener, log *slog.Logger) (int, error) {
+// the error says why; so it is when ctx ends first (SIGTERM meanwhile).
+func startSuccessor(ctx context.Context, binary string, ln net.Listener, log *slog.Logger) (int, error) {
 	fl, ok := ln.(interface{ File() (*os.File, error) })
 	if !ok {
 		return 0, fmt.Errorf("the listener (%T) cannot be passed on", ln)
@@ -218,6 +218,8 @@ func startSuccessor(binary string, ln net.Listener, log *slog.Logger) (int, erro
 		}
 	case <-time.After(handoverReadyTimeout):
 		return fail(fmt.Errorf("the new process (pid %d) was not ready within %s", pid, handoverReadyTimeout))
+	case <-ctx.Done():
+		return fail(fmt.Errorf("stopping: the new process (pid %d) is killed", pid))
 	}
 	// For a Type=notify unit: the new process is the service's main one
 	// now (it needs NotifyAccess=all to say READY=1 itself).
@@ -273,6 +275,7 @@ func drainAfterHandover(ctx context.Context, cfg *bridgeFlags, srv *bridge.Serve
 		select {
 		case <-ctx.Done():
 			log.Info("shutting down: the drain ends at the grace", "grace", cfg.shutdownGrace)
+			srv.EndDrain(time.Now().Add(cfg.shutdownGrace))
 			select {
 			case <-time.After(cfg.shutdownGrace):
 				cancel()

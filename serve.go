@@ -131,7 +131,7 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 			done = true
 		case <-hup:
 			log.Info("handover: starting a new process", "binary", binary)
-			if _, err := startSuccessor(binary, ln, log); err != nil {
+			if _, err := startSuccessor(ctx, binary, ln, log); err != nil {
 				log.Error("handover failed: this process keeps serving", "err", err)
 				continue
 			}

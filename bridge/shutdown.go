@@ -65,6 +65,24 @@ func (s *Server) Handover(ctx context.Context) error {
 	return s.shutdown(ctx, true)
 }
 
+// EndDrain is for a bridge that is stopping while it drains after a
+// Handover (SIGTERM then): each open session is told, as by Shutdown, that
+// it will be ended at deadline; the caller ends Handover's context then.
+func (s *Server) EndDrain(deadline time.Time) {
+	st := &s.stop
+	st.mu.Lock()
+	if !st.handover || st.ended {
+		st.mu.Unlock()
+		return
+	}
+	st.handover, st.deadline = false, deadline
+	sessions := st.openSessions()
+	st.mu.Unlock()
+	for _, sess := range sessions {
+		go sess.noticeStop(deadline)
+	}
+}
+
 func (s *Server) shutdown(ctx context.Context, handover bool) error {
 	st := &s.stop
 	deadline, _ := ctx.Deadline()

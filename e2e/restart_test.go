@@ -256,3 +256,46 @@ func alive(pid int) bool {
 	_, rest, _ := strings.Cut(string(stat), ") ")
 	return !strings.HasPrefix(rest, "Z")
 }
+
+// SIGTERM to the old process while it drains: its sessions are told and
+// end at --shutdown-grace with the bridge's stop code, 251, as on a plain
+// stop; the new process serves on.
+func TestStopDuringDrain(t *testing.T) {
+	const grace = 3 * time.Second
+	b := StartBridge(t, Options{Args: []string{"--drain-timeout", "1m", "--shutdown-grace", grace.String()}})
+	oldPID := b.cmd.Process.Pid
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := startBackground(t, b.SSH(ctx, "demo-app", nil, "echo started; exec sleep 60"))
+	waitFor(t, 30*time.Second, "the command", func() bool { return cmd.stdout.String() == "started\n" })
+
+	syscall.Kill(oldPID, syscall.SIGHUP)
+	served := regexp.MustCompile(`msg="handover: the new process serves" new_pid=([0-9]+)`)
+	waitFor(t, time.Minute, "the handover in the log", func() bool {
+		return served.MatchString(b.Log()) && strings.Contains(b.Log(), `msg="handover: draining: open sessions run on"`)
+	})
+	newPID, _ := strconv.Atoi(served.FindStringSubmatch(b.Log())[1])
+	t.Cleanup(func() { stopPID(t, newPID) })
+	handover := "The bridge is restarting: this session goes on for at most 1m0s; new connections are served by the new process.\n"
+	waitFor(t, 10*time.Second, "the handover notice", func() bool { return cmd.stderr.String() == handover })
+
+	stopped := time.Now()
+	syscall.Kill(oldPID, syscall.SIGTERM)
+	notice := "The bridge is stopping: this session ends in 3 s.\n"
+	waitFor(t, grace/2, "the stop notice", func() bool { return cmd.stderr.String() == handover+notice })
+	last := "The bridge stopped: this session was ended.\n"
+	if code := cmd.wait(t, grace+20*time.Second, "the command"); code != 251 || cmd.stderr.String() != handover+notice+last {
+		t.Errorf("the command: code %d, stderr %q; want 251 and three lines", code, cmd.stderr.String())
+	}
+	if took := cmd.ended.Sub(stopped); took < grace-500*time.Millisecond || took > grace+10*time.Second {
+		t.Errorf("the command ended %s after SIGTERM, want about the grace of %s", took, grace)
+	}
+	select {
+	case <-b.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the old process did not exit")
+	}
+	if r := b.Run("demo-app", nil, "echo served"); r.Code != 0 || r.Stdout != "served\n" {
+		t.Errorf("the new process after the old one's stop: %+v", r)
+	}
+}
