@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,10 +60,10 @@ func (d *drainHooks) run() {
 }
 
 // Environment of a process started by a handover, besides systemd's
-// LISTEN_FDS (the listening socket, fd 3).
+// LISTEN_FDS (the listening sockets, from fd 3 on).
 const (
-	// handoverReadyEnv names the fd (4) the new process writes one line
-	// to, and closes, once it serves; its end of file before that line
+	// handoverReadyEnv names the fd (the one after the listeners') the
+	// new process writes one line to, and closes, once it serves; its end of file before that line
 	// means it failed.
 	handoverReadyEnv = "BRIDGE_HANDOVER_READY_FD"
 	// listenFDsStart is the first fd of socket activation (systemd's
@@ -72,12 +73,15 @@ const (
 	handoverReadyTimeout = 2 * time.Minute
 )
 
-// inheritedListener returns the listening socket passed to the process by
-// systemd's socket activation (LISTEN_FDS, LISTEN_PID: sd_listen_fds(3)),
-// or by the bridge it took over from, which passes it the same way; nil
-// when none was passed. The variables are removed from the environment,
-// so that no process started later takes them as its own.
-func inheritedListener() (net.Listener, error) {
+// inheritedListeners returns the listening sockets passed to the process
+// by systemd's socket activation (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES:
+// sd_listen_fds(3)), or by the bridge it took over from, which passes them
+// the same way: by name, the one named in LISTEN_FDNAMES after another
+// listener of the bridge (such as "metrics") under that name, and the
+// first other one, the SSH listener, under "ssh". It returns nil when
+// nothing was passed. The variables are removed from the environment, so
+// that no process started later takes them as its own.
+func inheritedListeners() (map[string]net.Listener, error) {
 	if os.Getenv("LISTEN_FDS") == "" {
 		return nil, nil
 	}
@@ -85,23 +89,48 @@ func inheritedListener() (net.Listener, error) {
 	if len(files) == 0 {
 		return nil, nil // LISTEN_PID names another process: not ours
 	}
-	for _, f := range files[1:] {
+	out := map[string]net.Listener{}
+	var errs []error
+	for i, f := range files {
+		name := f.Name()
+		if !slices.Contains(ownListenerNames, name) {
+			name = "ssh"
+		}
+		ln, err := net.FileListener(f)
 		f.Close()
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("LISTEN_FDS: fd %d is not a listening socket: %w", listenFDsStart+i, err))
+		case out[name] != nil:
+			ln.Close()
+			errs = append(errs, fmt.Errorf("LISTEN_FDS: fd %d: a second socket for %s; the bridge serves one (use ListenStream= once in the .socket unit)", listenFDsStart+i, name))
+		default:
+			out[name] = ln
+		}
 	}
-	ln, err := net.FileListener(files[0])
-	files[0].Close()
-	if err != nil {
-		return nil, fmt.Errorf("LISTEN_FDS: fd %d is not a listening socket: %w", listenFDsStart, err)
+	if err := errors.Join(errs...); err != nil {
+		for _, ln := range out {
+			ln.Close()
+		}
+		return nil, err
 	}
-	if len(files) > 1 {
-		return ln, fmt.Errorf("LISTEN_FDS=%d: the bridge serves one socket; use ListenStream= once in the .socket unit", len(files))
-	}
-	return ln, nil
+	return out, nil
+}
+
+// ownListenerNames are the names, besides "ssh", under which the bridge
+// passes listeners on at a handover (and systemd's FileDescriptorName=
+// may give them).
+var ownListenerNames = []string{"ssh", "metrics"}
+
+// namedListener is a listener passed on at a handover under its name.
+type namedListener struct {
+	name string
+	ln   net.Listener
 }
 
 // handoverReady is, in a process started by a handover, the pipe that
 // tells the old process this one serves; nil otherwise. It is called
-// before inheritedListener: the process that started this one could not
+// before inheritedListeners: the process that started this one could not
 // know its PID, so LISTEN_PID is set here.
 func handoverReady() *os.File {
 	v := os.Getenv(handoverReadyEnv)
@@ -154,20 +183,30 @@ func installedBinary() string {
 }
 
 // startSuccessor starts a new process of the installed binary with this
-// process's arguments and environment, handing it ln as fd 3 (LISTEN_FDS=1)
-// and a pipe as fd 4, and waits until it says it serves. Its stdout and
+// process's arguments and environment, handing it the listeners as fds 3
+// on (LISTEN_FDS, with their names in LISTEN_FDNAMES) and a pipe as the
+// next fd, and waits until it says it serves. Its stdout and
 // stderr are this process's. On any failure the new process is killed and
 // the error says why; so it is when ctx ends first (SIGTERM meanwhile).
-func startSuccessor(ctx context.Context, binary string, ln net.Listener, log *slog.Logger) (int, error) {
-	fl, ok := ln.(interface{ File() (*os.File, error) })
-	if !ok {
-		return 0, fmt.Errorf("the listener (%T) cannot be passed on", ln)
+func startSuccessor(ctx context.Context, binary string, listeners []namedListener, log *slog.Logger) (int, error) {
+	var files []*os.File
+	var names []string
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for _, l := range listeners {
+		fl, ok := l.ln.(interface{ File() (*os.File, error) })
+		if !ok {
+			return 0, fmt.Errorf("the %s listener (%T) cannot be passed on", l.name, l.ln)
+		}
+		f, err := fl.File()
+		if err != nil {
+			return 0, fmt.Errorf("pass the %s listener: %w", l.name, err)
+		}
+		files, names = append(files, f), append(names, l.name)
 	}
-	sock, err := fl.File()
-	if err != nil {
-		return 0, fmt.Errorf("pass the listening socket: %w", err)
-	}
-	defer sock.Close()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return 0, err
@@ -182,11 +221,12 @@ func startSuccessor(ctx context.Context, binary string, ln net.Listener, log *sl
 		}
 		env = append(env, kv)
 	}
-	env = append(env, "LISTEN_FDS=1", "LISTEN_FDNAMES=ssh", handoverReadyEnv+"=4")
+	env = append(env, fmt.Sprintf("LISTEN_FDS=%d", len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"),
+		fmt.Sprintf("%s=%d", handoverReadyEnv, listenFDsStart+len(files)))
 	cmd := exec.Command(binary, os.Args[1:]...)
 	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
-	cmd.ExtraFiles = []*os.File{sock, w}
+	cmd.ExtraFiles = append(slices.Clip(files), w)
 	err = cmd.Start()
 	w.Close()
 	if err != nil {

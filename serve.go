@@ -42,13 +42,11 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	defer signal.Stop(hup)
 	binary := installedBinary()
 	ready := handoverReady()
-	ln, err := inheritedListener()
+	inherited, err := inheritedListeners()
 	if err != nil {
-		if ln != nil {
-			ln.Close()
-		}
 		return err
 	}
+	ln := inherited["ssh"]
 	if ln != nil {
 		log.Info("serving the listening socket passed by LISTEN_FDS: --listen is not used", "addr", ln.Addr().String())
 	} else if ln, err = listen(cfg.listen, listenFlag, listenEnv); err != nil {
@@ -131,7 +129,9 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 			done = true
 		case <-hup:
 			log.Info("handover: starting a new process", "binary", binary)
-			if _, err := startSuccessor(ctx, binary, ln, log); err != nil {
+			// Every listener of the bridge goes on to the new process,
+			// named as inheritedListeners takes them back.
+			if _, err := startSuccessor(ctx, binary, []namedListener{{"ssh", ln}}, log); err != nil {
 				log.Error("handover failed: this process keeps serving", "err", err)
 				continue
 			}
