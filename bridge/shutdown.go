@@ -57,10 +57,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Handover is Shutdown for a bridge whose listening socket a new process
 // serves already: the same steps, with ctx's deadline as the bound of the
-// drain (--drain-timeout), and the line each open session gets at once
-// says that the session goes on and how long it may, not that the bridge
-// is stopping. At the deadline the sessions still open end as at the end
-// of Shutdown's grace (ExitBridgeStopped).
+// drain (--drain-timeout), except that the connections still open may go
+// on opening sessions (one that was authenticating when the handover
+// began is served, not refused), and the line each session gets says that
+// it goes on and how long it may, not that the bridge is stopping. At the
+// deadline the sessions still open end as at the end of Shutdown's grace
+// (ExitBridgeStopped).
 func (s *Server) Handover(ctx context.Context) error {
 	return s.shutdown(ctx, true)
 }
@@ -170,12 +172,12 @@ func (st *shutdownState) openConns() []*connState {
 }
 
 // enterSession counts a session channel handler; false once the bridge is
-// stopping.
+// stopping, unless it drains after a handover.
 func (s *Server) enterSession() bool {
 	st := &s.stop
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.stopping {
+	if st.ended || st.stopping && !st.handover {
 		return false
 	}
 	st.running.Add(1)

@@ -42,6 +42,18 @@ func TestHandoverKeepsSessions(t *testing.T) {
 		"echo kept > /tmp/kept; echo started; read line; cat /tmp/kept; echo done-$line"))
 	waitFor(t, 30*time.Second, "the command", func() bool { return cmd.stdout.String() == "started\n" })
 
+	// A connection with a session open, which may open more after the
+	// handover, as OpenSSH's ControlMaster does.
+	mux := goClient(t, b, "demo-app")
+	held, err := mux.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldIn, _ := held.StdinPipe()
+	if err := held.Start("read x"); err != nil {
+		t.Fatal(err)
+	}
+
 	syscall.Kill(oldPID, syscall.SIGHUP)
 	served := regexp.MustCompile(`msg="handover: the new process serves" new_pid=([0-9]+)`)
 	waitFor(t, time.Minute, "the handover in the log", func() bool {
@@ -56,6 +68,19 @@ func TestHandoverKeepsSessions(t *testing.T) {
 	}
 	notice := "The bridge is restarting: this session goes on for at most 1m0s; new connections are served by the new process.\n"
 	waitFor(t, 10*time.Second, "the notice", func() bool { return cmd.stderr.String() == notice })
+
+	// The old process still serves the sessions of its connections.
+	if second, err := mux.NewSession(); err != nil {
+		t.Errorf("a second session on a connection of the old process: %v", err)
+	} else if out, err := second.Output("echo second"); err != nil || string(out) != "second\n" {
+		t.Errorf("a second session on a connection of the old process: %q, %v", out, err)
+	}
+	io.WriteString(heldIn, "y\n")
+	heldIn.Close()
+	if err := held.Wait(); err != nil {
+		t.Errorf("the session held across the handover: %v", err)
+	}
+	mux.Close()
 
 	// A new connection: the new process holds its socket.
 	c := goClient(t, b, "other-app")
