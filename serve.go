@@ -128,6 +128,11 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 		case <-ctx.Done():
 			done = true
 		case <-hup:
+			if os.Getpid() == 1 {
+				// Its exit would end every process of the container.
+				log.Error("handover refused: this process is its PID namespace's init (a container's main process), whose exit would end the new one too; restart the container instead")
+				continue
+			}
 			log.Info("handover: starting a new process", "binary", binary)
 			// Every listener of the bridge goes on to the new process,
 			// named as inheritedListeners takes them back.
