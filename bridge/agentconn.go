@@ -189,7 +189,11 @@ func (s *Server) launchAgent(sess *session, ag *Agent) (*agentConn, error) {
 	go ac.serveChannels(conn.chans)
 	go gossh.DiscardRequests(conn.reqs)
 	go ac.watch(stream, t0)
-	log.Info("connection mode: agent ready", "after", time.Since(t0))
+	var cipher string
+	if m, ok := conn.conn.(gossh.AlgorithmsConnMetadata); ok {
+		cipher = m.Algorithms().Read.Cipher
+	}
+	log.Info("connection mode: agent ready", "after", time.Since(t0), "cipher", cipher)
 	return ac, nil
 }
 
