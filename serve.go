@@ -364,6 +364,24 @@ func keyFileUsable(cfg *bridgeFlags, name, file, holds string) error {
 	return nil
 }
 
+// agentBinaries finds the agents (agent.FindBinaries). explicit says
+// whether --agent-dir was given; a directory given that does not exist is
+// an error, not the bridge's own binary alone.
+func agentBinaries(cfg *bridgeFlags) (bins map[string]string, explicit bool, err error) {
+	if f := cfg.flags.Lookup("agent-dir"); f != nil && f.IsSet() {
+		explicit = true
+		fi, err := os.Stat(cfg.agentDir)
+		if err != nil {
+			return nil, true, fmt.Errorf("agent binaries: %w", err)
+		}
+		if !fi.IsDir() {
+			return nil, true, fmt.Errorf("agent binaries: %s is not a directory", cfg.agentDir)
+		}
+	}
+	bins, err = agent.FindBinaries(cfg.agentDir)
+	return bins, explicit, err
+}
+
 // connectionAgent finds the agents connection mode uploads (--agent-dir,
 // else the bridge's own binary for its own architecture). The embedded
 // platform runs one-offs on this machine, so only this machine's
@@ -371,9 +389,9 @@ func keyFileUsable(cfg *bridgeFlags, name, file, holds string) error {
 // and says so to whoever asks for it; an --agent-dir given but unusable
 // stops the start.
 func connectionAgent(cfg *bridgeFlags, embedded *embeddedPlatform, log *slog.Logger) (*bridge.Agent, error) {
-	bins, err := agent.FindBinaries(cfg.agentDir)
+	bins, explicit, err := agentBinaries(cfg)
 	if err != nil {
-		if f := cfg.flags.Lookup("agent-dir"); f != nil && f.IsSet() {
+		if explicit {
 			return nil, fmt.Errorf("%s: %w", cfg.setting("agent-dir"), err)
 		}
 		log.Warn("connection mode is off: no agent for the one-offs", "err", err)

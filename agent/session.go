@@ -171,6 +171,10 @@ func (s *session) start(cmd *exec.Cmd) bool {
 	if s.ptmx != nil && s.term != "" {
 		cmd.Env = append(cmd.Env, "TERM="+s.term)
 	}
+	if s.tty != nil {
+		// As sshd: the terminal's name, for tools that look for it.
+		cmd.Env = append(cmd.Env, "SSH_TTY="+s.tty.Name())
+	}
 	cmd.Dir = homeDir()
 
 	var (

@@ -208,3 +208,17 @@ func TestConnectionModeStagedFiles(t *testing.T) {
 		t.Fatalf("the key's session-mode was not used:\n%s", b.Log())
 	}
 }
+
+// TestConnectionModeShellRunsDefaultCommand: a shell runs
+// --default-command as in per-session mode, with SSH_CONNECTION, SSH_CLIENT
+// and SSH_TTY set as sshd sets them.
+func TestConnectionModeShellRunsDefaultCommand(t *testing.T) {
+	b := startConnBridge(t, Options{Args: []string{"--default-command", `echo "default $SSH_CLIENT tty=${SSH_TTY:+yes}"`}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := runCmd(t, b.SSH(ctx, "demo-app+conn", []string{"-tt"}), strings.NewReader(""))
+	want := "default 127.0.0.1 "
+	if r.Code != 0 || !strings.Contains(r.Stdout, want) || !strings.Contains(r.Stdout, " "+b.Port+" tty=yes") {
+		t.Fatalf("ssh -tt: code %d, stdout %q; want the default command's line with SSH_CLIENT (port %s) and SSH_TTY", r.Code, r.Stdout, b.Port)
+	}
+}
