@@ -164,6 +164,7 @@ func (s *Server) agentFor(sess *session) (*agentConn, error) {
 	var err error
 	if ac != nil {
 		sess.log.Info("connection mode: took back a lingering one-off", "container", ac.o.ContainerID())
+		s.deliverThroughAgent(sess, ac)
 	} else {
 		ac, err = s.startAgent(sess)
 	}

@@ -174,10 +174,22 @@ func TestConnectionModeLinger(t *testing.T) {
 	if _, ok := b.LogWhen(func(log string) bool { return strings.Contains(log, "the one-off lingers") }); !ok {
 		t.Fatalf("no linger:\n%s", b.Log())
 	}
+	// A file staged meanwhile (the plain app name: the staging area)
+	// reaches the lingering one-off too.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	src := t.TempDir() + "/late.txt"
+	if err := os.WriteFile(src, []byte("staged while lingering\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append(b.SSHArgs(""), "-P", b.Port, "-o", "LogLevel=ERROR", src, "demo-app@"+b.Host+":")
+	if r := runCmd(t, exec.CommandContext(ctx, need(t, "scp"), args...), nil); r.Code != 0 {
+		t.Fatalf("scp: %+v", r)
+	}
 	// Each one-off has a /tmp of its own: the file proves it is the same.
-	r = b.Run("demo-app+conn", nil, "cat /tmp/linger")
-	if r.Code != 0 || r.Stdout != "kept\n" {
-		t.Fatalf("second connection: %+v; want the lingering one-off's file", r)
+	r = b.Run("demo-app+conn", nil, "cat /tmp/linger /tmp/uploads/late.txt")
+	if r.Code != 0 || r.Stdout != "kept\nstaged while lingering\n" {
+		t.Fatalf("second connection: %+v; want the lingering one-off's file and the file staged meanwhile", r)
 	}
 	if n := len(oneOffCreatedRE.FindAllString(b.Log(), -1)); n != 1 {
 		t.Fatalf("%d one-offs for two connections within the linger, want 1", n)
