@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"sshbridge/agent"
 	"sshbridge/auth"
 	"sshbridge/oneoff"
 	"sshbridge/platform"
@@ -134,8 +133,8 @@ func checkConfig(cfg *bridgeFlags) (problems []error, notes []string) {
 	}
 
 	// Connection mode's agents, found as the bridge finds them at start.
-	if _, err := agent.FindBinaries(cfg.agentDir); err != nil {
-		if f := cfg.flags.Lookup("agent-dir"); f != nil && f.IsSet() {
+	if _, explicit, err := agentBinaries(cfg); err != nil {
+		if explicit {
 			add(settingError(cfg, "agent-dir", err))
 		} else {
 			notes = append(notes, "warning: connection mode is off: no agent for the one-offs: "+err.Error())

@@ -53,6 +53,8 @@ type bridgeFlags struct {
 	// PROXY protocol: who must send a header; parsed by its check.
 	proxyProtocolFrom []string
 	proxyFrom         []netip.Prefix
+	// drainTimeout bounds the sessions of a process that handed over.
+	drainTimeout time.Duration
 	// flags is the parsed set, to name a setting as the user gave it.
 	flags *cli.FlagSet
 }
@@ -89,6 +91,7 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs.String(&c.apiTokenFile, "api-token-file", "ONEOFF_API_TOKEN_FILE", "", "file holding the PaaS API token (or set "+apiTokenEnv+")").Arg("FILE")
 	fs.Duration(&c.startTimeout, "start-timeout", "BRIDGE_START_TIMEOUT", oneoff.DefaultStartTimeout, "how long a one-off may take to start, with the wait for a free slot").Check(cli.Positive(&c.startTimeout))
 	fs.Duration(&c.shutdownGrace, "shutdown-grace", "BRIDGE_SHUTDOWN_GRACE", 30*time.Second, "how long open sessions may run on after SIGTERM or SIGINT").Check(cli.NonNegative(&c.shutdownGrace))
+	fs.Duration(&c.drainTimeout, "drain-timeout", "BRIDGE_DRAIN_TIMEOUT", time.Hour, "after a handover to a new process (SIGHUP), how long the old one's sessions may run on").Check(cli.NonNegative(&c.drainTimeout))
 	fs.String(&b.DefaultCommand, "default-command", "BRIDGE_DEFAULT_COMMAND", bridge.DefaultCommand, "command a shell session runs").Arg("COMMAND").Check(cli.NonEmpty(&b.DefaultCommand))
 	fs.List(&b.EnvAllow, "env-allow", "BRIDGE_ENV_ALLOW", "variable names clients may set besides LANG and LC_* (a trailing * matches a prefix)").Arg("NAMES").
 		Check(func() error { return (&bridge.Config{EnvAllow: b.EnvAllow}).Validate() })

@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"sshbridge/audit"
 	"sshbridge/bridge"
 	"sshbridge/metrics"
 	"sshbridge/oneoff"
+	"sshbridge/staging"
 	"sshbridge/uploads"
 )
 
@@ -50,18 +53,28 @@ type operations struct {
 	Observer bridge.Observer
 	health   *metrics.Health
 	audit    *audit.Log
+	ln       net.Listener // the operations listener; nil when off
 	srv      *http.Server
 	served   chan struct{}
+	stopOnce sync.Once
 }
 
 // startOperations opens the audit stream (--audit-log) and starts the
-// operations listener (--metrics-listen: /metrics, /healthz, /readyz);
-// the staging area's events and counts reach them both.
-func startOperations(cfg *bridgeFlags, log *slog.Logger, client *oneoff.Client, store *uploads.Store) (*operations, error) {
+// operations listener (--metrics-listen: /metrics, /healthz, /readyz) on
+// inherited when a handover or socket activation passed it on (named
+// "metrics"), else on a new socket; the staging area's events and counts
+// reach them both, from when its store is open.
+func startOperations(cfg *bridgeFlags, log *slog.Logger, client *oneoff.Client, area *staging.Area, inherited net.Listener) (*operations, error) {
 	ops := &operations{health: &metrics.Health{
 		Platform: client.Ping,
-		Staging:  store.CheckWritable,
-		Logger:   log.With("component", "health"),
+		Staging: func() error {
+			store := area.Store()
+			if store == nil {
+				return errors.New("the staging area is not open yet")
+			}
+			return store.CheckWritable()
+		},
+		Logger: log.With("component", "health"),
 	}}
 	var observers bridge.Observers
 	if cfg.auditLog != "" {
@@ -72,13 +85,22 @@ func startOperations(cfg *bridgeFlags, log *slog.Logger, client *oneoff.Client, 
 		ops.audit = a
 		observers = append(observers, a)
 	}
-	if cfg.metricsListen != "" {
-		ln, err := listen(cfg.metricsListen, "--metrics-listen", "BRIDGE_METRICS_LISTEN")
-		if err != nil {
-			ops.Close()
-			return nil, err
+	if cfg.metricsListen != "" || inherited != nil {
+		ln := inherited
+		if ln == nil {
+			var err error
+			if ln, err = listen(cfg.metricsListen, "--metrics-listen", "BRIDGE_METRICS_LISTEN"); err != nil {
+				ops.Close()
+				return nil, err
+			}
 		}
-		m := metrics.New(buildVersion(), store.Pending)
+		ops.ln = ln
+		m := metrics.New(buildVersion(), func() (int, int64) {
+			if store := area.Store(); store != nil {
+				return store.Pending()
+			}
+			return 0, 0
+		})
 		observers = append(observers, m)
 		ops.srv = &http.Server{Handler: metrics.Handler(m, ops.health), ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -100,7 +122,7 @@ func startOperations(cfg *bridgeFlags, log *slog.Logger, client *oneoff.Client, 
 	}
 	if ops.Observer != nil {
 		obs := ops.Observer
-		store.Observe(func(e uploads.Event) {
+		area.Observe(func(e uploads.Event) {
 			obs.Upload(bridge.UploadEvent{Event: e.Kind, User: e.User, App: e.App, Name: e.Name, Size: e.Size, Reason: e.Reason})
 		})
 	}
@@ -110,14 +132,33 @@ func startOperations(cfg *bridgeFlags, log *slog.Logger, client *oneoff.Client, 
 // SetDraining turns readiness to 503: the bridge is stopping.
 func (ops *operations) SetDraining() { ops.health.SetDraining() }
 
-// Close stops the operations listener and closes the audit stream.
-func (ops *operations) Close() {
-	if ops.srv != nil {
+// listeners are what a handover passes on to the new process besides the
+// SSH socket: the operations listener, named "metrics".
+func (ops *operations) listeners() []namedListener {
+	if ops.ln == nil {
+		return nil
+	}
+	return []namedListener{{"metrics", ops.ln}}
+}
+
+// stopServing stops the operations listener: after a handover the new
+// process answers on it. The audit stream stays open for the sessions
+// still running.
+func (ops *operations) stopServing() {
+	if ops.srv == nil {
+		return
+	}
+	ops.stopOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		ops.srv.Shutdown(ctx)
 		<-ops.served
-	}
+	})
+}
+
+// Close stops the operations listener and closes the audit stream.
+func (ops *operations) Close() {
+	ops.stopServing()
 	if ops.audit != nil {
 		ops.audit.Close()
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	gossh "golang.org/x/crypto/ssh"
 
 	"sshbridge/agent"
@@ -25,6 +27,7 @@ import (
 	"sshbridge/oneoff"
 	"sshbridge/platform"
 	"sshbridge/proxyprotocol"
+	"sshbridge/staging"
 )
 
 // serveBridge wires the parts in order: the listener first (so that a
@@ -33,11 +36,28 @@ import (
 // one-off client, the staging area, then the SSH server; and takes them
 // down in reverse.
 func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error {
-	ln, err := listen(cfg.listen, listenFlag, listenEnv)
+	// What runs first when the bridge begins to drain (restart.go).
+	var drain drainHooks
+	// SIGHUP hands over to a new process; one that comes while starting
+	// waits for the bridge to serve.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	binary := installedBinary()
+	ready := handoverReady()
+	inherited, err := inheritedListeners()
 	if err != nil {
 		return err
 	}
+	ln := inherited["ssh"]
+	if ln != nil {
+		log.Info("serving the listening socket passed by LISTEN_FDS: --listen is not used", "addr", ln.Addr().String())
+	} else if ln, err = listen(cfg.listen, listenFlag, listenEnv); err != nil {
+		return err
+	}
 	defer ln.Close()
+	// The socket itself, which a handover passes on.
+	sshSocket := ln
 	if len(cfg.proxyFrom) > 0 {
 		// Behind a load balancer: each connection's client address comes
 		// from its PROXY protocol header (bridge reads it first).
@@ -94,16 +114,21 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	}
 	defer client.CloseIdleConnections()
 
-	area, err := newStaging(cfg, log)
-	if err != nil {
+	var area *staging.Area
+	if ready != nil {
+		area = newStagingAfterHandover(ctx, cfg, log)
+	} else if area, err = newStaging(cfg, log); err != nil {
 		return err
 	}
 	defer area.Close()
-	ops, err := startOperations(cfg, log, client, area.Store())
+	ops, err := startOperations(cfg, log, client, area, inherited["metrics"])
 	if err != nil {
 		return err
 	}
 	defer ops.Close()
+	// Readiness fails first when a drain begins: balancers stop sending
+	// connections.
+	drain.add(ops.SetDraining)
 
 	connAgent, err := connectionAgent(cfg, embedded, log)
 	if err != nil {
@@ -127,16 +152,37 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 		return fmt.Errorf("%s: %w", cfg.setting("listen-address-file"), err)
 	}
 	log.Info("bridge listening", "addr", ln.Addr().String(), "platform", apiURL,
-		"host_key", gossh.FingerprintSHA256(hostKey.PublicKey()))
+		"host_key", gossh.FingerprintSHA256(hostKey.PublicKey()), "pid", os.Getpid())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
+	signalReady(ready, log)
+	for done := false; !done; {
+		select {
+		case err := <-served:
+			return err
+		case <-ctx.Done():
+			done = true
+		case <-hup:
+			if os.Getpid() == 1 {
+				// Its exit would end every process of the container.
+				log.Error("handover refused: this process is its PID namespace's init (a container's main process), whose exit would end the new one too; restart the container instead")
+				continue
+			}
+			log.Info("handover: starting a new process", "binary", binary)
+			// Every listener of the bridge goes on to the new process,
+			// named as inheritedListeners takes them back.
+			if _, err := startSuccessor(ctx, binary, append([]namedListener{{"ssh", sshSocket}}, ops.listeners()...), log); err != nil {
+				log.Error("handover failed: this process keeps serving", "err", err)
+				continue
+			}
+			drain.run()
+			// The new process serves the operations listener now.
+			ops.stopServing()
+			return drainAfterHandover(ctx, cfg, srv, area, log)
+		}
 	}
-	// Readiness fails first: balancers stop sending connections.
-	ops.SetDraining()
+	drain.run()
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	log.Info("shutting down: waiting for open sessions", "grace", cfg.shutdownGrace)
 	// Live sessions get a bounded time to finish; then their connections
 	// are closed, which ends their one-offs.
@@ -329,6 +375,24 @@ func keyFileUsable(cfg *bridgeFlags, name, file, holds string) error {
 	return nil
 }
 
+// agentBinaries finds the agents (agent.FindBinaries). explicit says
+// whether --agent-dir was given; a directory given that does not exist is
+// an error, not the bridge's own binary alone.
+func agentBinaries(cfg *bridgeFlags) (bins map[string]string, explicit bool, err error) {
+	if f := cfg.flags.Lookup("agent-dir"); f != nil && f.IsSet() {
+		explicit = true
+		fi, err := os.Stat(cfg.agentDir)
+		if err != nil {
+			return nil, true, fmt.Errorf("agent binaries: %w", err)
+		}
+		if !fi.IsDir() {
+			return nil, true, fmt.Errorf("agent binaries: %s is not a directory", cfg.agentDir)
+		}
+	}
+	bins, err = agent.FindBinaries(cfg.agentDir)
+	return bins, explicit, err
+}
+
 // connectionAgent finds the agents connection mode uploads (--agent-dir,
 // else the bridge's own binary for its own architecture). The embedded
 // platform runs one-offs on this machine, so only this machine's
@@ -336,9 +400,9 @@ func keyFileUsable(cfg *bridgeFlags, name, file, holds string) error {
 // and says so to whoever asks for it; an --agent-dir given but unusable
 // stops the start.
 func connectionAgent(cfg *bridgeFlags, embedded *embeddedPlatform, log *slog.Logger) (*bridge.Agent, error) {
-	bins, err := agent.FindBinaries(cfg.agentDir)
+	bins, explicit, err := agentBinaries(cfg)
 	if err != nil {
-		if f := cfg.flags.Lookup("agent-dir"); f != nil && f.IsSet() {
+		if explicit {
 			return nil, fmt.Errorf("%s: %w", cfg.setting("agent-dir"), err)
 		}
 		log.Warn("connection mode is off: no agent for the one-offs", "err", err)

@@ -13,13 +13,18 @@ import (
 // the flags' limits.
 func newStaging(cfg *bridgeFlags, log *slog.Logger) (*staging.Area, error) {
 	log = log.With("component", "uploads")
-	store, err := uploads.Open(filepath.Join(cfg.dataDir, "uploads"), uploads.Limits{
-		MaxFileSize: cfg.uploadMaxFile,
-		UserQuota:   cfg.uploadQuota,
-		Expiry:      cfg.uploadExpiry,
-	}, log)
+	store, err := openStore(cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	return staging.New(store, sftp.NewHandles(cfg.sftpMaxOpen, cfg.sftpMaxTotal), log), nil
+}
+
+// openStore opens the staging area's store under the data directory.
+func openStore(cfg *bridgeFlags, log *slog.Logger) (*uploads.Store, error) {
+	return uploads.Open(filepath.Join(cfg.dataDir, "uploads"), uploads.Limits{
+		MaxFileSize: cfg.uploadMaxFile,
+		UserQuota:   cfg.uploadQuota,
+		Expiry:      cfg.uploadExpiry,
+	}, log)
 }

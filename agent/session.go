@@ -26,6 +26,11 @@ type session struct {
 	ptmx    *os.File // the pty's controlling side, nil without "pty-req"
 	tty     *os.File // the pty's terminal side until the command starts
 	started bool
+	// run is the rest of the work of a shell, exec or subsystem request,
+	// started once its reply is sent: a command that ends at once must
+	// not close the channel before the client has its "yes" (RFC 4254
+	// section 6.5, then 6.10).
+	run func()
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd // set once the command runs
@@ -67,6 +72,10 @@ func serveSession(ctx context.Context, nc ssh.NewChannel, cfg *Config) {
 		ok := s.handle(req)
 		if req.WantReply {
 			req.Reply(ok, nil)
+		}
+		if run := s.run; run != nil {
+			s.run = nil
+			go run()
 		}
 	}
 	s.hangup()
@@ -130,7 +139,7 @@ func (s *session) handle(req *ssh.Request) bool {
 			return false
 		}
 		s.started = true
-		go s.serveSFTP()
+		s.run = s.serveSFTP
 		return true
 	case "signal":
 		var p signalReq
@@ -161,6 +170,10 @@ func (s *session) start(cmd *exec.Cmd) bool {
 	cmd.Env = append(append([]string(nil), env...), s.env...)
 	if s.ptmx != nil && s.term != "" {
 		cmd.Env = append(cmd.Env, "TERM="+s.term)
+	}
+	if s.tty != nil {
+		// As sshd: the terminal's name, for tools that look for it.
+		cmd.Env = append(cmd.Env, "SSH_TTY="+s.tty.Name())
 	}
 	cmd.Dir = homeDir()
 
@@ -211,7 +224,7 @@ func (s *session) start(cmd *exec.Cmd) bool {
 			stdin.Close()
 		}
 	}()
-	go func() {
+	s.run = func() {
 		cmd.Wait()
 		s.mu.Lock()
 		s.exited = true
@@ -221,7 +234,7 @@ func (s *session) start(cmd *exec.Cmd) bool {
 			s.ptmx.Close()
 		}
 		s.exit(cmd.ProcessState)
-	}()
+	}
 	return true
 }
 

@@ -53,6 +53,13 @@ const agentHostKeyEnv = "BRIDGE_AGENT_HOST_KEY"
 // it, which takes well under a second where nothing is wrong.
 const agentAnswerTimeout = time.Minute
 
+// agentKeepaliveInterval is the time between the keepalives the bridge
+// sends the agent. A connection-mode one-off lives as long as its SSH
+// connection (or its linger), idle or not; the platform stops a one-off
+// through which no data passed for a while (PROTOCOL.md: 408), so a
+// keepalive crosses its stream well within any such timeout.
+const agentKeepaliveInterval = 30 * time.Second
+
 // agentBannerLimit bounds what the bridge reads before the agent's SSH
 // identification line: the launcher's failure line, or a shell's complaint.
 const agentBannerLimit = 8 << 10
@@ -90,10 +97,9 @@ func (s *Server) startAgent(sess *session) (*agentConn, error) {
 	if ag == nil {
 		return nil, &exitFailure{ExitAgent, "Connection mode is not available on this bridge.", errors.New("no agent configured")}
 	}
-	limit := s.cfg.MaxOneOffsPerKey
-	release, ok := s.oneOffs.acquire(sess.identity(), limit)
+	release, ok := s.acquireOneOff(sess.identity())
 	if !ok {
-		return nil, keyLimitFailure(limit)
+		return nil, keyLimitFailure(s.cfg.MaxOneOffsPerKey)
 	}
 	ac, err := s.launchAgent(sess, ag)
 	if err != nil {
@@ -189,7 +195,12 @@ func (s *Server) launchAgent(sess *session, ag *Agent) (*agentConn, error) {
 	go ac.serveChannels(conn.chans)
 	go gossh.DiscardRequests(conn.reqs)
 	go ac.watch(stream, t0)
-	log.Info("connection mode: agent ready", "after", time.Since(t0))
+	go ac.keepalive(agentKeepaliveInterval)
+	var cipher string
+	if m, ok := conn.conn.(gossh.AlgorithmsConnMetadata); ok {
+		cipher = m.Algorithms().Read.Cipher
+	}
+	log.Info("connection mode: agent ready", "after", time.Since(t0), "cipher", cipher)
 	return ac, nil
 }
 
@@ -344,6 +355,21 @@ func (ac *agentConn) watch(stream Stream, t0 time.Time) {
 		ac.release()
 	}
 	close(ac.done)
+}
+
+// keepalive sends a keepalive request to the agent every interval until
+// the agent connection ends: bytes each way on the one-off's stream.
+func (ac *agentConn) keepalive(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ac.ctx.Done():
+			return
+		case <-t.C:
+			ac.conn.SendRequest("keepalive@openssh.com", true, nil)
+		}
+	}
 }
 
 // close ends the agent connection, which ends the one-off.

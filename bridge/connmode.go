@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path"
 	"slices"
 	"strings"
@@ -54,12 +55,13 @@ func (s *Server) chosenBy(g *auth.Grant, app string) (by string, firm bool) {
 	switch {
 	case g == nil || !g.Allowed:
 		return "", false
+	case g.SessionMode == SessionModeSession:
+		// The key's owner forbids it, whatever the user name asks.
+		return "", false
 	case g.ConnectionModeByName:
 		return "user name", true
 	case g.SessionMode == SessionModeConnection:
 		return "key option", false
-	case g.SessionMode == SessionModeSession:
-		return "", false
 	case matchApps(s.cfg.ConnectionModeApps, app):
 		return "app", false
 	}
@@ -83,14 +85,20 @@ func matchApps(patterns []string, app string) bool {
 	return matched
 }
 
-// isStagingSession says whether a session's first work is one the staging
-// area serves in per-session mode: the sftp subsystem, or legacy scp's
-// `scp -t`/`scp -f`.
+// isStagingSession says whether a session's first work is an upload or
+// download that per-session mode keeps from being lost: the sftp
+// subsystem, legacy scp's `scp -t`/`scp -f` (both served from the staging
+// area) and an rsync upload (refused there with ExitRsyncUpload). In
+// connection mode chosen by key or app, a connection that starts with one
+// of them would write into a one-off that ends with the connection.
 func isStagingSession(kind, arg string) bool {
 	switch kind {
 	case "subsystem":
 		return arg == "sftp"
 	case "exec":
+		if isRsyncUpload(arg) {
+			return true
+		}
 		f := strings.Fields(arg)
 		if len(f) == 0 || path.Base(f[0]) != "scp" {
 			return false
@@ -156,6 +164,7 @@ func (s *Server) agentFor(sess *session) (*agentConn, error) {
 	var err error
 	if ac != nil {
 		sess.log.Info("connection mode: took back a lingering one-off", "container", ac.o.ContainerID())
+		s.deliverThroughAgent(sess, ac)
 	} else {
 		ac, err = s.startAgent(sess)
 	}
@@ -217,11 +226,12 @@ type lingerPool struct {
 type lingering struct {
 	ac    *agentConn
 	timer *time.Timer
+	since time.Time
 }
 
 func (p *lingerPool) park(ac *agentConn, d time.Duration) {
 	k := [2]string{ac.identity, ac.app}
-	l := &lingering{ac: ac}
+	l := &lingering{ac: ac, since: time.Now()}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.agents == nil {
@@ -259,6 +269,56 @@ func (p *lingerPool) take(identity, app string) *agentConn {
 		x.ac.close()
 	}
 	return nil
+}
+
+// takeOldest removes and returns the agent of identity, any app, that has
+// lingered longest, or nil.
+func (p *lingerPool) takeOldest(identity string) *agentConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var oldest *lingering
+	var key [2]string
+	for k, ls := range p.agents {
+		for _, l := range ls {
+			if k[0] == identity && (oldest == nil || l.since.Before(oldest.since)) {
+				oldest, key = l, k
+			}
+		}
+	}
+	if oldest == nil || !oldest.timer.Stop() {
+		return nil
+	}
+	p.agents[key] = slices.DeleteFunc(p.agents[key], func(x *lingering) bool { return x == oldest })
+	if len(p.agents[key]) == 0 {
+		delete(p.agents, key)
+	}
+	return oldest.ac
+}
+
+// acquireOneOff counts a one-off for identity within
+// Config.MaxOneOffsPerKey. A key at its cap first gets back the slots of
+// its lingering one-offs, oldest first: they wait for a reconnection and
+// must not lock their owner out.
+func (s *Server) acquireOneOff(identity string) (release func(), ok bool) {
+	limit := s.cfg.MaxOneOffsPerKey
+	for {
+		if release, ok := s.oneOffs.acquire(identity, limit); ok {
+			return release, true
+		}
+		ac := s.lingering.takeOldest(identity)
+		if ac == nil {
+			return nil, false
+		}
+		ac.log.Info("connection mode: a lingering one-off ends, to free a one-off slot of its key")
+		ac.close()
+		t := time.NewTimer(stopBound)
+		select {
+		case <-ac.done:
+			t.Stop()
+		case <-t.C:
+			return nil, false
+		}
+	}
 }
 
 // closeAll ends every lingering agent (the bridge stops).
@@ -308,6 +368,16 @@ func (sess *session) runInAgent(kind, command string, env map[string]string) (in
 			log.Warn("connection mode: the agent refused the pty", "err", err)
 		}
 	}
+	// As sshd sets them (the client's address and port, then the
+	// server's): tools tell an SSH session by them.
+	if sess.conn != nil {
+		if c, ok := sess.conn.RemoteAddr().(*net.TCPAddr); ok {
+			if l, ok := sess.conn.LocalAddr().(*net.TCPAddr); ok {
+				env["SSH_CONNECTION"] = fmt.Sprintf("%s %d %s %d", c.IP, c.Port, l.IP, l.Port)
+				env["SSH_CLIENT"] = fmt.Sprintf("%s %d %d", c.IP, c.Port, l.Port)
+			}
+		}
+	}
 	names := make([]string, 0, len(env))
 	for k := range env {
 		names = append(names, k)
@@ -318,10 +388,11 @@ func (sess *session) runInAgent(kind, command string, env map[string]string) (in
 			return 0, sess.agentGone(ac, err)
 		}
 	}
-	var payload []byte
-	if kind != "shell" {
-		payload = gossh.Marshal(&stringMsg{command})
+	if kind == "shell" {
+		// As in per-session mode: a shell runs Config.DefaultCommand.
+		kind, command = "exec", sess.srv.cfg.DefaultCommand
 	}
+	payload := gossh.Marshal(&stringMsg{command})
 	ok, err := ch.SendRequest(kind, true, payload)
 	if err != nil {
 		return 0, sess.agentGone(ac, err)

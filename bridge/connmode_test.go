@@ -120,7 +120,7 @@ func TestConnectionModeExitSignal(t *testing.T) {
 	err = s.Run("kill -TERM $$")
 	var ee *gossh.ExitError
 	if !errors.As(err, &ee) || ee.Signal() != "TERM" {
-		t.Fatalf("kill -TERM $$: %v; want an exit-signal TERM", err)
+		t.Fatalf("kill -TERM $$: %v; want an exit-signal TERM\n%s", err, b.logs.String())
 	}
 }
 
@@ -139,6 +139,8 @@ func TestConnectionModeChosenBy(t *testing.T) {
 		{"negated app pattern", "demo-app", "", []string{"*", "!demo-app"}, "true", false},
 		{"scp first keeps staging", "demo-app", `session-mode="connection"`, nil, "scp -t .", false},
 		{"scp first by name", "demo-app+conn", "", nil, "scp -t .", true},
+		{"rsync upload first keeps per-session", "demo-app", `session-mode="connection"`, nil, "rsync --server -logDtpre.iLsfxCIvu . dest/", false},
+		{"key option session forbids it by name", "demo-app+conn", `session-mode="session"`, nil, "true", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -373,5 +375,26 @@ func TestConnectionModeInactivity(t *testing.T) {
 	code := exitCode(t, s.Wait())
 	if code != ExitInactivity || !strings.Contains(e.String(), "inactivity") {
 		t.Fatalf("code %d stderr %q; want %d and the inactivity line", code, e.String(), ExitInactivity)
+	}
+}
+
+// A key at its one-off cap gets the slot of its lingering one-off back:
+// lingering must not lock its owner out.
+func TestConnectionModeLingerFreesSlotAtCap(t *testing.T) {
+	b := startConnBridge(t, Config{ConnectionLinger: time.Minute, MaxOneOffsPerKey: 1}, "")
+	c := b.dial(t, "demo-app+conn")
+	if _, e, code := output(t, c, "true"); code != 0 {
+		t.Fatalf("first connection: %d %s", code, e)
+	}
+	c.Close()
+	waitFor(t, "the one-off to linger", func() bool { return b.srv.lingering.lingers() == 1 })
+	// Another app: it cannot take the lingering one-off back, and needs
+	// the key's only slot.
+	c2 := b.dial(t, "other-app+conn")
+	if _, e, code := output(t, c2, "true"); code != 0 {
+		t.Fatalf("a second app at the key's cap, its other one-off lingering: code %d, %s", code, e)
+	}
+	if n := b.srv.lingering.lingers(); n != 0 {
+		t.Fatalf("%d one-offs still linger, want the one ended for the slot", n)
 	}
 }

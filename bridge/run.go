@@ -122,10 +122,9 @@ func (sess *session) runCommand(kind, arg string) (int, error) {
 	if sess.pty != nil {
 		env["TERM"] = sess.pty.Term
 	}
-	limit := sess.srv.cfg.MaxOneOffsPerKey
-	release, ok := sess.srv.oneOffs.acquire(sess.identity(), limit)
+	release, ok := sess.srv.acquireOneOff(sess.identity())
 	if !ok {
-		return 0, keyLimitFailure(limit)
+		return 0, keyLimitFailure(sess.srv.cfg.MaxOneOffsPerKey)
 	}
 	defer release()
 	return sess.runOneOff(req)

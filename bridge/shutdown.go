@@ -27,6 +27,7 @@ const stopBound = 5 * time.Second
 type shutdownState struct {
 	mu       sync.Mutex
 	stopping bool      // no new session channels
+	handover bool      // the stop is a handover to a new process (Handover)
 	ended    bool      // the grace is over: sessions still open are ended
 	deadline time.Time // the end of the grace; zero when none was given
 	ln       net.Listener
@@ -51,10 +52,44 @@ type shutdownState struct {
 // Shutdown returns when the sessions are over: nil when they all ended
 // within the grace, else ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
+	return s.shutdown(ctx, false)
+}
+
+// Handover is Shutdown for a bridge whose listening socket a new process
+// serves already: the same steps, with ctx's deadline as the bound of the
+// drain (--drain-timeout), except that the connections still open may go
+// on opening sessions (one that was authenticating when the handover
+// began is served, not refused), and the line each session gets says that
+// it goes on and how long it may, not that the bridge is stopping. At the
+// deadline the sessions still open end as at the end of Shutdown's grace
+// (ExitBridgeStopped).
+func (s *Server) Handover(ctx context.Context) error {
+	return s.shutdown(ctx, true)
+}
+
+// EndDrain is for a bridge that is stopping while it drains after a
+// Handover (SIGTERM then): each open session is told, as by Shutdown, that
+// it will be ended at deadline; the caller ends Handover's context then.
+func (s *Server) EndDrain(deadline time.Time) {
+	st := &s.stop
+	st.mu.Lock()
+	if !st.handover || st.ended {
+		st.mu.Unlock()
+		return
+	}
+	st.handover, st.deadline = false, deadline
+	sessions := st.openSessions()
+	st.mu.Unlock()
+	for _, sess := range sessions {
+		go sess.noticeStop(deadline)
+	}
+}
+
+func (s *Server) shutdown(ctx context.Context, handover bool) error {
 	st := &s.stop
 	deadline, _ := ctx.Deadline()
 	st.mu.Lock()
-	st.stopping, st.deadline = true, deadline
+	st.stopping, st.deadline, st.handover = true, deadline, handover
 	sessions, conns, ln := st.openSessions(), st.openConns(), st.ln
 	st.mu.Unlock()
 	s.lingering.closeAll()
@@ -64,7 +99,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	for _, sess := range sessions {
-		go sess.noticeStop(deadline)
+		if handover {
+			go sess.noticeHandover(deadline)
+		} else {
+			go sess.noticeStop(deadline)
+		}
 	}
 	for _, c := range conns {
 		c.closeIfIdle()
@@ -133,12 +172,12 @@ func (st *shutdownState) openConns() []*connState {
 }
 
 // enterSession counts a session channel handler; false once the bridge is
-// stopping.
+// stopping, unless it drains after a handover.
 func (s *Server) enterSession() bool {
 	st := &s.stop
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.stopping {
+	if st.ended || st.stopping && !st.handover {
 		return false
 	}
 	st.running.Add(1)
@@ -154,11 +193,13 @@ func (s *Server) addSession(sess *session) {
 		st.sessions = map[*session]struct{}{}
 	}
 	st.sessions[sess] = struct{}{}
-	stopping, ended, deadline := st.stopping, st.ended, st.deadline
+	stopping, ended, deadline, handover := st.stopping, st.ended, st.deadline, st.handover
 	st.mu.Unlock()
 	switch {
 	case ended:
 		go sess.stop()
+	case stopping && handover:
+		go sess.noticeHandover(deadline)
 	case stopping:
 		go sess.noticeStop(deadline)
 	}
@@ -196,6 +237,17 @@ func (sess *session) noticeStop(deadline time.Time) {
 	if !deadline.IsZero() {
 		secs := math.Ceil(time.Until(deadline).Seconds())
 		msg = fmt.Sprintf("The bridge is stopping: this session ends in %.0f s.", max(secs, 0))
+	}
+	sess.announce(msg)
+}
+
+// noticeHandover tells the session's user that the bridge's new process
+// serves new connections and how long this session may go on.
+func (sess *session) noticeHandover(deadline time.Time) {
+	msg := "The bridge is restarting: this session goes on; new connections are served by the new process."
+	if !deadline.IsZero() {
+		left := time.Until(deadline).Round(time.Second)
+		msg = fmt.Sprintf("The bridge is restarting: this session goes on for at most %s; new connections are served by the new process.", max(left, 0))
 	}
 	sess.announce(msg)
 }

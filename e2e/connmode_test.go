@@ -47,17 +47,15 @@ func TestConnectionModeTools(t *testing.T) {
 	}
 }
 
-// TestConnectionModeWithoutPipeMode runs the scenarios that carry bytes
-// and streams with the platform's pipe mode withheld (a terminal-only PaaS):
-// the agent makes its terminal raw, and every byte value passes.
+// TestConnectionModeWithoutPipeMode runs every tool scenario with the
+// platform's pipe mode withheld (a terminal-only PaaS): the agent makes its
+// terminal raw, and every byte value passes (the bytes scenario: all 256
+// values and 5 MiB of random bytes each way).
 func TestConnectionModeWithoutPipeMode(t *testing.T) {
 	b := startConnBridge(t, Options{Args: []string{"--no-pipe-mode"}})
 	tg := bridgeTarget(t, b, "demo-app+conn")
 	for _, sc := range toolScenarios {
-		switch sc.name {
-		case "bytes", "streams-and-exit-codes", "exit-signal", "controlmaster-touch-ls", "pty", "rsync", "vscode-socks":
-			t.Run(sc.name, func(t *testing.T) { sc.check(t, tg) })
-		}
+		t.Run(sc.name, func(t *testing.T) { sc.check(t, tg) })
 	}
 	if !b.LogHas("pipe_mode=false") {
 		t.Fatalf("the one-off was not on a terminal:\n%s", b.Log())
@@ -97,6 +95,28 @@ func TestConnectionModePolicy(t *testing.T) {
 	r = runCmd(t, exec.CommandContext(ctx, need(t, "ssh"), args...), nil)
 	if r.Code == 0 || !strings.Contains(r.Stderr, "remote port forwarding failed") {
 		t.Fatalf("restrict, -R: code %d, stderr %q; want the forward refused", r.Code, r.Stderr)
+	}
+}
+
+// TestConnectionModePermitOpen: a permitopen option lets a forward go
+// beyond the container's loopback (here to a documentation address the
+// one-off cannot reach: the one-off's connect fails, the policy let it
+// through).
+func TestConnectionModePermitOpen(t *testing.T) {
+	key := clientKey(t, "default")
+	b := startConnBridge(t, Options{AuthorizedKeys: `permitopen="192.0.2.1:80" ` + publicKey(t, key) + "\n"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := runCmd(t, b.SSH(ctx, "demo-app+conn", []string{"-o", "LogLevel=INFO", "-W", "192.0.2.1:80"}), nil)
+	if r.Code == 0 || strings.Contains(r.Stderr, "administratively prohibited") || !strings.Contains(r.Stderr, "open failed") {
+		t.Fatalf("-W 192.0.2.1:80 with permitopen: code %d, stderr %q; want the one-off's connect to fail, not a refusal", r.Code, r.Stderr)
+	}
+	if !b.LogHas("forward opened") && !b.LogHas("forward failed in the one-off") {
+		t.Fatalf("the forward never reached the one-off:\n%s", b.Log())
+	}
+	r = runCmd(t, b.SSH(ctx, "demo-app+conn", []string{"-o", "LogLevel=INFO", "-W", "192.0.2.1:81"}), nil)
+	if !strings.Contains(r.Stderr, "administratively prohibited") {
+		t.Fatalf("-W 192.0.2.1:81, not in permitopen: code %d, stderr %q; want a refusal", r.Code, r.Stderr)
 	}
 }
 
@@ -154,10 +174,22 @@ func TestConnectionModeLinger(t *testing.T) {
 	if _, ok := b.LogWhen(func(log string) bool { return strings.Contains(log, "the one-off lingers") }); !ok {
 		t.Fatalf("no linger:\n%s", b.Log())
 	}
+	// A file staged meanwhile (the plain app name: the staging area)
+	// reaches the lingering one-off too.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	src := t.TempDir() + "/late.txt"
+	if err := os.WriteFile(src, []byte("staged while lingering\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append(b.SSHArgs(""), "-P", b.Port, "-o", "LogLevel=ERROR", src, "demo-app@"+b.Host+":")
+	if r := runCmd(t, exec.CommandContext(ctx, need(t, "scp"), args...), nil); r.Code != 0 {
+		t.Fatalf("scp: %+v", r)
+	}
 	// Each one-off has a /tmp of its own: the file proves it is the same.
-	r = b.Run("demo-app+conn", nil, "cat /tmp/linger")
-	if r.Code != 0 || r.Stdout != "kept\n" {
-		t.Fatalf("second connection: %+v; want the lingering one-off's file", r)
+	r = b.Run("demo-app+conn", nil, "cat /tmp/linger /tmp/uploads/late.txt")
+	if r.Code != 0 || r.Stdout != "kept\nstaged while lingering\n" {
+		t.Fatalf("second connection: %+v; want the lingering one-off's file and the file staged meanwhile", r)
 	}
 	if n := len(oneOffCreatedRE.FindAllString(b.Log(), -1)); n != 1 {
 		t.Fatalf("%d one-offs for two connections within the linger, want 1", n)
@@ -186,5 +218,19 @@ func TestConnectionModeStagedFiles(t *testing.T) {
 	}
 	if !b.LogHas("chosen_by=\"key option\"") {
 		t.Fatalf("the key's session-mode was not used:\n%s", b.Log())
+	}
+}
+
+// TestConnectionModeShellRunsDefaultCommand: a shell runs
+// --default-command as in per-session mode, with SSH_CONNECTION, SSH_CLIENT
+// and SSH_TTY set as sshd sets them.
+func TestConnectionModeShellRunsDefaultCommand(t *testing.T) {
+	b := startConnBridge(t, Options{Args: []string{"--default-command", `echo "default $SSH_CLIENT tty=${SSH_TTY:+yes}"`}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := runCmd(t, b.SSH(ctx, "demo-app+conn", []string{"-tt"}), strings.NewReader(""))
+	want := "default 127.0.0.1 "
+	if r.Code != 0 || !strings.Contains(r.Stdout, want) || !strings.Contains(r.Stdout, " "+b.Port+" tty=yes") {
+		t.Fatalf("ssh -tt: code %d, stdout %q; want the default command's line with SSH_CLIENT (port %s) and SSH_TTY", r.Code, r.Stdout, b.Port)
 	}
 }

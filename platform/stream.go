@@ -20,6 +20,8 @@ const lingerAfterExit = 2 * time.Second
 const (
 	outBufSize = 256 << 10
 	inBufSize  = 64 << 10
+	// smallBufSize is where both buffers start.
+	smallBufSize = 4 << 10
 )
 
 // loopbackSendBuffer is the send buffer asked for an attach stream whose
@@ -85,9 +87,12 @@ func (o *oneOff) stream(proc *process, conn net.Conn, br *bufio.Reader) {
 // EIO on a terminal). A plain copy through a large buffer: splice(2) from
 // the pipe to the socket measured slower on loopback.
 func (o *oneOff) copyOut(proc *process, conn net.Conn) {
-	buf := make([]byte, outBufSize)
+	// A small buffer first, grown to outBufSize once a read fills it: an
+	// idle stream (a connection-mode agent waiting) keeps little memory.
+	buf := make([]byte, smallBufSize)
 	for {
 		n, err := proc.out.Read(buf)
+		full := n == len(buf)
 		if n > 0 {
 			o.touch()
 			if _, werr := conn.Write(buf[:n]); werr != nil {
@@ -99,6 +104,9 @@ func (o *oneOff) copyOut(proc *process, conn net.Conn) {
 		if err != nil {
 			return
 		}
+		if full && len(buf) < outBufSize {
+			buf = make([]byte, outBufSize)
+		}
 	}
 }
 
@@ -106,7 +114,7 @@ func (o *oneOff) copyOut(proc *process, conn net.Conn) {
 // client's half-close and closes stdin; otherwise a read error or EOF while
 // the process runs means the client is gone, and the tree is killed.
 func (o *oneOff) copyIn(proc *process, conn net.Conn, br *bufio.Reader) {
-	buf := make([]byte, inBufSize)
+	buf := make([]byte, smallBufSize)
 	stdinOpen := true
 	for {
 		n, err := br.Read(buf)
@@ -117,6 +125,9 @@ func (o *oneOff) copyIn(proc *process, conn net.Conn, br *bufio.Reader) {
 					stdinOpen = false // the process closed its stdin or ended
 				}
 			}
+		}
+		if n == len(buf) && len(buf) < inBufSize {
+			buf = make([]byte, inBufSize)
 		}
 		if err == nil {
 			continue

@@ -28,7 +28,11 @@
 // the bridge's disk.
 //
 // The state lives in the memory of the one process holding the lock:
-// several bridges cannot share one staging directory. Behind a load
+// several bridges cannot share one staging directory. A bridge handing
+// over to a new process of itself (SIGHUP) passes the directory on whole:
+// it closes its Store once its own sessions are done with it, and the new
+// process's Open, which waits for that (ErrInUse until then), loads what
+// the old one left. Behind a load
 // balancer, give each bridge its own directory and route a user's
 // connections to one bridge (source-address affinity).
 package uploads

@@ -100,6 +100,10 @@ func open(dir string, lim Limits, log *slog.Logger, now func() time.Time) (*Stor
 	return s, nil
 }
 
+// ErrInUse is Open's error, usable with errors.Is, when another Store,
+// in this process or another, holds the directory: its Close releases it.
+var ErrInUse = errors.New("in use by another bridge")
+
 func lockDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -107,7 +111,7 @@ func lockDir(dir string) (*os.File, error) {
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("staging directory %s is in use by another bridge: %w", dir, err)
+		return nil, fmt.Errorf("staging directory %s is %w (%w)", dir, ErrInUse, err)
 	}
 	return f, nil
 }
