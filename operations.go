@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -68,11 +70,13 @@ func startOperations(cfg *bridgeFlags, log *slog.Logger, client *oneoff.Client, 
 	ops := &operations{health: &metrics.Health{
 		Platform: client.Ping,
 		Staging: func() error {
-			store := area.Store()
-			if store == nil {
-				return errors.New("the staging area is not open yet")
+			if store := area.Store(); store != nil {
+				return store.CheckWritable()
 			}
-			return store.CheckWritable()
+			// A new process of a handover: its store opens once the old
+			// one lets it go, and until then its sessions wait for it.
+			// The directory is what must be writable.
+			return canCreateIn(filepath.Join(cfg.dataDir, "uploads"))
 		},
 		Logger: log.With("component", "health"),
 	}}
@@ -127,6 +131,17 @@ func startOperations(cfg *bridgeFlags, log *slog.Logger, client *oneoff.Client, 
 		})
 	}
 	return ops, nil
+}
+
+// canCreateIn creates a file in dir and removes it.
+func canCreateIn(dir string) error {
+	f, err := os.CreateTemp(dir, ".ready-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
 }
 
 // SetDraining turns readiness to 503: the bridge is stopping.

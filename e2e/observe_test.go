@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -313,4 +314,38 @@ func TestLogFormatJSON(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestMetricsListenerPassesOnAtHandover: after SIGHUP the new process
+// answers on the same metrics address, ready, while the old one drains a
+// session (and would answer 503).
+func TestMetricsListenerPassesOnAtHandover(t *testing.T) {
+	b := StartBridge(t, Options{Args: []string{"--metrics-listen", "127.0.0.1:0", "--drain-timeout", "1m"}})
+	addr := b.metricsAddr(t)
+	oldPID := b.cmd.Process.Pid
+	c := goClient(t, b, "demo-app")
+	held, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldIn, _ := held.StdinPipe()
+	if err := held.Start("read x"); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(oldPID, syscall.SIGHUP)
+	served := regexp.MustCompile(`msg="handover: the new process serves" new_pid=([0-9]+)`)
+	waitFor(t, time.Minute, "the handover in the log", func() bool {
+		return served.MatchString(b.Log()) && strings.Contains(b.Log(), `msg="handover: draining: open sessions run on"`)
+	})
+	newPID, _ := strconv.Atoi(served.FindStringSubmatch(b.Log())[1])
+	t.Cleanup(func() { stopPID(t, newPID) })
+	for i := range 5 {
+		if code, body := httpGet(t, "http://"+addr+"/readyz"); code != 200 || body != "ready\n" {
+			t.Fatalf("/readyz #%d on %s after the handover: %d %q; want the new process's 200", i, addr, code, body)
+		}
+	}
+	io.WriteString(heldIn, "y\n")
+	heldIn.Close()
+	held.Wait()
+	c.Close()
 }
