@@ -163,6 +163,8 @@ func (s *Server) launchAgent(sess *session, ag *Agent) (*agentConn, error) {
 		return fail(fmt.Errorf("start one-off: %w", err))
 	}
 	sess.progressEnd(fmt.Sprintf("done in %s", elapsed(time.Since(t0))))
+	obs := s.observer()
+	obs.StartPhase(PhaseStarted, time.Since(t0))
 	log := sess.log.With("container", o.ContainerID())
 	log.Info("connection one-off started", "pipe_mode", o.PipeMode(), "after", time.Since(t0))
 
@@ -179,8 +181,11 @@ func (s *Server) launchAgent(sess *session, ag *Agent) (*agentConn, error) {
 	if err != nil {
 		return fail(err)
 	}
+	obs.StartPhase(PhaseAttached, time.Since(t0))
 	stop := context.AfterFunc(ctx, func() { stream.Close() })
-	conn, err := s.agentHandshake(startCtx, stream, signerPub)
+	// The agent's first bytes (its SSH identification) are the one-off's.
+	first := &firstByte{Reader: stream, fn: func() { obs.StartPhase(PhaseFirstByte, time.Since(t0)) }}
+	conn, err := s.agentHandshake(startCtx, &readerStream{Reader: first, Stream: stream}, signerPub)
 	if err != nil {
 		stop()
 		stream.Close()
