@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -233,28 +234,41 @@ func TestMetricsDuringSessionAndUpload(t *testing.T) {
 	}
 }
 
-// TestReadyzTurns503WhenDraining: ready while serving; 503 as soon as
-// SIGTERM starts the drain, while a session still runs and the process
-// is alive.
+// TestReadyzTurns503WhenDraining: ready while serving; SIGTERM during a
+// shell turns readiness 503 at once, while the session still runs and the
+// process is alive; the user is told, and the session ends with exit code
+// 251 at the end of the grace.
 func TestReadyzTurns503WhenDraining(t *testing.T) {
-	b := StartBridge(t, Options{Args: []string{"--metrics-listen", "127.0.0.1:0", "--shutdown-grace", "30s"}})
+	b := StartBridge(t, Options{Args: []string{"--metrics-listen", "127.0.0.1:0", "--shutdown-grace", "3s"}})
 	addr := b.metricsAddr(t)
 	if code, body := httpGet(t, "http://"+addr+"/readyz"); code != 200 || body != "ready\n" {
 		t.Fatalf("/readyz: %d %q", code, body)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := b.SSH(ctx, "demo-app", nil, "echo started; read line")
+	// A shell on a terminal; the typed line echoes as "echo sta''rted",
+	// its output is "started".
+	cmd := b.SSH(ctx, "demo-app", []string{"-tt"})
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "started\n" {
-		t.Fatalf("session: %q %v", line, err)
+	io.WriteString(stdin, "echo sta''rted\n")
+	out := bufio.NewReader(stdout)
+	var seen strings.Builder
+	for !strings.Contains(strings.ReplaceAll(seen.String(), "sta''rted", ""), "started") {
+		line, err := out.ReadString('\n')
+		seen.WriteString(line)
+		if err != nil {
+			t.Fatalf("shell: %q %v", seen.String(), err)
+		}
 	}
+	go io.Copy(io.Discard, out)
 	b.cmd.Process.Signal(syscall.SIGTERM)
-	if !b.LogHas("shutting down") {
+	if _, ok := b.LogWhen(func(log string) bool { return strings.Contains(log, "shutting down") }); !ok {
 		t.Fatalf("no drain in the log:\n%s", b.Log())
 	}
 	code, body := httpGet(t, "http://"+addr+"/readyz")
@@ -264,8 +278,15 @@ func TestReadyzTurns503WhenDraining(t *testing.T) {
 	if code, _ := httpGet(t, "http://"+addr+"/healthz"); code != 200 {
 		t.Fatalf("/healthz during the drain: %d", code)
 	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 251 {
+		t.Fatalf("the shell ended with %v, want exit code 251 at the end of the grace; stderr %q", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "The bridge is stopping") || !strings.Contains(stderr.String(), "The bridge stopped: this session was ended.") {
+		t.Fatalf("the user was not told: stderr %q", stderr.String())
+	}
 	stdin.Close()
-	cmd.Wait()
 }
 
 // TestReadyzStagingUnwritable: no staging directory to write to, not
