@@ -773,6 +773,9 @@ func checkSSHFS(t *testing.T, tg sshTarget) {
 		t.Fatalf("sshfs %s: exit code %d\nstdout: %s\nstderr: %s", shellJoin(args), r.Code, r.Stdout, r.Stderr)
 	}
 	mounted = true
+	// Another connection while mounted: on the bridge, another one-off,
+	// whose namespaces are made while the mount exists.
+	tg.mustRun(t, nil, nil, "true")
 	got, err := os.ReadFile(filepath.Join(mnt, remote, "from-ssh"))
 	if err != nil || string(got) != fromSSH {
 		t.Fatalf("read %s through the sshfs mount of /: %q, %v; want %q", remote+"/from-ssh", got, err, fromSSH)
@@ -791,6 +794,39 @@ func checkSSHFS(t *testing.T, tg sshTarget) {
 	if entries, err := os.ReadDir(mnt); err != nil || len(entries) != 0 {
 		t.Fatalf("after fusermount -u the mount point lists %d entries (%v), want an empty directory", len(entries), err)
 	}
+	// As with sshd, the unmount ends sshfs's daemon (and its ssh): a copy
+	// of the mount held elsewhere (a one-off's mount namespace) would
+	// keep it running.
+	deadline := time.Now().Add(5 * time.Second)
+	for pids := processesNaming(t, mnt); len(pids) > 0; pids = processesNaming(t, mnt) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sshfs still runs 5 s after its unmount: pids %v", pids)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// processesNaming lists the processes whose command line has arg.
+func processesNaming(t *testing.T, arg string) []string {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []string
+	for _, d := range dirs {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, a := range strings.Split(string(cmdline), "\x00") {
+			if a == arg {
+				pids = append(pids, d.Name())
+				break
+			}
+		}
+	}
+	return pids
 }
 
 // checkTouchThenLs runs `touch` then `ls` of the same file in two sessions

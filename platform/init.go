@@ -147,6 +147,7 @@ func prepareNamespace() (int, error) {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return -1, fmt.Errorf("make mounts private: %w", err)
 	}
+	detachFUSEMounts()
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return -1, fmt.Errorf("mount /proc of the one-off's PID namespace: %w", err)
 	}
@@ -168,6 +169,52 @@ func prepareNamespace() (int, error) {
 		return -1, err
 	}
 	return stateDir, nil
+}
+
+// detachFUSEMounts lazily unmounts, in the one-off's new mount namespace,
+// the FUSE file systems (sshfs, rclone mount, ...) that the namespace
+// copied from the host's: a copy holds its FUSE connection open, so that
+// unmounting it on the host would no longer end its daemon, and the
+// one-off has no business with the host's user mounts. Best effort: a
+// mount it cannot detach (locked in a user namespace) stays, and only
+// keeps its daemon alive while the one-off runs.
+func detachFUSEMounts() {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+		before, after, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		fields, fs := strings.Fields(before), strings.Fields(after)
+		if len(fields) < 5 || len(fs) == 0 || (fs[0] != "fuse" && !strings.HasPrefix(fs[0], "fuse.")) {
+			continue
+		}
+		unix.Unmount(unescapeMountinfo(fields[4]), unix.MNT_DETACH)
+	}
+}
+
+// unescapeMountinfo decodes the octal escapes (\040 for a space) of a
+// path in /proc/self/mountinfo.
+func unescapeMountinfo(p string) string {
+	if !strings.Contains(p, "\\") {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] == '\\' && i+3 < len(p) {
+			if n, err := strconv.ParseUint(p[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
 }
 
 // loopbackUp brings up lo, the only interface of a new network namespace,
