@@ -229,6 +229,15 @@ func writeConfig(w io.Writer, cfg *bridgeFlags) {
 		if s.Name == "client-alive-interval" && cfg.bridge.ClientAliveInterval < 0 {
 			v = "0s" // kept as -1 inside: none, as 0 says in OpenSSH
 		}
+		// The files the defaults name, as the bridge will use them.
+		switch {
+		case s.Name == "host-key" && v == "":
+			v = filepath.Join(cfg.dataDir, auth.HostKeyName)
+		case s.Name == "authorized-keys" && v == "" && cfg.trustedUserCAKeys == "":
+			if files, err := auth.DefaultAuthorizedKeys(); err == nil {
+				v = strings.Join(files, ",")
+			}
+		}
 		switch {
 		case secretSetting(s.Name) && v != "":
 			v = "***"
