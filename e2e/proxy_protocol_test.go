@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -139,9 +140,10 @@ func linesWith(log string, parts ...string) []string {
 func TestProxyProtocolClientAddress(t *testing.T) {
 	for _, version := range []byte{1, 2} {
 		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
 			b := StartBridge(t, Options{
 				AuthorizedKeys: keyLine(t, `from="203.0.113.7"`),
-				Args:           []string{"--proxy-protocol-from", "127.0.0.1,10.0.0.0/8"},
+				Args:           []string{"--proxy-protocol-from", "127.0.0.1,10.0.0.0/8", "--audit-log", auditLog},
 			})
 			allowed := startRelay(t, b, version, "203.0.113.7")
 			if r := sshVia(t, b, allowed.Port, "demo-app", "echo", "in"); r.Code != 0 || r.Stdout != "in\n" {
@@ -155,6 +157,14 @@ func TestProxyProtocolClientAddress(t *testing.T) {
 			})
 			if !ok {
 				t.Fatalf("no audit line, verified line and connection lines with %s via=127.0.0.1:\n%s", remote, log)
+			}
+			// The audit stream's connection and auth events carry the
+			// client's address too.
+			wantRemote := fmt.Sprintf(`"remote":"203.0.113.7:%d"`, allowed.lastPort(t))
+			audit, err := os.ReadFile(auditLog)
+			if err != nil || !strings.Contains(string(audit), `"event":"connection"`) || !strings.Contains(string(audit), `"event":"auth"`) ||
+				strings.Count(string(audit), wantRemote) < 2 {
+				t.Fatalf("the audit stream lacks the client's address %s in its connection and auth events (%v):\n%s", wantRemote, err, audit)
 			}
 
 			// Bulk output reaches the client whole through the balancer.
