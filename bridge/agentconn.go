@@ -110,20 +110,49 @@ func (s *Server) startAgent(sess *session) (*agentConn, error) {
 	return ac, nil
 }
 
-func (s *Server) launchAgent(sess *session, ag *Agent) (*agentConn, error) {
+// NewAgentHostKey makes a host key for one agent: its private key as an
+// unencrypted OpenSSH PEM block, which the agent reads from
+// BRIDGE_AGENT_HOST_KEY, and its public key, which the bridge pins
+// (AgentClientConfig).
+func NewAgentHostKey() (privatePEM string, public gossh.PublicKey, err error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	block, err := gossh.MarshalPrivateKey(priv, "")
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	signerPub, err := gossh.NewPublicKey(pub)
+	public, err = gossh.NewPublicKey(pub)
+	if err != nil {
+		return "", nil, err
+	}
+	return string(pem.EncodeToMemory(block)), public, nil
+}
+
+// AgentClientConfig is the bridge's SSH client configuration for the link
+// to an agent whose host key is hostKey: that key alone, curve25519, and
+// AES-GCM first.
+func AgentClientConfig(hostKey gossh.PublicKey) *gossh.ClientConfig {
+	return &gossh.ClientConfig{
+		User:            "bridge",
+		HostKeyCallback: gossh.FixedHostKey(hostKey),
+		// The inner link is the one-off's own stream: AES-GCM is the
+		// cheapest cipher x/crypto has on hardware with AES instructions.
+		Config: gossh.Config{
+			Ciphers:      []string{"aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"},
+			KeyExchanges: []string{"curve25519-sha256"},
+		},
+		HostKeyAlgorithms: []string{gossh.KeyAlgoED25519},
+	}
+}
+
+func (s *Server) launchAgent(sess *session, ag *Agent) (*agentConn, error) {
+	hostKeyPEM, signerPub, err := NewAgentHostKey()
 	if err != nil {
 		return nil, err
 	}
-	env := map[string]string{agentHostKeyEnv: string(pem.EncodeToMemory(block))}
+	env := map[string]string{agentHostKeyEnv: hostKeyPEM}
 	for k, v := range sess.grant.Env {
 		env[k] = v
 	}
@@ -280,17 +309,7 @@ func (s *Server) agentHandshakeOn(ctx context.Context, stream Stream, hostKey go
 }
 
 func (s *Server) agentClient(ctx context.Context, rw *readerStream, hostKey gossh.PublicKey) (*clientConn, error) {
-	cfg := &gossh.ClientConfig{
-		User:            "bridge",
-		HostKeyCallback: gossh.FixedHostKey(hostKey),
-		// The inner link is the one-off's own stream: AES-GCM is the
-		// cheapest cipher x/crypto has on hardware with AES instructions.
-		Config: gossh.Config{
-			Ciphers:      []string{"aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"},
-			KeyExchanges: []string{"curve25519-sha256"},
-		},
-		HostKeyAlgorithms: []string{gossh.KeyAlgoED25519},
-	}
+	cfg := AgentClientConfig(hostKey)
 	type result struct {
 		c   *clientConn
 		err error

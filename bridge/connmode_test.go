@@ -260,6 +260,17 @@ func TestConnectionModeAgentCannotStart(t *testing.T) {
 
 func TestConnectionModeOneOffDies(t *testing.T) {
 	b := startConnBridge(t, Config{}, "")
+	code, e := sessionWhenAgentDrops(t, b)
+	if code != ExitAgent || !strings.Contains(e, "ended") {
+		t.Fatalf("code %d stderr %q; want %d and a line", code, e, ExitAgent)
+	}
+}
+
+// sessionWhenAgentDrops runs `sleep 30` in connection mode, drops the
+// agent connection under it (as the one-off's end does) and returns the
+// session's exit code and stderr.
+func sessionWhenAgentDrops(t *testing.T, b *testBridge) (int, string) {
+	t.Helper()
 	c := b.dial(t, "demo-app+conn")
 	s, err := c.NewSession()
 	if err != nil {
@@ -273,9 +284,7 @@ func TestConnectionModeOneOffDies(t *testing.T) {
 	waitFor(t, "the agent", func() bool { return b.srv.agentOf(c) != nil })
 	b.srv.agentOf(c).conn.Close()
 	code := exitCode(t, s.Wait())
-	if code != ExitAgent || !strings.Contains(e.String(), "ended") {
-		t.Fatalf("code %d stderr %q; want %d and a line", code, e.String(), ExitAgent)
-	}
+	return code, e.String()
 }
 
 func TestConnectionModeLinger(t *testing.T) {
@@ -359,22 +368,10 @@ func TestConnectionModeInactivity(t *testing.T) {
 		return &fakeOneOff{waitErr: &oneoff.APIError{Kind: oneoff.ErrInactivity}}
 	}}
 	b := startBridgeWith(t, Config{}, p, nil, "", func(d *Deps) { d.Agent = &Agent{Command: "exec bridge-agent"} })
-	c := b.dial(t, "demo-app+conn")
-	s, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var e strings.Builder
-	s.Stderr = &e
-	if err := s.Start("sleep 30"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the agent", func() bool { return b.srv.agentOf(c) != nil })
 	// The platform's inactivity stop ends the attach, then /wait says 408.
-	b.srv.agentOf(c).conn.Close()
-	code := exitCode(t, s.Wait())
-	if code != ExitInactivity || !strings.Contains(e.String(), "inactivity") {
-		t.Fatalf("code %d stderr %q; want %d and the inactivity line", code, e.String(), ExitInactivity)
+	code, e := sessionWhenAgentDrops(t, b)
+	if code != ExitInactivity || !strings.Contains(e, "inactivity") {
+		t.Fatalf("code %d stderr %q; want %d and the inactivity line", code, e, ExitInactivity)
 	}
 }
 

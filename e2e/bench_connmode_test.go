@@ -11,9 +11,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +27,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"sshbridge/bridge"
 )
 
 // Targets of connection mode.
@@ -228,9 +227,9 @@ func BenchmarkConnectionThroughput(b *testing.B) {
 				if s.name == "bridge-per-session" && len(rates[s.name]) == ceilingRuns {
 					continue
 				}
-				cpu0 := ownCPUSeconds(b, br.cmd.Process.Pid)
+				cpu0 := procCPUSeconds(b, br.cmd.Process.Pid, false)
 				t := runTimed(b, s.name, s.ssh, command)
-				bridgeCPU[s.name] += ownCPUSeconds(b, br.cmd.Process.Pid) - cpu0
+				bridgeCPU[s.name] += procCPUSeconds(b, br.cmd.Process.Pid, false) - cpu0
 				if s.name == "sshd" {
 					waitForChildren(b, d.Pid)
 				}
@@ -279,47 +278,18 @@ func BenchmarkConnectionThroughput(b *testing.B) {
 	}
 }
 
-// ownCPUSeconds is the CPU time of a process itself (utime and stime),
-// without its children, from /proc/PID/stat.
-func ownCPUSeconds(b *testing.B, pid int) float64 {
-	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, rest, _ := strings.Cut(string(raw), ") ")
-	f := strings.Fields(rest)
-	var ticks int64
-	for _, v := range f[11:13] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			b.Fatalf("/proc/%d/stat: %v", pid, err)
-		}
-		ticks += n
-	}
-	return float64(ticks) / 100 // USER_HZ
-}
-
 // agentLinkRate runs the built agent as a local process and, as its
 // client over the process's stdin and stdout with the bridge's inner-link
 // settings (AES-GCM first, curve25519), reads command's output to the
 // end; it returns the rate in MB/s and the negotiated cipher.
 func agentLinkRate(b *testing.B, command string) (float64, string) {
 	b.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	block, err := gossh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	hostKey, err := gossh.NewPublicKey(pub)
+	hostKeyPEM, hostKey, err := bridge.NewAgentHostKey()
 	if err != nil {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(filepath.Join(agentDir, "linux-"+runtime.GOARCH))
-	cmd.Env = append(os.Environ(), "BRIDGE_AGENT_HOST_KEY="+string(pem.EncodeToMemory(block)))
+	cmd.Env = append(os.Environ(), "BRIDGE_AGENT_HOST_KEY="+hostKeyPEM)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -334,16 +304,8 @@ func agentLinkRate(b *testing.B, command string) (float64, string) {
 	}
 	defer cmd.Wait()
 	defer stdin.Close()
-	cfg := &gossh.ClientConfig{
-		User:            "bridge",
-		HostKeyCallback: gossh.FixedHostKey(hostKey),
-		Config: gossh.Config{
-			Ciphers:      []string{"aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"},
-			KeyExchanges: []string{"curve25519-sha256"},
-		},
-		HostKeyAlgorithms: []string{gossh.KeyAlgoED25519},
-	}
-	conn, chans, reqs, err := gossh.NewClientConn(pipeConn{stdout, stdin}, "agent", cfg)
+	// The bridge's own configuration of the link.
+	conn, chans, reqs, err := gossh.NewClientConn(pipeConn{stdout, stdin}, "agent", bridge.AgentClientConfig(hostKey))
 	if err != nil {
 		b.Fatalf("handshake with the local agent: %v", err)
 	}

@@ -215,6 +215,14 @@ func BenchmarkThroughput(b *testing.B) {
 // reaped, from /proc/PID/stat.
 func cpuSeconds(b *testing.B, pid int) float64 {
 	b.Helper()
+	return procCPUSeconds(b, pid, true)
+}
+
+// procCPUSeconds is the CPU time of a process (utime and stime), with
+// that of the children it has reaped (cutime and cstime) when children
+// is set, from /proc/PID/stat.
+func procCPUSeconds(b *testing.B, pid int, children bool) float64 {
+	b.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		b.Fatal(err)
@@ -224,7 +232,11 @@ func cpuSeconds(b *testing.B, pid int) float64 {
 	_, rest, _ := strings.Cut(string(raw), ") ")
 	f := strings.Fields(rest)
 	var ticks int64
-	for _, v := range f[11:15] {
+	last := 13
+	if children {
+		last = 15
+	}
+	for _, v := range f[11:last] {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			b.Fatalf("/proc/%d/stat: %v", pid, err)

@@ -134,6 +134,16 @@ type Options struct {
 // on to its --listen-address-file (set through the environment).
 func StartBridge(t testing.TB, opts Options) *Bridge {
 	t.Helper()
+	b := newBridge(t, opts)
+	b.start()
+	t.Cleanup(b.Stop)
+	return b
+}
+
+// newBridge is StartBridge's set-up without the start: the data dir, the
+// authorized_keys file and the arguments.
+func newBridge(t testing.TB, opts Options) *Bridge {
+	t.Helper()
 	b := &Bridge{t: t, Key: clientKey(t, "default")}
 	dir := t.TempDir()
 	b.DataDir = opts.DataDir
@@ -156,8 +166,6 @@ func StartBridge(t testing.TB, opts Options) *Bridge {
 		"--log-level", "debug",
 	}, opts.Args...)
 	b.env = opts.Env
-	b.start()
-	t.Cleanup(b.Stop)
 	return b
 }
 
@@ -176,8 +184,18 @@ func (b *Bridge) start() {
 
 // run starts cmd, a bridge, with BRIDGE_LISTEN_ADDRESS_FILE added to its
 // environment, and waits until the bridge wrote its address there (or
-// exited, or within passed). Its log collects in b.log.
+// exited, or within passed), failing the test if it did not. Its log
+// collects in b.log.
 func (b *Bridge) run(cmd *exec.Cmd, within time.Duration) {
+	b.t.Helper()
+	if err := b.tryRun(cmd, within); err != nil {
+		b.t.Fatalf("bridge: %v:\n%s", err, b.log.String())
+	}
+}
+
+// tryRun is run that returns why the bridge did not start instead of
+// failing the test.
+func (b *Bridge) tryRun(cmd *exec.Cmd, within time.Duration) error {
 	t := b.t
 	t.Helper()
 	if b.addressFile == "" {
@@ -224,10 +242,11 @@ func (b *Bridge) run(cmd *exec.Cmd, within time.Duration) {
 	}()
 	b.Addr, err = testkit.WaitAddressFile(b.addressFile, b.exited, within)
 	if err != nil {
-		t.Fatalf("bridge: %v:\n%s", err, b.log.String())
+		return err
 	}
 	b.Host, b.Port, _ = strings.Cut(b.Addr, ":")
 	b.writeKnownHosts()
+	return nil
 }
 
 // writeKnownHosts pins the bridge's host key, so that the clients check it

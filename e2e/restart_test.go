@@ -195,27 +195,6 @@ func TestSocketActivation(t *testing.T) {
 	}
 }
 
-// newBridge is StartBridge's set-up without the start.
-func newBridge(t *testing.T, opts Options) *Bridge {
-	t.Helper()
-	b := &Bridge{t: t, Key: clientKey(t, "default")}
-	dir := t.TempDir()
-	b.DataDir = filepath.Join(dir, "data")
-	b.AuthorizedKeys = filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(b.AuthorizedKeys, []byte(publicKey(t, b.Key)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.KnownHosts = filepath.Join(dir, "known_hosts")
-	b.args = append([]string{
-		"--listen", "127.0.0.1:0",
-		"--data-dir", b.DataDir,
-		"--authorized-keys", b.AuthorizedKeys,
-		"--log-level", "debug",
-	}, opts.Args...)
-	b.env = opts.Env
-	return b
-}
-
 // socketOwner returns which of pids holds the server side of the TCP
 // connection whose client end is client, to the bridge's port: the
 // socket's inode from /proc/net/tcp, then the pid whose fds name it.

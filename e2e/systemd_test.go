@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"sshbridge/internal/testkit"
 )
 
 // unitBinary is the path the units in contrib/systemd start the bridge from.
@@ -143,52 +140,20 @@ func embeddedUnitCaps(t *testing.T) []string {
 func startWithCaps(t *testing.T, caps []string) (*Bridge, string) {
 	t.Helper()
 	setpriv := need(t, "setpriv")
-	dir := t.TempDir()
-	b := &Bridge{t: t, Key: clientKey(t, "default"), DataDir: filepath.Join(dir, "data"),
-		AuthorizedKeys: filepath.Join(dir, "authorized_keys"), KnownHosts: filepath.Join(dir, "known_hosts"),
-		addressFile: filepath.Join(dir, "listen-address")}
-	if err := os.WriteFile(b.AuthorizedKeys, []byte(publicKey(t, b.Key)+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	b := newBridge(t, Options{})
 	bounding := "-all"
 	for _, c := range caps {
 		bounding += ",+" + c
 	}
-	b.args = []string{"--listen", "127.0.0.1:0", "--data-dir", b.DataDir, "--authorized-keys", b.AuthorizedKeys,
-		"--listen-address-file", b.addressFile, "--log-level", "debug"}
 	cmd := exec.Command(setpriv, append([]string{"--no-new-privs", "--bounding-set=" + bounding, "--inh-caps=-all", "--", binary}, b.args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	b.log = &syncBuffer{}
-	stderr, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
+	err := b.tryRun(cmd, 30*time.Second)
+	if b.exited != nil {
+		t.Cleanup(b.Stop)
 	}
-	cmd.Stderr = w
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		stderr.Close()
-		t.Fatal(err)
-	}
-	b.cmd, b.exited = cmd, make(chan struct{})
-	logRead := make(chan struct{})
-	go func() {
-		defer close(logRead)
-		defer stderr.Close()
-		io.Copy(b.log, stderr)
-	}()
-	go func() {
-		cmd.Wait()
-		<-logRead
-		close(b.exited)
-	}()
-	t.Cleanup(b.Stop)
-	b.Addr, err = testkit.WaitAddressFile(b.addressFile, b.exited, 30*time.Second)
 	if err != nil {
 		return nil, "did not start: " + err.Error() + "\n" + b.log.String()
 	}
-	b.Host, b.Port, _ = strings.Cut(b.Addr, ":")
-	b.writeKnownHosts()
 	return b, ""
 }
 
