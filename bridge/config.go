@@ -147,15 +147,11 @@ func (c *Config) Validate() error {
 	if err := c.PerSourcePenalties.Validate(); err != nil && !c.PerSourcePenalties.IsZero() {
 		return fmt.Errorf("per-source penalties: %w", err)
 	}
-	for _, p := range c.ConnectionModeApps {
-		if _, err := path.Match(strings.TrimPrefix(p, "!"), ""); err != nil || strings.TrimPrefix(p, "!") == "" {
-			return fmt.Errorf("connection mode apps: %q is not a pattern (app names with * and ?, a leading ! excludes)", p)
-		}
+	if err := checkAppPatterns("connection mode apps", c.ConnectionModeApps); err != nil {
+		return err
 	}
-	for _, p := range c.RecordApps {
-		if _, err := path.Match(strings.TrimPrefix(p, "!"), ""); err != nil || strings.TrimPrefix(p, "!") == "" {
-			return fmt.Errorf("record apps: %q is not a pattern (app names with * and ?, a leading ! excludes)", p)
-		}
+	if err := checkAppPatterns("record apps", c.RecordApps); err != nil {
+		return err
 	}
 	if len(c.RecordApps) > 0 && c.RecordDir == "" {
 		return errors.New("record apps: a recording directory is needed")
@@ -168,6 +164,18 @@ func (c *Config) Validate() error {
 	}
 	if strings.ContainsAny(c.Version, " \r\n-") {
 		return fmt.Errorf("version %q: no spaces, dashes or line breaks", c.Version)
+	}
+	return nil
+}
+
+// checkAppPatterns checks a list of app patterns as matchApps reads them.
+func checkAppPatterns(setting string, patterns []string) error {
+	for _, p := range patterns {
+		q := strings.TrimPrefix(p, "!")
+		_, err := path.Match(q, "")
+		if q == "" || err != nil {
+			return fmt.Errorf("%s: %q is not a pattern (app names with * and ?, a leading ! excludes)", setting, p)
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"sync"
 
@@ -71,7 +72,7 @@ func (s *Server) directChannel(srv *ssh.Server, conn *gossh.ServerConn, newChan 
 		err = grant.CheckOpenStreamlocal(msg.SocketPath)
 	}
 	if s.deps.Agent != nil && s.deps.Agent.ForwardingRefusal != "" && err == nil {
-		err = errString(s.deps.Agent.ForwardingRefusal)
+		err = errors.New(s.deps.Agent.ForwardingRefusal)
 	}
 	if err != nil {
 		logForward(st, log, true, kind, target, "reason", err.Error())
@@ -140,7 +141,7 @@ func (s *Server) tcpipForward(ctx ssh.Context, srv *ssh.Server, req *gossh.Reque
 	target := hostPort(msg.Address, msg.Port)
 	bind, err := grant.CheckListen(msg.Address, msg.Port)
 	if s.deps.Agent != nil && s.deps.Agent.ForwardingRefusal != "" && err == nil {
-		err = errString(s.deps.Agent.ForwardingRefusal)
+		err = errors.New(s.deps.Agent.ForwardingRefusal)
 	}
 	if err != nil {
 		logForward(st, log, true, req.Type, target, "reason", err.Error())
@@ -228,8 +229,3 @@ func (ac *agentConn) dropOwner() {
 		ac.conn.SendRequest("cancel-tcpip-forward", false, gossh.Marshal(&bound))
 	}
 }
-
-// errString is an error that is its message.
-type errString string
-
-func (e errString) Error() string { return string(e) }
