@@ -85,29 +85,19 @@ func matchApps(patterns []string, app string) bool {
 	return matched
 }
 
-// isStagingSession says whether a session's first work is an upload or
-// download that per-session mode keeps from being lost: the sftp
-// subsystem, legacy scp's `scp -t`/`scp -f` (both served from the staging
-// area) and an rsync upload (refused there with ExitRsyncUpload). In
+// isStagingSession says whether a session's first work is one that
+// per-session mode keeps from being lost: the sftp subsystem, or an exec
+// command the bridge answers itself (Deps.Interceptors: legacy scp's
+// `scp -t`/`scp -f` and the staging-area probes, served from the staging
+// area; the built-in refusal of an rsync upload, ExitRsyncUpload). In
 // connection mode chosen by key or app, a connection that starts with one
 // of them would write into a one-off that ends with the connection.
-func isStagingSession(kind, arg string) bool {
+func (s *Server) isStagingSession(kind, arg string) bool {
 	switch kind {
 	case "subsystem":
 		return arg == "sftp"
 	case "exec":
-		if isRsyncUpload(arg) {
-			return true
-		}
-		f := strings.Fields(arg)
-		if len(f) == 0 || path.Base(f[0]) != "scp" {
-			return false
-		}
-		for _, a := range f[1:] {
-			if strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && strings.ContainsAny(a, "tf") {
-				return true
-			}
-		}
+		return s.intercept(arg) != nil
 	}
 	return false
 }
@@ -124,7 +114,7 @@ func (s *Server) connectionMode(st *connState, g *auth.Grant, app, kind, arg str
 	}
 	by, firm := s.chosenBy(g, app)
 	m.decided = true
-	m.conn = by != "" && (firm || !isStagingSession(kind, arg))
+	m.conn = by != "" && (firm || !s.isStagingSession(kind, arg))
 	if by != "" {
 		st.log.Info("session mode", "mode", map[bool]string{true: SessionModeConnection, false: SessionModeSession}[m.conn], "chosen_by", by, "first", kind)
 	}
