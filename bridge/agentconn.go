@@ -58,7 +58,7 @@ const agentAnswerTimeout = time.Minute
 // connection (or its linger), idle or not; the platform stops a one-off
 // through which no data passed for a while (PROTOCOL.md: 408), so a
 // keepalive crosses its stream well within any such timeout.
-const agentKeepaliveInterval = 30 * time.Second
+var agentKeepaliveInterval = 30 * time.Second // a variable for the tests
 
 // agentBannerLimit bounds what the bridge reads before the agent's SSH
 // identification line: the launcher's failure line, or a shell's complaint.

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -394,4 +395,27 @@ func TestConnectionModeLingerFreesSlotAtCap(t *testing.T) {
 	if n := b.srv.lingering.lingers(); n != 0 {
 		t.Fatalf("%d one-offs still linger, want the one ended for the slot", n)
 	}
+}
+
+// An idle connection's one-off sees keepalives on its stream, which is
+// what keeps a platform's inactivity stop (PROTOCOL.md: 408) from ending it
+// under an open connection.
+func TestConnectionModeKeepalivesCrossTheStream(t *testing.T) {
+	was := agentKeepaliveInterval
+	agentKeepaliveInterval = 20 * time.Millisecond
+	t.Cleanup(func() { agentKeepaliveInterval = was })
+	o := &fakeOneOff{input: &bytes.Buffer{}}
+	p := &fakePlatform{run: agentProgram(t), oneOff: func() *fakeOneOff { return o }}
+	inputLen := func() int {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.input.Len()
+	}
+	b := startBridgeWith(t, Config{}, p, nil, "", func(d *Deps) { d.Agent = &Agent{Command: "exec bridge-agent"} })
+	c := b.dial(t, "demo-app+conn")
+	if _, e, code := output(t, c, "true"); code != 0 {
+		t.Fatalf("session: %d %s", code, e)
+	}
+	idle := inputLen()
+	waitFor(t, "keepalives on the idle one-off's stream", func() bool { return inputLen() > idle+100 })
 }
