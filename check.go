@@ -9,7 +9,9 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"time"
 
+	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 
 	"sshbridge/auth"
@@ -102,17 +104,32 @@ func checkConfig(cfg *bridgeFlags) (problems []error, notes []string) {
 		}
 	}
 
-	// The host key: read and parsed, never made here.
+	// The host key: read and parsed, never made here; then its
+	// certificates, checked against it.
+	var hostKey gossh.Signer
 	if cfg.hostKey != "" {
-		_, err := auth.LoadHostKey(cfg.hostKey)
+		hostKey, err = auth.LoadHostKey(cfg.hostKey)
 		add(settingError(cfg, "host-key", err))
 	} else {
 		file := filepath.Join(cfg.dataDir, auth.HostKeyName)
 		if _, err := os.Lstat(file); errors.Is(err, fs.ErrNotExist) {
 			notes = append(notes, fmt.Sprintf("%s: no host key yet: the bridge makes one (ed25519, mode 0600) at its first start", file))
+			if len(cfg.hostCertificates) > 0 {
+				add(settingError(cfg, "host-certificate", fmt.Errorf("no host key yet in %s for a certificate to certify: start the bridge once to make it, or give --host-key, and sign the key's public half (ssh-keygen -y -f KEY)", cfg.dataDir)))
+			}
 		} else {
-			_, err := auth.LoadHostKey(file)
+			hostKey, err = auth.LoadHostKey(file)
 			add(err)
+		}
+	}
+	if hostKey != nil {
+		now := time.Now()
+		certs, err := auth.LoadHostCertificates(cfg.hostCertificates, []gossh.Signer{hostKey}, now)
+		add(settingError(cfg, "host-certificate", err))
+		for _, c := range certs {
+			if c.Cert.ValidBefore != gossh.CertTimeInfinity && c.Cert.ValidBefore <= uint64(now.Add(hostCertificateWarning).Unix()) {
+				notes = append(notes, fmt.Sprintf("%s: warning: expires at %s: clients refuse it from then on; sign the host key again and restart or reload the bridge", c.File, c.ValidUntil()))
+			}
 		}
 	}
 
@@ -152,6 +169,10 @@ func checkConfig(cfg *bridgeFlags) (problems []error, notes []string) {
 	}
 	return problems, notes
 }
+
+// hostCertificateWarning: a host certificate that expires sooner than
+// this is a warning of bridge check.
+const hostCertificateWarning = 7 * 24 * time.Hour
 
 // settingError prefixes err with the setting that named the file, as the
 // user gave it; nil stays nil.

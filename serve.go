@@ -102,6 +102,16 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
+	hostCerts, err := auth.LoadHostCertificates(cfg.hostCertificates, []gossh.Signer{hostKey}, time.Now())
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfg.setting("host-certificate"), err)
+	}
+	var certSigners []gossh.Signer
+	for _, c := range hostCerts {
+		log.Info("presenting a host certificate", "file", c.File, "key_id", c.Cert.KeyId, "serial", c.Cert.Serial,
+			"principals", c.Principals(), "ca", gossh.FingerprintSHA256(c.Cert.SignatureKey), "valid_until", c.ValidUntil())
+		certSigners = append(certSigners, c.Signer)
+	}
 	client, err := oneoff.New(oneoff.Config{
 		APIURL:       apiURL,
 		AuthURL:      authURL,
@@ -135,15 +145,16 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 		return err
 	}
 	srv, err := bridge.New(cfg.bridge, bridge.Deps{
-		Agent:        connAgent,
-		Platform:     bridge.ClientPlatform(client),
-		Auth:         authority,
-		HostKey:      hostKey,
-		Subsystems:   area.Subsystems(),
-		Interceptors: area.Interceptors(),
-		Deliverer:    area,
-		Logger:       log,
-		Observer:     ops.Observer,
+		Agent:            connAgent,
+		Platform:         bridge.ClientPlatform(client),
+		Auth:             authority,
+		HostKey:          hostKey,
+		HostCertificates: certSigners,
+		Subsystems:       area.Subsystems(),
+		Interceptors:     area.Interceptors(),
+		Deliverer:        area,
+		Logger:           log,
+		Observer:         ops.Observer,
 	})
 	if err != nil {
 		return err

@@ -23,6 +23,13 @@ type Deps struct {
 	Platform Platform
 	Auth     Authenticator
 	HostKey  gossh.Signer
+	// HostCertificates are presented beside HostKey: signers of OpenSSH
+	// host certificates (gossh.NewCertSigner), at most one per key type,
+	// whose certificate algorithms are offered beside the plain key's in
+	// the key exchange (RFC 4253 section 7.1: the client's order decides,
+	// and OpenSSH's client puts certificate algorithms first when its
+	// known_hosts trusts a CA for the host). Nil: the plain key alone.
+	HostCertificates []gossh.Signer
 	// Subsystems serves the subsystem requests by name ("sftp"); a name
 	// not in the map, or a nil map, is refused (the request is answered
 	// false), as OpenSSH's sshd refuses a subsystem it has no Subsystem
@@ -91,7 +98,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		interceptors: append(slices.Clone(builtinInterceptors), deps.Interceptors...)}
 	s.ssh = &ssh.Server{
 		Version:              cfg.Version,
-		HostSigners:          []ssh.Signer{deps.HostKey},
+		HostSigners:          hostSigners(deps),
 		PublicKeyHandler:     s.publicKeyHandler,
 		ConnCallback:         s.onConn,
 		ServerConfigCallback: s.serverConfig,
@@ -111,6 +118,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		},
 	}
 	return s, nil
+}
+
+// hostSigners are the host key, then its certificates.
+func hostSigners(deps Deps) []ssh.Signer {
+	signers := []ssh.Signer{deps.HostKey}
+	for _, c := range deps.HostCertificates {
+		signers = append(signers, c)
+	}
+	return signers
 }
 
 func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
