@@ -127,6 +127,9 @@ func checkConfig(cfg *bridgeFlags) (problems []error, notes []string) {
 		certs, err := auth.LoadHostCertificates(cfg.hostCertificates, []gossh.Signer{hostKey}, now)
 		add(settingError(cfg, "host-certificate", err))
 		for _, c := range certs {
+			if len(c.Cert.ValidPrincipals) == 0 {
+				notes = append(notes, fmt.Sprintf("%s: warning: names no host (no principals): OpenSSH's client accepts it for any host name that trusts its CA; sign it with -n and the name clients use", c.File))
+			}
 			if c.Cert.ValidBefore != gossh.CertTimeInfinity && c.Cert.ValidBefore <= uint64(now.Add(hostCertificateWarning).Unix()) {
 				notes = append(notes, fmt.Sprintf("%s: warning: expires at %s: clients refuse it from then on; sign the host key again and restart or reload the bridge", c.File, c.ValidUntil()))
 			}

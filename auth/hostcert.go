@@ -114,8 +114,12 @@ func loadHostCertificate(file string, hostKeys []gossh.Signer, now time.Time) (H
 		for i, k := range hostKeys {
 			fps[i] = gossh.FingerprintSHA256(k.PublicKey())
 		}
-		return HostCertificate{}, fmt.Errorf("%s: certifies the key %s, which is not the bridge's host key (%s): sign the host key's .pub",
-			file, gossh.FingerprintSHA256(cert.Key), strings.Join(fps, ", "))
+		which := "is not the bridge's host key"
+		if len(fps) > 1 {
+			which = "is none of the bridge's host keys"
+		}
+		return HostCertificate{}, fmt.Errorf("%s: certifies the key %s, which %s (%s): sign the host key's .pub",
+			file, gossh.FingerprintSHA256(cert.Key), which, strings.Join(fps, ", "))
 	}
 	unix := now.Unix()
 	if after := cert.ValidAfter; after > 1<<63-1 || unix < int64(after) {

@@ -259,7 +259,7 @@ func TestHostCertificateRefusedAtStart(t *testing.T) {
 }
 
 // bridge check passes a good certificate in silence, and warns of one
-// that expires within a week.
+// that expires within a week and of one valid for any host name.
 func TestCheckHostCertificate(t *testing.T) {
 	dir := t.TempDir()
 	ca, key := newKey(t, dir, "host_ca"), newKey(t, dir, "host_key")
@@ -274,6 +274,11 @@ func TestCheckHostCertificate(t *testing.T) {
 	r := runBinary(t, nil, append(args, "--host-certificate", cert)...)
 	if want := cert + ": warning: expires at "; r.Code != 0 || !strings.HasPrefix(r.Stderr, want) || strings.Count(r.Stderr, "\n") != 1 {
 		t.Errorf("a certificate for two days: want exit 0 and one line %q..., got %+v", want, r)
+	}
+	cert = signHost(t, ca, key, "-h")
+	r = runBinary(t, nil, append(args, "--host-certificate", cert)...)
+	if want := cert + ": warning: names no host (no principals)"; r.Code != 0 || !strings.HasPrefix(r.Stderr, want) || strings.Count(r.Stderr, "\n") != 1 {
+		t.Errorf("a certificate without -n: want exit 0 and one line %q..., got %+v", want, r)
 	}
 	// No host key yet: the one the bridge would make cannot be certified.
 	r = runBinary(t, nil, "check", "--authorized-keys", ak, "--data-dir", data, "--host-certificate", cert)
