@@ -120,8 +120,8 @@ func pubLine(t *testing.T, file string) string {
 // client that trusts the CA for the balancer's name (@cert-authority)
 // connects to both, with no line for either key. A client that trusts
 // another CA is refused by both, and a bridge that presents its key
-// without the certificate is refused by the first client: the
-// certificate is what it accepted.
+// without the certificate, or with one for another name, is refused by the
+// first client: the certificate, for that name, is what it accepted.
 func TestHostCertificateTwoBridgesOneCA(t *testing.T) {
 	dir := t.TempDir()
 	ca, otherCA := newKey(t, dir, "host_ca"), newKey(t, dir, "other_ca")
@@ -132,6 +132,14 @@ func TestHostCertificateTwoBridgesOneCA(t *testing.T) {
 	a := StartBridge(t, Options{Args: []string{"--host-key", keyA, "--host-certificate", certA}})
 	b := StartBridge(t, Options{Args: []string{"--host-key", keyB}, Env: []string{"BRIDGE_HOST_CERTIFICATE=" + certB}})
 	plain := StartBridge(t, Options{Args: []string{"--host-key", keyA}})
+	// Key A's public half under another name, so that its certificate
+	// for another host name is a file of its own.
+	elsewhereKey := filepath.Join(dir, "host_a_elsewhere")
+	if err := os.WriteFile(elsewhereKey+".pub", []byte(pubLine(t, keyA+".pub")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := StartBridge(t, Options{Args: []string{"--host-key", keyA, "--host-certificate",
+		signHost(t, ca, elsewhereKey, "-h", "-n", "elsewhere.example.net", "-V", "-5m:+1h")}})
 
 	trustCA := knownHosts(t, dir, "known_hosts_ca", "@cert-authority "+lbName+" "+pubLine(t, ca+".pub"))
 	trustOther := knownHosts(t, dir, "known_hosts_other", "@cert-authority "+lbName+" "+pubLine(t, otherCA+".pub"))
@@ -145,6 +153,7 @@ func TestHostCertificateTwoBridgesOneCA(t *testing.T) {
 	refused(t, "bridge A, a client trusting another CA", a, trustOther)
 	refused(t, "bridge B, a client trusting another CA", b, trustOther)
 	refused(t, "a bridge with host key A and no certificate", plain, trustCA)
+	refused(t, "a bridge whose certificate is for another name", elsewhere, trustCA)
 
 	after, err := os.ReadFile(trustCA)
 	if err != nil {
