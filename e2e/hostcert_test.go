@@ -25,8 +25,14 @@ const lbName = "bridge.example.net"
 // key (mode 0600) at the returned path, its public half at path + ".pub".
 func newKey(t *testing.T, dir, name string) string {
 	t.Helper()
+	return newKeyOfType(t, dir, name, "ed25519")
+}
+
+// newKeyOfType is newKey for a key of ssh-keygen's type typ (-t).
+func newKeyOfType(t *testing.T, dir, name, typ string) string {
+	t.Helper()
 	file := filepath.Join(dir, name)
-	out, err := exec.Command(need(t, "ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", file).CombinedOutput()
+	out, err := exec.Command(need(t, "ssh-keygen"), "-q", "-t", typ, "-N", "", "-C", name, "-f", file).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ssh-keygen: %v\n%s", err, out)
 	}
@@ -116,16 +122,19 @@ func pubLine(t *testing.T, file string) string {
 	return f[0] + " " + f[1]
 }
 
-// Two bridges with different host keys, each certified by one host CA: a
-// client that trusts the CA for the balancer's name (@cert-authority)
-// connects to both, with no line for either key. A client that trusts
-// another CA is refused by both, and a bridge that presents its key
-// without the certificate, or with one for another name, is refused by the
-// first client: the certificate, for that name, is what it accepted.
+// Two bridges with different host keys (ed25519 and RSA), each certified
+// by one host CA: a client that trusts the CA for the balancer's name
+// (@cert-authority) connects to both, with no line for either key. A
+// client that trusts another CA is refused by both, and a bridge that
+// presents its key without the certificate, or with one for another name,
+// is refused by the first client: the certificate, for that name, is what
+// it accepted.
 func TestHostCertificateTwoBridgesOneCA(t *testing.T) {
 	dir := t.TempDir()
 	ca, otherCA := newKey(t, dir, "host_ca"), newKey(t, dir, "other_ca")
-	keyA, keyB := newKey(t, dir, "host_a"), newKey(t, dir, "host_b")
+	// B's key is RSA: its certificate is offered with the rsa-sha2-*
+	// certificate algorithms, which OpenSSH's client asks for.
+	keyA, keyB := newKey(t, dir, "host_a"), newKeyOfType(t, dir, "host_b", "rsa")
 	certA := signHost(t, ca, keyA, "-h", "-n", lbName, "-V", "-5m:+1h")
 	certB := signHost(t, ca, keyB, "-h", "-n", lbName, "-V", "-5m:+1h")
 
