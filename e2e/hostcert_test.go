@@ -5,7 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -318,4 +321,30 @@ func fingerprint(t *testing.T, key string) string {
 		t.Fatalf("ssh-keygen -l: %q", out)
 	}
 	return f[1]
+}
+
+// A certificate renewed in place is presented after a reload (SIGHUP): the
+// new process reads it. Before, the bridge presents a certificate for
+// another name, which the client refuses; after, the one for the
+// balancer's name, which it accepts.
+func TestHostCertificateRenewedOnReload(t *testing.T) {
+	dir := t.TempDir()
+	ca, key := newKey(t, dir, "host_ca"), newKey(t, dir, "host_key")
+	cert := signHost(t, ca, key, "-h", "-n", "old.example.net", "-V", "-5m:+1h")
+	b := StartBridge(t, Options{Args: []string{"--host-key", key, "--host-certificate", cert}})
+	trustCA := knownHosts(t, dir, "known_hosts_ca", "@cert-authority "+lbName+" "+pubLine(t, ca+".pub"))
+	refused(t, "before the renewal, a certificate for another name", b, trustCA)
+
+	if renewed := signHost(t, ca, key, "-h", "-n", lbName, "-V", "-5m:+1h", "-z", "2"); renewed != cert {
+		t.Fatalf("ssh-keygen wrote %s, not %s", renewed, cert)
+	}
+	syscall.Kill(b.cmd.Process.Pid, syscall.SIGHUP)
+	served := regexp.MustCompile(`msg="handover: the new process serves" new_pid=([0-9]+)`)
+	waitFor(t, time.Minute, "the handover in the log", func() bool { return served.MatchString(b.Log()) })
+	newPID, _ := strconv.Atoi(served.FindStringSubmatch(b.Log())[1])
+	t.Cleanup(func() { stopPID(t, newPID) })
+	if !b.LogHas(`msg="presenting a host certificate" file=` + cert + " key_id=host_key serial=2 principals=" + lbName) {
+		t.Errorf("the new process does not say it presents the renewed certificate:\n%s", b.Log())
+	}
+	connects(t, "after the renewal and a reload", b, trustCA)
 }
