@@ -2,7 +2,8 @@
 // open: OpenSSH authorized_keys files (with OpenSSH's options plus apps="..."),
 // OpenSSH user certificates (TrustedUserCAKeys and cert-authority lines),
 // revocation lists (KRL or plain keys) and an audit log line for every
-// decision. Host keys are in hostkey.go.
+// decision. The host key is in hostkey.go, its OpenSSH host certificates
+// in hostcert.go.
 //
 // Admission decides which connections may try to authenticate at all and
 // keeps each source address's penalty: caps on unauthenticated connections

@@ -23,15 +23,6 @@ type HostCertificate struct {
 	Signer gossh.Signer
 }
 
-// String describes the certificate for a log line or a note: its key ID,
-// serial, principals (none: any host name), CA fingerprint and end of
-// validity (UTC, "forever" for ssh-keygen's default).
-func (h HostCertificate) String() string {
-	c := h.Cert
-	return fmt.Sprintf("%s: host certificate %q serial %d for %s, CA %s, valid until %s",
-		h.File, c.KeyId, c.Serial, h.Principals(), gossh.FingerprintSHA256(c.SignatureKey), h.ValidUntil())
-}
-
 // Principals are the host names the certificate is valid for, comma
 // separated; "(any)" when it names none, which OpenSSH's client accepts
 // for any host.
