@@ -82,7 +82,7 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 		Arg("DIR").Check(cli.NonEmpty(&c.dataDir)).Default("$XDG_STATE_HOME/ssh-bridge or ~/.local/state/ssh-bridge")
 	fs.String(&c.hostKey, "host-key", "BRIDGE_HOST_KEY", "", "an existing OpenSSH private host key, mode 0600").
 		Arg("FILE").Default("made once and kept in the data directory")
-	fs.List(&c.hostCertificates, "host-certificate", "BRIDGE_HOST_CERTIFICATE", "OpenSSH host certificates of the host key (ssh-keygen -s CA -h), presented beside it, as OpenSSH's HostCertificate").
+	fs.List(&c.hostCertificates, "host-certificate", "BRIDGE_HOST_CERTIFICATE", "OpenSSH host certificates of the host key (ssh-keygen -s CA -h), comma-separated, presented beside it, as OpenSSH's HostCertificate").
 		Arg("FILES").Default("none")
 	fs.String(&c.authorizedKeys, "authorized-keys", "BRIDGE_AUTHORIZED_KEYS", "", "OpenSSH authorized_keys file of who may connect").
 		Arg("FILE").Default("~/.ssh/authorized_keys and ~/.ssh/id_*.pub of the user running the bridge")
