@@ -55,15 +55,18 @@ func advertise() {
 // Writes: pkg/sftp v1.13 runs 8 workers for reads and writes per session
 // (SftpServerWorkerCount, a constant with no per-server option). That suits
 // the staging area: each write is a pwrite at its offset, safe
-// concurrently and out of order, and the workers bound what a session holds
-// in memory to a few dozen packet buffers however many requests the client
-// pipelines (OpenSSH's sftp keeps 64 in flight).
+// concurrently and out of order.
 //
 // Packet buffers are reused (pkg/sftp's allocator): without it each packet
 // gets a new buffer, and at hundreds of MB/s the garbage collector and the
 // runtime handing memory back to the kernel (madvise) held uploads to half
-// the speed (BENCHMARKS.md). The buffers are 256 KiB, pkg/sftp's largest
-// packet: the bridge's RSS grows by about 40 MiB while a session uploads. A
+// the speed (BENCHMARKS.md). The allocator is the session's own, with no
+// cap: it gives every request a buffer of 256 KiB, pkg/sftp's largest
+// packet, whatever the request's size, and keeps each buffer it made until
+// the session ends. So the session holds at most requestsInFlight requests
+// at once (inflight.go), which bounds its buffers to requestsInFlight+2
+// (2*requestsInFlight+2 for reads); with no bound, OpenSSH's 64 requests in flight
+// made 16 MiB of buffers and about 40 MiB of RSS growth per upload. A
 // buffer goes back to the pool once the request's answer is sent; the
 // handlers keep no reference to it (WriteAt writes synchronously, ReadAt
 // fills the buffer it is given).
@@ -78,7 +81,7 @@ func Serve(ctx context.Context, ch io.ReadWriteCloser, sc *uploads.Scope, opts O
 		lim = NewHandles(0, 0)
 	}
 	h := &handlers{sc: sc, log: log, stderr: opts.Stderr, handles: &sessionHandles{lim: lim}}
-	rs := pkgsftp.NewRequestServer(ch,
+	rs := pkgsftp.NewRequestServer(newInflight(ch, requestsInFlight),
 		pkgsftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
 		pkgsftp.WithStartDirectory(Home),
 		pkgsftp.WithRSAllocator())
