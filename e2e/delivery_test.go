@@ -286,7 +286,7 @@ func TestDeliveryKeepsStagingOrder(t *testing.T) {
 	order, _ := orderFiles(t, b, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	r := runCmd(t, b.SSH(ctx, "demo-app", []string{"-tt"}), nil)
+	r := runCmd(t, b.SSH(ctx, "demo-app", []string{"-tt"}), strings.NewReader("exit\n"))
 	if r.Code != 0 {
 		t.Fatalf("shell: exit %d\n%s", r.Code, r.Stderr)
 	}
