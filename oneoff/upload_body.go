@@ -76,8 +76,17 @@ func (e *exactReader) writeTo(w io.Writer) (int64, error) {
 	if e.err != nil {
 		return 0, e.err
 	}
+	if e.left == 0 {
+		// Only the check that nothing follows (net/http calls WriteTo
+		// again once the body's length was sent, to find extra bytes).
+		_, err := e.Read(nil)
+		if err == io.EOF {
+			err = nil
+		}
+		return 0, err
+	}
 	wt, ok := e.r.(io.WriterTo)
-	if !ok || e.left == 0 {
+	if !ok {
 		// Large writes, as bulkWriteConn makes them.
 		return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{e}, make([]byte, bodyCopyBuffer))
 	}

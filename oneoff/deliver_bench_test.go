@@ -1,0 +1,65 @@
+package oneoff_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"sshbridge/internal/testkit"
+	"sshbridge/oneoff"
+	"sshbridge/platform"
+	"sshbridge/uploads"
+)
+
+// BenchmarkDeliverSmallFiles delivers 1000 pending files of 10 KiB from a
+// staging area to a one-off of the embedded platform, all in this
+// process, for the profile of the whole path (staging area, client,
+// platform); e2e's BenchmarkDeliverySmallFiles is the gate.
+func BenchmarkDeliverSmallFiles(b *testing.B) {
+	p, err := platform.New(platform.Config{APIToken: apiToken, StateDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	url := "http://" + testkit.Serve(b, p)
+	c, err := oneoff.New(oneoff.Config{APIURL: url, APIToken: apiToken})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	s, err := uploads.Open(b.TempDir(), uploads.Limits{MaxFileSize: -1, UserQuota: -1}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	sc := s.Scope("u", "demo")
+	content := make([]byte, 10<<10)
+	for b.Loop() {
+		b.StopTimer()
+		for i := range 1000 {
+			w, err := sc.Create(fmt.Sprintf("f%04d", i), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w.Write(content)
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		o, err := c.Start(context.Background(), oneoff.RunRequest{App: "demo", Command: "true"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		d, err := sc.Deliver(context.Background(), o.Upload, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		d.Release()
+		for i := range 1000 {
+			sc.Remove(fmt.Sprintf("f%04d", i))
+		}
+		b.StartTimer()
+	}
+}
