@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -25,7 +26,8 @@ import (
 // bridge (the delivered staged file) and the platform (the one-off's /tmp)
 // do off the session's path.
 //
-// Each timed copy starts right after a 1 GiB file was removed. On a virtual
+// Each timed copy starts once the disk has taken every dirty page (sync)
+// and right after a 1 GiB file was removed. On a virtual
 // machine that hands free memory back to its host, writing a file into
 // memory that has been free for a few seconds costs several times more than
 // into memory freed just now (cp ran at 5 GB/s in one state and 0.3 to
@@ -50,7 +52,7 @@ func BenchmarkDelivery(b *testing.B) {
 		return time.Since(start)
 	}
 	dir := b.TempDir()
-	dst, scratch := filepath.Join(dir, "big"), filepath.Join(dir, "scratch")
+	dst, scratch, staged := filepath.Join(dir, "big"), filepath.Join(dir, "scratch"), filepath.Join(dir, "staged")
 	cp := func(from, to string) time.Duration {
 		start := time.Now()
 		if out, err := exec.Command("cp", from, to).CombinedOutput(); err != nil {
@@ -68,21 +70,31 @@ func BenchmarkDelivery(b *testing.B) {
 	rate := func(d time.Duration) float64 { return uploadSize / 1e6 / d.Seconds() }
 	rates := map[string][]float64{}
 	var removals, sessions []float64
+	// settle writes back what earlier steps left dirty and then frees
+	// memory just now (see above), so that both timed copies start from
+	// the same state: their source freshly written, nothing dirty.
+	settle := func() {
+		syscall.Sync()
+		cp(src, scratch)
+		remove(scratch)
+	}
 	for b.Loop() {
 		for range uploadRuns {
-			cp(src, scratch)
 			sftpRun(b, args, fmt.Sprintf("put %s big\n", src))
-			remove(scratch)
+			settle()
 			withFile := session()
 			empty := session()
 			rates["delivery"] = append(rates["delivery"], rate(withFile-empty))
 			sessions = append(sessions, float64(withFile.Milliseconds()), float64(empty.Milliseconds()))
 
-			cp(src, scratch)
-			remove(scratch)
-			rates["socket"] = append(rates["socket"], rate(socketCopy(b, src, dst)))
+			// The socket's source is freshly written too, as a staged file is.
+			cp(src, staged)
+			settle()
+			rates["socket"] = append(rates["socket"], rate(socketCopy(b, staged, dst)))
 			remove(dst)
+			remove(staged)
 
+			settle()
 			rates["copy"] = append(rates["copy"], rate(cp(src, dst)))
 			removals = append(removals, float64(remove(dst).Microseconds())/1000)
 		}

@@ -63,3 +63,52 @@ func BenchmarkDeliverSmallFiles(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkDeliverLargeFile delivers one pending file of 256 MiB from a
+// staging area to a one-off of the embedded platform, all in this process,
+// for the profile of the path a large file takes; e2e's BenchmarkDelivery
+// is the gate.
+func BenchmarkDeliverLargeFile(b *testing.B) {
+	const size = 256 << 20
+	p, err := platform.New(platform.Config{APIToken: apiToken, StateDir: b.TempDir(), MaxUploadBytes: 2 * size})
+	if err != nil {
+		b.Fatal(err)
+	}
+	url := "http://" + testkit.Serve(b, p)
+	c, err := oneoff.New(oneoff.Config{APIURL: url, APIToken: apiToken})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	s, err := uploads.Open(b.TempDir(), uploads.Limits{MaxFileSize: -1, UserQuota: -1}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	sc := s.Scope("u", "demo")
+	w, err := sc.Create("big", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	for range size / len(chunk) {
+		w.Write(chunk)
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(size)
+	for b.Loop() {
+		b.StopTimer()
+		o, err := c.Start(context.Background(), oneoff.RunRequest{App: "demo", Command: "true"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		d, err := sc.Deliver(context.Background(), o.Upload, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d.Release()
+	}
+}
