@@ -30,9 +30,12 @@ type ProgressFunc func(name string, sent, size int64, accepted bool)
 // were accepted, so that the platform finishes them in order.
 // The files stay pending until Delivery.Commit, called once the one-off
 // they were sent to has attached: a one-off that never attached never ran
-// the command, and whatever it took is gone with it. On the first failure
-// Deliver stops and returns a *DeliveryError naming the file and every file
-// of the delivery, all still pending. Files being written are not pending
+// the command, and whatever it took is gone with it. A file that fails
+// stops the files after it (none of them is accepted: their last bytes
+// were held back) while those before it finish; Deliver then returns a
+// *DeliveryError naming the first file, in order, that failed and every
+// file of the delivery, all still pending. send is called from several
+// goroutines at once, progress from one at a time. Files being written are not pending
 // and are left alone; files that become pending while Deliver runs wait
 // for the next one. progress may be nil.
 //
