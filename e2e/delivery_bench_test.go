@@ -18,9 +18,10 @@ import (
 // BenchmarkDelivery times the delivery of a staged 1 GiB file to the
 // platform (a session's start with the file pending, less the same start
 // with nothing pending) against the loopback socket's ceiling measured in
-// the same run: the same file sent over a loopback TCP connection into a
-// file with plain reads and writes (see socketCopy), the transport a
-// delivery uses. It checks the target against that copy. For information
+// the same run, right after each delivery: the same file sent over a
+// loopback TCP connection into a file with plain reads and writes (see
+// socketCopy), the transport a delivery uses. It checks the target, the
+// median of the runs' ratios, against that copy. For information
 // it also times a plain copy of the file on the same disk with cp, which
 // copies inside the kernel, and the removal of a 1 GiB file, which the
 // bridge (the delivered staged file) and the platform (the one-off's /tmp)
@@ -100,19 +101,25 @@ func BenchmarkDelivery(b *testing.B) {
 		}
 	}
 	deliveryRate, copyRate, socketRate := median(rates["delivery"]), median(rates["copy"]), median(rates["socket"])
-	ratio := deliveryRate / socketRate
+	// Each delivery against the socket copy right after it: the load of a
+	// shared machine drifts between runs more than within one.
+	var ratios []float64
+	for i, d := range rates["delivery"] {
+		ratios = append(ratios, d/rates["socket"][i])
+	}
+	ratio := median(ratios)
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(deliveryRate, "delivery-MB/s")
 	b.ReportMetric(socketRate, "socket-MB/s")
 	b.ReportMetric(copyRate, "copy-MB/s")
 	b.ReportMetric(ratio, "ratio")
-	b.Logf("1 GiB, median of %d runs: delivery %.0f MB/s %.0f, loopback socket into a file %.0f MB/s %.0f, ratio %.2f (target ≥ %.1f)",
-		len(rates["delivery"]), deliveryRate, rates["delivery"], socketRate, rates["socket"], ratio, deliverySocketRatioMin)
+	b.Logf("1 GiB, median of %d runs: delivery %.0f MB/s %.0f, loopback socket into a file %.0f MB/s %.0f, ratio %.2f %.2f (target ≥ %.1f)",
+		len(rates["delivery"]), deliveryRate, rates["delivery"], socketRate, rates["socket"], ratio, ratios, deliverySocketRatioMin)
 	b.Logf("sessions with the file and without, ms: %.0f", sessions)
 	b.Logf("for information: cp %.0f MB/s %.0f (the delivery is %.2f of it); removing a 1 GiB file: %.0f ms",
 		copyRate, rates["copy"], deliveryRate/copyRate, removals)
 	if ratio < deliverySocketRatioMin {
-		b.Errorf("delivery: %.0f MB/s over the socket's %.0f MB/s = %.2f, want at least %.1f", deliveryRate, socketRate, ratio, deliverySocketRatioMin)
+		b.Errorf("delivery over the socket copy: median ratio %.2f, want at least %.1f", ratio, deliverySocketRatioMin)
 	}
 }
 

@@ -2,7 +2,10 @@ package oneoff_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"testing"
 
@@ -66,16 +69,45 @@ func BenchmarkDeliverSmallFiles(b *testing.B) {
 
 // BenchmarkDeliverLargeFile delivers one pending file of 256 MiB from a
 // staging area to a one-off of the embedded platform, all in this process,
-// for the profile of the path a large file takes; e2e's BenchmarkDelivery
-// is the gate.
+// over plain HTTP (sendfile and splice) and over TLS (user space at both
+// ends), for the profile of the path a large file takes; e2e's
+// BenchmarkDelivery is the gate.
 func BenchmarkDeliverLargeFile(b *testing.B) {
+	for _, tls := range []bool{false, true} {
+		name := "http"
+		if tls {
+			name = "https"
+		}
+		b.Run(name, func(b *testing.B) { deliverLargeFile(b, tls) })
+	}
+}
+
+func deliverLargeFile(b *testing.B, useTLS bool) {
 	const size = 256 << 20
-	p, err := platform.New(platform.Config{APIToken: apiToken, StateDir: b.TempDir(), MaxUploadBytes: 2 * size})
+	cfg := platform.Config{APIToken: apiToken, StateDir: b.TempDir(), MaxUploadBytes: 2 * size}
+	l := testkit.Listen(b)
+	var client *http.Client
+	if useTLS {
+		// httptest's certificate (for 127.0.0.1) and a client that trusts it.
+		ts := httptest.NewUnstartedServer(http.NotFoundHandler())
+		ts.StartTLS()
+		tlsCfg, c := ts.TLS.Clone(), ts.Client()
+		ts.Close()
+		client = c
+		cfg.PublicURL = "https://" + l.Addr().String()
+		l = tls.NewListener(l, tlsCfg)
+	}
+	p, err := platform.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	url := "http://" + testkit.Serve(b, p)
-	c, err := oneoff.New(oneoff.Config{APIURL: url, APIToken: apiToken})
+	go p.Serve(l)
+	b.Cleanup(func() { p.Shutdown(context.Background()) })
+	url := "http://" + l.Addr().String()
+	if useTLS {
+		url = cfg.PublicURL
+	}
+	c, err := oneoff.New(oneoff.Config{APIURL: url, APIToken: apiToken, HTTP: client})
 	if err != nil {
 		b.Fatal(err)
 	}
