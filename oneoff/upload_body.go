@@ -25,7 +25,7 @@ func (b *framedBody) Read(p []byte) (int, error) {
 		if err == io.EOF {
 			err = nil
 		}
-		if n > 0 || err != nil {
+		if n > 0 || err != nil || !b.src.over() {
 			return n, err
 		}
 	}

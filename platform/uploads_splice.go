@@ -52,6 +52,9 @@ func (p *Platform) spliceUpload(w http.ResponseWriter, r *http.Request, o *oneOf
 		return false
 	}
 	defer conn.Close()
+	// The server no longer counts this request: Shutdown waits for it here.
+	p.sessions.Add(1)
+	defer p.sessions.Done()
 	res := &connResponse{header: http.Header{}}
 	// net/http's buffered reader may hold the start of the body.
 	prefix, _ := brw.Reader.Peek(brw.Reader.Buffered())
