@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -254,5 +255,77 @@ func TestAttachFailureKeepsEveryFile(t *testing.T) {
 	}
 	if got := pendingList(t, b, dir); got != "" {
 		t.Fatalf("pending after the attached session: %q, want none", got)
+	}
+}
+
+// orderFiles stages n files of 32 KiB whose names do not sort in the order
+// they are staged, and returns that order and the files.
+func orderFiles(t *testing.T, b *Bridge, n int) ([]string, map[string][]byte) {
+	t.Helper()
+	files := map[string][]byte{}
+	var order []string
+	var batch strings.Builder
+	for i := range n {
+		name := fmt.Sprintf("f%03d", (i*37)%n) // 37 is prime to n: a permutation
+		files[name] = randomData(32 << 10)
+		order = append(order, name)
+		fmt.Fprintf(&batch, "put %s\n", name)
+	}
+	mustOK(t, "put", b.sftpBatch(t, localTree(t, files), "", "demo-app", batch.String()))
+	return order, files
+}
+
+// Files delivered several at once arrive as if one after the other, in the
+// order they were staged, wherever a user can see it: the progress lines
+// of a shell session, and the files' modification times in the one-off
+// (never earlier than the file staged before's); every file arrives whole.
+func TestDeliveryKeepsStagingOrder(t *testing.T) {
+	b := StartBridge(t, Options{})
+	const n = 120
+
+	order, _ := orderFiles(t, b, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r := runCmd(t, b.SSH(ctx, "demo-app", []string{"-tt"}), strings.NewReader("exit\n"))
+	if r.Code != 0 {
+		t.Fatalf("shell: exit %d\n%s", r.Code, r.Stderr)
+	}
+	var shown []string
+	for _, line := range strings.Split(r.Stderr, "\r\n") {
+		if name, ok := strings.CutPrefix(line, "Uploading "); ok {
+			if !strings.HasSuffix(line, "... done") {
+				t.Fatalf("progress line %q", line)
+			}
+			shown = append(shown, strings.Fields(name)[0])
+		}
+	}
+	if strings.Join(shown, ",") != strings.Join(order, ",") {
+		t.Fatalf("progress lines in the order\n%q\nwant the staging order\n%q", shown, order)
+	}
+
+	order, files := orderFiles(t, b, n)
+	out := b.Run("demo-app", nil, "cd /tmp/uploads && stat -c '%.9Y %n' * && sha256sum *")
+	if out.Code != 0 {
+		t.Fatalf("stat: exit %d\n%s", out.Code, out.Stderr)
+	}
+	mtimes := map[string]string{}
+	var sums []string
+	for _, line := range strings.Split(strings.TrimSpace(out.Stdout), "\n") {
+		if sum, name, ok := strings.Cut(line, "  "); ok {
+			sums = append(sums, name+"="+sum)
+		} else if mtime, name, ok := strings.Cut(line, " "); ok {
+			mtimes[name] = mtime
+		}
+	}
+	slices.Sort(sums)
+	if got, want := strings.Join(sums, "\n"), hashes(files, ""); got != want {
+		t.Fatalf("the one-off has\n%s\nwant\n%s", got, want)
+	}
+	for i := 1; i < len(order); i++ {
+		prev, cur := mtimes[order[i-1]], mtimes[order[i]]
+		// Same digits each: seconds, a dot and nine digits.
+		if len(prev) != len(cur) || cur < prev {
+			t.Fatalf("%s modified at %s, before %s staged before it (%s)", order[i], cur, order[i-1], prev)
+		}
 	}
 }

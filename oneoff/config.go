@@ -165,6 +165,9 @@ const bodyCopyBuffer = 256 << 10
 type bulkWriteConn struct{ net.Conn }
 
 func (c bulkWriteConn) ReadFrom(r io.Reader) (int64, error) {
+	if n, handled, err := sendBody(c.Conn, r); handled {
+		return n, err
+	}
 	return io.CopyBuffer(struct{ io.Writer }{c.Conn}, r, make([]byte, bodyCopyBuffer))
 }
 

@@ -3,7 +3,6 @@ package oneoff
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -15,7 +14,11 @@ import (
 // multipart/form-data with the single part "file". name may be a relative
 // path ("dir/sub/f"); the platform decides whether it is acceptable. r must
 // yield exactly size bytes: the body is streamed from r with its exact
-// length announced, never buffered whole. Only before Attach.
+// length announced, never buffered whole. When r is an io.WriterTo whose
+// WriteTo hands an *os.File to io.Copy (the staging area's files do), a
+// plain-HTTP upload sends the file with sendfile(2), the multipart framing
+// written around it (bulkWriteConn); over TLS the bytes go through user
+// space. Only before Attach.
 //
 // A refusal is ErrUploadRefused; a failure to read r is returned wrapping
 // r's error, with no Kind.
@@ -44,7 +47,7 @@ func (o *OneOff) Upload(ctx context.Context, name string, size int64, r io.Reade
 		url:         subURL(o.attach, "/files"),
 		auth:        basicAuth(tok),
 		contentType: contentType,
-		body:        io.MultiReader(bytes.NewReader(head), src, bytes.NewReader(tail)),
+		body:        &framedBody{head: head, src: src, tail: tail},
 		length:      int64(len(head)) + size + int64(len(tail)),
 	})
 	if src.err != nil {
@@ -87,9 +90,10 @@ func escapeQuotes(s string) string {
 // a short or long source would otherwise truncate the file silently or
 // break the announced Content-Length.
 type exactReader struct {
-	r    io.Reader
-	left int64
-	err  error
+	r       io.Reader
+	left    int64
+	err     error
+	checked bool // read to its end, and nothing followed
 }
 
 func (e *exactReader) Read(p []byte) (int, error) {
@@ -97,11 +101,15 @@ func (e *exactReader) Read(p []byte) (int, error) {
 		return 0, e.err
 	}
 	if e.left == 0 {
+		if e.checked {
+			return 0, io.EOF
+		}
 		var one [1]byte
 		if n, _ := io.ReadFull(e.r, one[:]); n > 0 {
-			e.err = errors.New("source is longer than its announced size")
+			e.err = errSourceTooLong
 			return 0, e.err
 		}
+		e.checked = true
 		return 0, io.EOF
 	}
 	if int64(len(p)) > e.left {
@@ -111,11 +119,15 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	e.left -= int64(n)
 	switch {
 	case err == io.EOF && e.left > 0:
-		e.err = fmt.Errorf("source ended %d bytes short of its announced size: %w", e.left, io.ErrUnexpectedEOF)
+		e.err = errShortSource(e.left)
 		return n, e.err
 	case err != nil && err != io.EOF:
 		e.err = err
 		return n, err
 	}
 	return n, nil
+}
+
+func errShortSource(left int64) error {
+	return fmt.Errorf("source ended %d bytes short of its announced size: %w", left, io.ErrUnexpectedEOF)
 }

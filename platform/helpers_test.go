@@ -245,6 +245,7 @@ func (tp *testPlatform) runAndCollect(command string, tty bool) (string, int) {
 
 // stateEntries lists what is left in the platform's state dir.
 func (tp *testPlatform) stateEntries() []string {
+	tp.removals.Wait() // ended one-offs' dirs go off the path of /wait
 	ents, err := os.ReadDir(tp.stateDir)
 	if err != nil {
 		tp.t.Fatalf("read state dir: %v", err)

@@ -39,6 +39,7 @@ type Platform struct {
 	total    int                // one-offs not yet ended, in all
 	indexes  map[string]int     // app => last type_index given
 	sessions sync.WaitGroup     // attach streams and their one-offs' ends
+	removals sync.WaitGroup     // one-off dirs being removed (removeDirLater)
 }
 
 // New checks cfg and prepares a platform; Serve starts it.
@@ -198,6 +199,7 @@ func (p *Platform) Shutdown(ctx context.Context) error {
 	for _, o := range all {
 		o.removeDir()
 	}
+	p.removals.Wait()
 	p.state.close()
 	return err
 }

@@ -42,11 +42,19 @@ func (p *Platform) handleUpload(w http.ResponseWriter, r *http.Request, o *oneOf
 		writeError(w, http.StatusBadRequest, "expected a multipart/form-data body")
 		return
 	}
+	if spliceable(r) && p.spliceUpload(w, r, o, boundary, limit) {
+		return
+	}
 	// Not mime/multipart's reader: it passes content on a few KiB per call
 	// through a 4 KiB buffer, which caps an upload far below what the
 	// connection and the disk allow.
-	mr := newFormReader(http.MaxBytesReader(w, r.Body, limit+multipartSlack), boundary, formBufferSize)
-	saved := 0
+	mr := newFormReader(http.MaxBytesReader(w, r.Body, limit+multipartSlack), boundary, formBufferFor(r.ContentLength))
+	p.saveParts(w, mr, o, limit, 0)
+}
+
+// saveParts saves each `file` part left in mr and answers: 200 once at
+// least one file (saved before, or here) was saved.
+func (p *Platform) saveParts(w http.ResponseWriter, mr *formReader, o *oneOff, limit int64, saved int) {
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -77,6 +85,21 @@ func (p *Platform) handleUpload(w http.ResponseWriter, r *http.Request, o *oneOf
 	w.WriteHeader(http.StatusOK)
 }
 
+// minFormBuffer is the smallest read buffer of an upload's multipart
+// reader; a part's header block must fit in it.
+const minFormBuffer = 64 << 10
+
+// formBufferFor sizes the read buffer for a body of length n (-1 when
+// unknown): no larger than the body, so that a small file does not cost a
+// 1 MiB allocation (zeroed, then swept), which was most of the platform's
+// CPU time for a delivery of many small files.
+func formBufferFor(n int64) int {
+	if n < 0 {
+		return formBufferSize
+	}
+	return int(min(max(n+1, minFormBuffer), formBufferSize))
+}
+
 func (p *Platform) uploadFailed(w http.ResponseWriter, o *oneOff, err error, limit int64) {
 	var mbe *http.MaxBytesError
 	switch {
@@ -105,7 +128,19 @@ var errUploadPath = errors.New("upload path conflict")
 // saveUpload writes one file under the one-off's uploads dir, creating its
 // subdirectories, all owned by the user the one-off runs as. A file over the
 // cap is removed.
-func (p *Platform) saveUpload(o *oneOff, name string, r io.Reader, limit int64) (err error) {
+func (p *Platform) saveUpload(o *oneOff, name string, r io.Reader, limit int64) error {
+	return p.writeUpload(o, name, func(f *os.File) error {
+		// A part writes its content straight from its read buffer (WriteTo).
+		_, err := io.Copy(&capWriter{w: f, left: limit}, r)
+		return err
+	})
+}
+
+// writeUpload makes the file name under the one-off's uploads dir, with
+// its subdirectories, all owned by the user the one-off runs as, and has
+// write fill it. On any error the file is removed; errTooLarge and
+// errUploadPath pass through as such.
+func (p *Platform) writeUpload(o *oneOff, name string, write func(*os.File) error) (err error) {
 	root := o.uploadDir()
 	if dir := filepath.Dir(name); dir != "." {
 		if err := p.mkdirUploads(root, dir); err != nil {
@@ -130,8 +165,7 @@ func (p *Platform) saveUpload(o *oneOff, name string, r io.Reader, limit int64) 
 			return fmt.Errorf("save upload: %w", err)
 		}
 	}
-	// A part writes its content straight from its read buffer (WriteTo).
-	if _, err := io.Copy(&capWriter{w: f, left: limit}, r); err != nil {
+	if err := write(f); err != nil {
 		if errors.Is(err, errTooLarge) {
 			return err
 		}

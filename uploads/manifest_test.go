@@ -69,6 +69,8 @@ func TestJournalReplayAndCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Delivered files are removed off the session's path; Close waits for it.
+	s2.Close()
 	if _, err := os.Stat(scopeDir); !os.IsNotExist(err) {
 		out, _ := exec.Command("find", filepath.Dir(scopeDir)).CombinedOutput()
 		t.Fatalf("empty scope left %v\n%s", err, out)

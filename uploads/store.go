@@ -38,6 +38,7 @@ type Store struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+	bg        sync.WaitGroup // removals of delivered files (removeBlobsLater)
 
 	observer observerFunc // Observe's function
 }
@@ -123,6 +124,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.done
+		s.bg.Wait()
 		err = s.lock.Close()
 	})
 	return err

@@ -413,7 +413,12 @@ func TestDeliver(t *testing.T) {
 	var got []string
 	fail := errors.New("413 too large")
 	send := func(ctx context.Context, name string, size int64, r io.Reader) error {
-		b, _ := io.ReadAll(r)
+		b, err := io.ReadAll(r)
+		if err != nil {
+			// A later file in flight when an earlier one failed: its
+			// last byte is never handed over.
+			return err
+		}
 		if int64(len(b)) != size {
 			t.Errorf("%s: read %d of %d", name, len(b), size)
 		}
