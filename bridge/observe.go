@@ -123,7 +123,7 @@ type UploadEvent struct {
 	// Reason of a refusal, from a fixed set: "platform" (the platform
 	// refused the delivery), "quota", "too_large", "other".
 	Reason   string
-	Duration time.Duration // "delivered": the time its upload took
+	Duration time.Duration // "delivered": the time the session waited for it (observeDelivery)
 }
 
 // ForwardEvent is a forwarding channel or request, opened or refused.
@@ -548,16 +548,22 @@ func (sess *session) observeEnd(kind string, start time.Time, code int, outcome 
 // with the time its upload took, then calls progress (which may be nil).
 // The events are reported by deliveredEvents once the delivery is
 // committed.
+//
+// Several files are in flight at once (uploads.Scope.Deliver), and their
+// progress comes file after file in staging order, a file's report only
+// once the one before it was accepted. So a file's time is counted from
+// the acceptance of the file before it (the first file's from the start of
+// the delivery) to its own: the session waited that long for it, and the
+// times of a delivery add up to its whole.
 func (sess *session) observeDelivery(progress func(name string, sent, size int64, accepted bool)) func(name string, sent, size int64, accepted bool) {
-	var began time.Time
+	began := time.Now()
 	sess.delivered = nil
 	return func(name string, sent, size int64, accepted bool) {
-		switch {
-		case accepted:
+		if accepted {
+			now := time.Now()
 			sess.delivered = append(sess.delivered, UploadEvent{Event: "delivered", User: sess.identity(), App: sess.app,
-				Name: name, Size: size, Duration: time.Since(began)})
-		case sent == 0:
-			began = time.Now()
+				Name: name, Size: size, Duration: now.Sub(began)})
+			began = now
 		}
 		if progress != nil {
 			progress(name, sent, size, accepted)

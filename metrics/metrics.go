@@ -65,7 +65,7 @@ func New(version string, pending func() (files int, bytes int64)) *Metrics {
 	m.uploads = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "uploads_total",
 		Help: "Staged files, by event: staged, delivered, refused, expired."}, []string{"event"})
 	m.deliverSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "upload_delivery_seconds",
-		Help: "Time to send one pending file to a one-off.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 11)})
+		Help: "Time a session waited for one pending file to reach a one-off, from the file before it accepted.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 11)})
 	m.deliverBytes = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "upload_delivery_bytes",
 		Help: "Size of each pending file sent to a one-off.", Buckets: prometheus.ExponentialBuckets(1024, 4, 12)})
 	m.platformErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "platform_errors_total",
