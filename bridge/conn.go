@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"sync"
@@ -27,6 +28,9 @@ type connState struct {
 	mu       sync.Mutex
 	sessions int
 	idle     *time.Timer // runs while no session is open, when an idle timeout is set
+	// keepalive sends the next keepalive (keepaliveTick), when a
+	// keepalive interval is set.
+	keepalive *time.Timer
 
 	refusals refusalLog
 
@@ -102,7 +106,7 @@ func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
 	s.observer().Connection(ConnectionEvent{Phase: "open", ConnID: st.id, Remote: conn.RemoteAddr().String()})
 	s.startIdleTimer(st, conn)
 	s.addConn(st)
-	go s.watchConn(ctx, st, conn)
+	s.watchConn(ctx, st, conn)
 	return conn
 }
 
@@ -114,53 +118,66 @@ func authenticated(ctx ssh.Context) *gossh.ServerConn {
 }
 
 // watchConn enforces the login grace time and sends keepalives for the
-// life of the connection. gliderlabs has neither: a client that never
-// finishes the handshake would hold its goroutines forever, and a client
-// that vanished without a FIN would hold its one-offs.
+// life of the connection, and tidies up after it once its context ends
+// (gliderlabs ends it when the connection closes). gliderlabs has neither:
+// a client that never finishes the handshake would hold its goroutines
+// forever, and a client that vanished without a FIN would hold its
+// one-offs. It holds no goroutine while the connection is idle, only two
+// timers: an idle connection costs each of its goroutines' stacks (see
+// BENCHMARKS.md, "Idle connections").
 func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
-	defer s.removeConn(st)
-	defer func() {
+	graceTime := st.startup.Grace()
+	grace := time.AfterFunc(graceTime, func() {
+		if st.isAuthenticated() {
+			return
+		}
+		st.mu.Lock()
+		st.graceExceeded = true
+		st.mu.Unlock()
+		st.log.Info("connection closed: not authenticated within the login grace time", "grace", graceTime)
+		conn.Close()
+	})
+	if s.cfg.ClientAliveInterval > 0 {
+		st.mu.Lock()
+		st.keepalive = time.AfterFunc(s.cfg.ClientAliveInterval, func() { s.keepaliveTick(ctx, st) })
+		st.mu.Unlock()
+	}
+	context.AfterFunc(ctx, func() {
+		grace.Stop()
+		st.mu.Lock()
+		if st.keepalive != nil {
+			st.keepalive.Stop()
+		}
+		st.mu.Unlock()
+		st.startup.End(st.event())
+		st.refusals.flush()
+		st.stopIdle()
+		s.releaseAgent(st)
 		s.observer().Connection(ConnectionEvent{Phase: "close", ConnID: st.id, Remote: conn.RemoteAddr().String(),
 			Outcome: st.outcome(), Duration: time.Since(st.opened)})
-	}()
-	defer s.releaseAgent(st)
-	defer st.stopIdle()
-	defer st.refusals.flush()
-	defer func() { st.startup.End(st.event()) }()
-	graceTime := st.startup.Grace()
-	grace := time.NewTimer(graceTime)
-	defer grace.Stop()
-	var tick <-chan time.Time
-	if s.cfg.ClientAliveInterval > 0 {
-		t := time.NewTicker(s.cfg.ClientAliveInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	deadline := s.cfg.ClientAliveInterval * time.Duration(s.cfg.ClientAliveCountMax)
-	for {
-		select {
-		case <-ctx.Done():
+		s.removeConn(st)
+	})
+}
+
+// keepaliveTick runs every ClientAliveInterval (OpenSSH's): once the
+// connection is authenticated it sends a keepalive and closes the
+// connection when no answer comes within ClientAliveInterval times
+// ClientAliveCountMax; then it arms itself again.
+func (s *Server) keepaliveTick(ctx ssh.Context, st *connState) {
+	if sc := authenticated(ctx); sc != nil {
+		deadline := s.cfg.ClientAliveInterval * time.Duration(s.cfg.ClientAliveCountMax)
+		if !s.keepalive(ctx, sc, deadline) {
+			st.log.Info("connection closed: no answer to keepalives", "after", deadline)
+			sc.Close()
 			return
-		case <-grace.C:
-			if !st.isAuthenticated() {
-				st.mu.Lock()
-				st.graceExceeded = true
-				st.mu.Unlock()
-				st.log.Info("connection closed: not authenticated within the login grace time", "grace", graceTime)
-				conn.Close()
-				return
-			}
-		case <-tick:
-			sc := authenticated(ctx)
-			if sc == nil {
-				continue
-			}
-			if !s.keepalive(ctx, sc, deadline) {
-				st.log.Info("connection closed: no answer to keepalives", "after", deadline)
-				sc.Close()
-				return
-			}
 		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	// Under st.mu: once the context has ended, the tidy-up stops the timer
+	// after this, or this sees the end.
+	if ctx.Err() == nil {
+		st.keepalive.Reset(s.cfg.ClientAliveInterval)
 	}
 }
 
