@@ -34,6 +34,11 @@ type coalescingConn struct {
 	// connection whose header is read, so that net.Buffers keeps its writev.
 	out net.Conn
 
+	// cancel, when set, ends the connection's context: at Close, and at
+	// a network error reading or writing (a client gone), so that its
+	// sessions learn of it at once.
+	cancel func()
+
 	mu    sync.Mutex
 	buf   *[]byte     // the held bytes, from heldBuffers; nil when none are held
 	held  int         // 0: nothing; 1: the 4 KiB write; 2: and the large write after it
@@ -62,7 +67,26 @@ func newCoalescingConn(c net.Conn) *coalescingConn {
 	return cc
 }
 
+func (c *coalescingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.failed(err)
+	return n, err
+}
+
+// failed ends the connection's context at a network error.
+func (c *coalescingConn) failed(err error) {
+	if _, ok := err.(net.Error); ok && c.cancel != nil {
+		c.cancel()
+	}
+}
+
 func (c *coalescingConn) Write(p []byte) (int, error) {
+	n, err := c.write(p)
+	c.failed(err)
+	return n, err
+}
+
+func (c *coalescingConn) write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
@@ -136,5 +160,9 @@ func (c *coalescingConn) Close() error {
 		c.sendHeld(nil)
 	}
 	c.mu.Unlock()
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	if c.cancel != nil {
+		c.cancel()
+	}
+	return err
 }

@@ -70,7 +70,7 @@ func connLogger(ctx ssh.Context, fallback *slog.Logger) *slog.Logger {
 // logged and seen by from=; a connection whose header is refused is closed
 // (the listener logs why) and counts nowhere. The balancer's own
 // connections (a v2 LOCAL health check) never earn it a penalty.
-func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
+func (s *Server) onConn(ctx ssh.Context, conn net.Conn) *coalescingConn {
 	admit := s.admission.Admit
 	var via net.Addr
 	local := false
@@ -88,7 +88,8 @@ func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
 		s.observer().Connection(ConnectionEvent{Phase: "close", Remote: conn.RemoteAddr().String(), Outcome: "refused"})
 		return nil
 	}
-	conn = newCoalescingConn(conn) // after the header: it writes to the socket itself
+	cc := newCoalescingConn(conn) // after the header: it writes to the socket itself
+	conn = cc
 	st := &connState{id: newConnID(), ctx: ctx, conn: conn, startup: startup}
 	st.log = s.log.With("conn", st.id, "remote", conn.RemoteAddr().String())
 	if via != nil {
@@ -107,11 +108,11 @@ func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
 	s.startIdleTimer(st, conn)
 	s.addConn(st)
 	s.watchConn(ctx, st, conn)
-	return conn
+	return cc
 }
 
 // authenticated says whether the handshake and authentication are done:
-// gliderlabs puts the server connection in the context only then.
+// the server connection is in the context only then (handleConn).
 func authenticated(ctx ssh.Context) *gossh.ServerConn {
 	sc, _ := ctx.Value(ssh.ContextKeyConn).(*gossh.ServerConn)
 	return sc
@@ -119,7 +120,7 @@ func authenticated(ctx ssh.Context) *gossh.ServerConn {
 
 // watchConn enforces the login grace time and sends keepalives for the
 // life of the connection, and tidies up after it once its context ends
-// (gliderlabs ends it when the connection closes). gliderlabs has neither:
+// (when the connection closes). x/crypto has neither:
 // a client that never finishes the handshake would hold its goroutines
 // forever, and a client that vanished without a FIN would hold its
 // one-offs. It holds no goroutine while the connection is idle, only two
