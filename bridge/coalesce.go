@@ -34,10 +34,10 @@ type coalescingConn struct {
 	// connection whose header is read, so that net.Buffers keeps its writev.
 	out net.Conn
 
-	// cancel, when set, ends the connection's context: at Close, and at
-	// a network error reading or writing (a client gone), so that its
+	// end, when set, ends the connection's context: at Close, and at a
+	// network error reading or writing (a client gone), so that its
 	// sessions learn of it at once.
-	cancel func()
+	end func()
 
 	mu    sync.Mutex
 	buf   *[]byte     // the held bytes, from heldBuffers; nil when none are held
@@ -75,8 +75,8 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 
 // failed ends the connection's context at a network error.
 func (c *coalescingConn) failed(err error) {
-	if _, ok := err.(net.Error); ok && c.cancel != nil {
-		c.cancel()
+	if _, ok := err.(net.Error); ok && c.end != nil {
+		c.end()
 	}
 }
 
@@ -161,8 +161,8 @@ func (c *coalescingConn) Close() error {
 	}
 	c.mu.Unlock()
 	err := c.Conn.Close()
-	if c.cancel != nil {
-		c.cancel()
+	if c.end != nil {
+		c.end()
 	}
 	return err
 }

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"sync"
@@ -28,9 +27,10 @@ type connState struct {
 	mu       sync.Mutex
 	sessions int
 	idle     *time.Timer // runs while no session is open, when an idle timeout is set
-	// keepalive sends the next keepalive (keepaliveTick), when a
-	// keepalive interval is set.
-	keepalive *time.Timer
+	// grace closes the connection at the end of the login grace time
+	// unless it is authenticated by then; keepalive sends the next
+	// keepalive (keepaliveTick), when a keepalive interval is set.
+	grace, keepalive *time.Timer
 
 	refusals refusalLog
 
@@ -70,7 +70,7 @@ func connLogger(ctx ssh.Context, fallback *slog.Logger) *slog.Logger {
 // logged and seen by from=; a connection whose header is refused is closed
 // (the listener logs why) and counts nowhere. The balancer's own
 // connections (a v2 LOCAL health check) never earn it a penalty.
-func (s *Server) onConn(ctx ssh.Context, conn net.Conn) *coalescingConn {
+func (s *Server) onConn(ctx *connContext, conn net.Conn) *coalescingConn {
 	admit := s.admission.Admit
 	var via net.Addr
 	local := false
@@ -89,6 +89,7 @@ func (s *Server) onConn(ctx ssh.Context, conn net.Conn) *coalescingConn {
 		return nil
 	}
 	cc := newCoalescingConn(conn) // after the header: it writes to the socket itself
+	cc.end = ctx.end
 	conn = cc
 	st := &connState{id: newConnID(), ctx: ctx, conn: conn, startup: startup}
 	st.log = s.log.With("conn", st.id, "remote", conn.RemoteAddr().String())
@@ -120,32 +121,17 @@ func authenticated(ctx ssh.Context) *gossh.ServerConn {
 
 // watchConn enforces the login grace time and sends keepalives for the
 // life of the connection, and tidies up after it once its context ends
-// (when the connection closes). x/crypto has neither:
+// (when the connection closes: connContext.end). x/crypto has neither:
 // a client that never finishes the handshake would hold its goroutines
 // forever, and a client that vanished without a FIN would hold its
 // one-offs. It holds no goroutine while the connection is idle, only two
 // timers: an idle connection costs each of its goroutines' stacks (see
 // BENCHMARKS.md, "Idle connections").
-func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
-	graceTime := st.startup.Grace()
-	grace := time.AfterFunc(graceTime, func() {
-		if st.isAuthenticated() {
-			return
-		}
+func (s *Server) watchConn(ctx *connContext, st *connState, conn net.Conn) {
+	// First, so that whatever ends the context finds it.
+	ctx.setOnEnd(func() {
 		st.mu.Lock()
-		st.graceExceeded = true
-		st.mu.Unlock()
-		st.log.Info("connection closed: not authenticated within the login grace time", "grace", graceTime)
-		conn.Close()
-	})
-	if s.cfg.ClientAliveInterval > 0 {
-		st.mu.Lock()
-		st.keepalive = time.AfterFunc(s.cfg.ClientAliveInterval, func() { s.keepaliveTick(ctx, st) })
-		st.mu.Unlock()
-	}
-	context.AfterFunc(ctx, func() {
-		grace.Stop()
-		st.mu.Lock()
+		st.grace.Stop()
 		if st.keepalive != nil {
 			st.keepalive.Stop()
 		}
@@ -158,6 +144,22 @@ func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
 			Outcome: st.outcome(), Duration: time.Since(st.opened)})
 		s.removeConn(st)
 	})
+	graceTime := st.startup.Grace()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.grace = time.AfterFunc(graceTime, func() {
+		if st.isAuthenticated() {
+			return
+		}
+		st.mu.Lock()
+		st.graceExceeded = true
+		st.mu.Unlock()
+		st.log.Info("connection closed: not authenticated within the login grace time", "grace", graceTime)
+		conn.Close()
+	})
+	if s.cfg.ClientAliveInterval > 0 {
+		st.keepalive = time.AfterFunc(s.cfg.ClientAliveInterval, func() { s.keepaliveTick(ctx, st) })
+	}
 }
 
 // keepaliveTick runs every ClientAliveInterval (OpenSSH's): once the

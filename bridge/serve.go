@@ -59,14 +59,13 @@ func (s *Server) Serve(l net.Listener) error {
 // client is authenticated, hands the connection to serveConn on a fresh
 // goroutine and returns.
 func (s *Server) handleConn(raw net.Conn) {
-	ctx, cancel := newConnContext()
+	ctx := newConnContext()
 	conn := s.onConn(ctx, raw)
 	if conn == nil {
 		raw.Close()
-		cancel()
+		ctx.end()
 		return
 	}
-	conn.cancel = cancel
 	sc, chans, reqs, err := gossh.NewServerConn(conn, s.connConfig(ctx))
 	if err != nil {
 		conn.Close()
@@ -185,41 +184,76 @@ func applyConnMetadata(ctx ssh.Context, meta gossh.ConnMetadata) {
 	ctx.SetValue(ssh.ContextKeyRemoteAddr, meta.RemoteAddr())
 }
 
-// connContext is a connection's ssh.Context: a cancellable context that
-// ends with the connection, the connection-wide lock, and the values the
+// connContext is a connection's ssh.Context: a context that ends with
+// the connection (end), the connection-wide lock, and the values the
 // bridge and gliderlabs' keys put in it.
 type connContext struct {
 	context.Context
 	sync.Mutex // ssh.Context's connection-wide lock
 
-	valuesMu sync.Mutex
-	values   map[any]any
+	cancel context.CancelFunc
+	ended  sync.Once
+
+	valuesMu sync.Mutex // for onEnd and values
+	// onEnd, when set (watchConn), runs on a goroutine of its own once
+	// the context has ended: the connection's tidy-up.
+	onEnd  func()
+	values []ctxValue // a dozen at most: a list costs less than a map
 }
 
-func newConnContext() (*connContext, context.CancelFunc) {
+type ctxValue struct{ key, value any }
+
+func newConnContext() *connContext {
 	inner, cancel := context.WithCancel(context.Background())
-	ctx := &connContext{Context: inner, values: make(map[any]any, 12)}
-	ctx.values[ssh.ContextKeyPermissions] = &ssh.Permissions{Permissions: &gossh.Permissions{}}
-	return ctx, cancel
+	ctx := &connContext{Context: inner, cancel: cancel, values: make([]ctxValue, 0, 12)}
+	ctx.SetValue(ssh.ContextKeyPermissions, &ssh.Permissions{Permissions: &gossh.Permissions{}})
+	return ctx
+}
+
+// setOnEnd sets onEnd.
+func (ctx *connContext) setOnEnd(f func()) {
+	ctx.valuesMu.Lock()
+	defer ctx.valuesMu.Unlock()
+	ctx.onEnd = f
+}
+
+// end ends the context, once: the connection closed, or failed.
+func (ctx *connContext) end() {
+	ctx.ended.Do(func() {
+		ctx.cancel()
+		ctx.valuesMu.Lock()
+		f := ctx.onEnd
+		ctx.valuesMu.Unlock()
+		if f != nil {
+			go f()
+		}
+	})
 }
 
 // Value looks among the connection's values, then in the context under
-// them (so that context.AfterFunc finds its cancellation without a
-// goroutine).
+// them.
 func (ctx *connContext) Value(key any) any {
 	ctx.valuesMu.Lock()
-	v, ok := ctx.values[key]
-	ctx.valuesMu.Unlock()
-	if ok {
-		return v
+	for _, kv := range ctx.values {
+		if kv.key == key {
+			ctx.valuesMu.Unlock()
+			return kv.value
+		}
 	}
+	ctx.valuesMu.Unlock()
 	return ctx.Context.Value(key)
 }
 
 func (ctx *connContext) SetValue(key, value any) {
 	ctx.valuesMu.Lock()
 	defer ctx.valuesMu.Unlock()
-	ctx.values[key] = value
+	for i := range ctx.values {
+		if ctx.values[i].key == key {
+			ctx.values[i].value = value
+			return
+		}
+	}
+	ctx.values = append(ctx.values, ctxValue{key, value})
 }
 
 func (ctx *connContext) User() string { s, _ := ctx.Value(ssh.ContextKeyUser).(string); return s }
