@@ -42,7 +42,7 @@ const (
 	throughputRuns = 5       // a run now and then is slow on this machine: the median of 5 rides over one or two
 	throughputSize = 1 << 30 // head -c 1G
 	idleConns      = 1000
-	idleRounds     = 3 // bridges measured per iteration: the heap's GC headroom moves the figure by a few KiB from run to run
+	idleRounds     = 5 // bridges measured per iteration: the heap's GC headroom moves one figure by a few KiB
 	shellSessions  = 200
 )
 
