@@ -75,6 +75,13 @@ func TestCoalescingOrderAndFlush(t *testing.T) {
 				}
 				time.Sleep(time.Millisecond)
 			}
+			// Sent under c.mu: once it is free, the buffer is back.
+			c.mu.Lock()
+			held := c.buf != nil
+			c.mu.Unlock()
+			if held {
+				t.Fatal("everything is sent, yet the connection keeps a held buffer")
+			}
 		})
 	}
 }
@@ -109,6 +116,9 @@ func TestCoalescingOneSyscallPerPacket(t *testing.T) {
 	}
 	if c.held != 0 {
 		t.Fatal("the packet's tail should have sent everything held")
+	}
+	if c.buf != nil {
+		t.Fatal("the held buffer should be given back once sent: an idle connection holds none")
 	}
 	c.Close()
 	if b := <-got; !bytes.Equal(b, want) {

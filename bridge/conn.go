@@ -27,6 +27,10 @@ type connState struct {
 	mu       sync.Mutex
 	sessions int
 	idle     *time.Timer // runs while no session is open, when an idle timeout is set
+	// grace closes the connection at the end of the login grace time
+	// unless it is authenticated by then; keepalive sends the next
+	// keepalive (keepaliveTick), when a keepalive interval is set.
+	grace, keepalive *time.Timer
 
 	refusals refusalLog
 
@@ -66,7 +70,7 @@ func connLogger(ctx ssh.Context, fallback *slog.Logger) *slog.Logger {
 // logged and seen by from=; a connection whose header is refused is closed
 // (the listener logs why) and counts nowhere. The balancer's own
 // connections (a v2 LOCAL health check) never earn it a penalty.
-func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
+func (s *Server) onConn(ctx *connContext, conn net.Conn) *coalescingConn {
 	admit := s.admission.Admit
 	var via net.Addr
 	local := false
@@ -84,7 +88,9 @@ func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
 		s.observer().Connection(ConnectionEvent{Phase: "close", Remote: conn.RemoteAddr().String(), Outcome: "refused"})
 		return nil
 	}
-	conn = newCoalescingConn(conn) // after the header: it writes to the socket itself
+	cc := newCoalescingConn(conn) // after the header: it writes to the socket itself
+	cc.end = ctx.end
+	conn = cc
 	st := &connState{id: newConnID(), ctx: ctx, conn: conn, startup: startup}
 	st.log = s.log.With("conn", st.id, "remote", conn.RemoteAddr().String())
 	if via != nil {
@@ -102,65 +108,79 @@ func (s *Server) onConn(ctx ssh.Context, conn net.Conn) net.Conn {
 	s.observer().Connection(ConnectionEvent{Phase: "open", ConnID: st.id, Remote: conn.RemoteAddr().String()})
 	s.startIdleTimer(st, conn)
 	s.addConn(st)
-	go s.watchConn(ctx, st, conn)
-	return conn
+	s.watchConn(ctx, st, conn)
+	return cc
 }
 
 // authenticated says whether the handshake and authentication are done:
-// gliderlabs puts the server connection in the context only then.
+// the server connection is in the context only then (handleConn).
 func authenticated(ctx ssh.Context) *gossh.ServerConn {
 	sc, _ := ctx.Value(ssh.ContextKeyConn).(*gossh.ServerConn)
 	return sc
 }
 
 // watchConn enforces the login grace time and sends keepalives for the
-// life of the connection. gliderlabs has neither: a client that never
-// finishes the handshake would hold its goroutines forever, and a client
-// that vanished without a FIN would hold its one-offs.
-func (s *Server) watchConn(ctx ssh.Context, st *connState, conn net.Conn) {
-	defer s.removeConn(st)
-	defer func() {
+// life of the connection, and tidies up after it once its context ends
+// (when the connection closes: connContext.end). x/crypto has neither:
+// a client that never finishes the handshake would hold its goroutines
+// forever, and a client that vanished without a FIN would hold its
+// one-offs. It holds no goroutine while the connection is idle, only two
+// timers: an idle connection costs each of its goroutines' stacks (see
+// BENCHMARKS.md, "Idle connections").
+func (s *Server) watchConn(ctx *connContext, st *connState, conn net.Conn) {
+	// First, so that whatever ends the context finds it.
+	ctx.setOnEnd(func() {
+		st.mu.Lock()
+		st.grace.Stop()
+		if st.keepalive != nil {
+			st.keepalive.Stop()
+		}
+		st.mu.Unlock()
+		st.startup.End(st.event())
+		st.refusals.flush()
+		st.stopIdle()
+		s.releaseAgent(st)
 		s.observer().Connection(ConnectionEvent{Phase: "close", ConnID: st.id, Remote: conn.RemoteAddr().String(),
 			Outcome: st.outcome(), Duration: time.Since(st.opened)})
-	}()
-	defer s.releaseAgent(st)
-	defer st.stopIdle()
-	defer st.refusals.flush()
-	defer func() { st.startup.End(st.event()) }()
+		s.removeConn(st)
+	})
 	graceTime := st.startup.Grace()
-	grace := time.NewTimer(graceTime)
-	defer grace.Stop()
-	var tick <-chan time.Time
-	if s.cfg.ClientAliveInterval > 0 {
-		t := time.NewTicker(s.cfg.ClientAliveInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	deadline := s.cfg.ClientAliveInterval * time.Duration(s.cfg.ClientAliveCountMax)
-	for {
-		select {
-		case <-ctx.Done():
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.grace = time.AfterFunc(graceTime, func() {
+		if st.isAuthenticated() {
 			return
-		case <-grace.C:
-			if !st.isAuthenticated() {
-				st.mu.Lock()
-				st.graceExceeded = true
-				st.mu.Unlock()
-				st.log.Info("connection closed: not authenticated within the login grace time", "grace", graceTime)
-				conn.Close()
-				return
-			}
-		case <-tick:
-			sc := authenticated(ctx)
-			if sc == nil {
-				continue
-			}
-			if !s.keepalive(ctx, sc, deadline) {
-				st.log.Info("connection closed: no answer to keepalives", "after", deadline)
-				sc.Close()
-				return
-			}
 		}
+		st.mu.Lock()
+		st.graceExceeded = true
+		st.mu.Unlock()
+		st.log.Info("connection closed: not authenticated within the login grace time", "grace", graceTime)
+		conn.Close()
+	})
+	if s.cfg.ClientAliveInterval > 0 {
+		st.keepalive = time.AfterFunc(s.cfg.ClientAliveInterval, func() { s.keepaliveTick(ctx, st) })
+	}
+}
+
+// keepaliveTick runs every ClientAliveInterval (OpenSSH's): once the
+// connection is authenticated it sends a keepalive and closes the
+// connection when no answer comes within ClientAliveInterval times
+// ClientAliveCountMax; then it arms itself again.
+func (s *Server) keepaliveTick(ctx ssh.Context, st *connState) {
+	if sc := authenticated(ctx); sc != nil {
+		deadline := s.cfg.ClientAliveInterval * time.Duration(s.cfg.ClientAliveCountMax)
+		if !s.keepalive(ctx, sc, deadline) {
+			st.log.Info("connection closed: no answer to keepalives", "after", deadline)
+			sc.Close()
+			return
+		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	// Under st.mu: once the context has ended, the tidy-up stops the timer
+	// after this, or this sees the end.
+	if ctx.Err() == nil {
+		st.keepalive.Reset(s.cfg.ClientAliveInterval)
 	}
 }
 

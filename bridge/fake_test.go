@@ -371,8 +371,8 @@ func exitCode(t *testing.T, err error) int {
 // type, "eof" and "close" (one call of gossh.Channel is one message).
 func recordChannels(b *testBridge) *frames {
 	f := &frames{}
-	handle := b.srv.ssh.ChannelHandlers["session"]
-	b.srv.ssh.ChannelHandlers["session"] = func(srv *ssh.Server, conn *gossh.ServerConn, nc gossh.NewChannel, ctx ssh.Context) {
+	handle := b.srv.channelHandlers["session"]
+	b.srv.channelHandlers["session"] = func(srv *ssh.Server, conn *gossh.ServerConn, nc gossh.NewChannel, ctx ssh.Context) {
 		handle(srv, conn, recordingNewChannel{nc, f}, ctx)
 	}
 	return f

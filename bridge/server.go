@@ -61,9 +61,14 @@ type Server struct {
 	// interceptors are the bridge's own, then Deps.Interceptors.
 	interceptors []Interceptor
 	log          *slog.Logger
-	ssh          *ssh.Server
-	admission    *auth.Admission // which connections may authenticate; per-source penalties
-	stop         shutdownState
+	// channelHandlers and requestHandlers answer an authenticated
+	// connection's channels and global requests by type (serve.go); a
+	// type not there is refused.
+	channelHandlers map[string]ssh.ChannelHandler
+	requestHandlers map[string]ssh.RequestHandler
+	conns           authConns       // for Shutdown
+	admission       *auth.Admission // which connections may authenticate; per-source penalties
+	stop            shutdownState
 	// oneOffs counts each key's one-offs, for MaxOneOffsPerKey.
 	oneOffs oneOffCounts
 	// lingering holds connection-mode one-offs after their connection
@@ -96,26 +101,19 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, deps: deps, log: log, admission: admission,
 		interceptors: append(slices.Clone(builtinInterceptors), deps.Interceptors...)}
-	s.ssh = &ssh.Server{
-		Version:              cfg.Version,
-		HostSigners:          hostSigners(deps),
-		PublicKeyHandler:     s.publicKeyHandler,
-		ConnCallback:         s.onConn,
-		ServerConfigCallback: s.serverConfig,
-		// Our own session handler: gliderlabs' rewrites \n to \r\n on pty
-		// sessions, answers yes to agent forwarding and blocks its request
-		// loop on a window change that comes before exec.
-		ChannelHandlers: map[string]ssh.ChannelHandler{
-			"session":                        s.handleSession,
-			"direct-tcpip":                   s.observeChannel(s.directChannel),
-			"direct-streamlocal@openssh.com": s.observeChannel(s.directChannel),
-		},
-		RequestHandlers: map[string]ssh.RequestHandler{
-			"tcpip-forward":                          s.observeRequest(s.tcpipForward),
-			"cancel-tcpip-forward":                   s.tcpipForward,
-			"streamlocal-forward@openssh.com":        s.observeRequest(s.refuseGlobal),
-			"cancel-streamlocal-forward@openssh.com": s.refuseGlobal,
-		},
+	// Our own session handler: gliderlabs' rewrites \n to \r\n on pty
+	// sessions, answers yes to agent forwarding and blocks its request
+	// loop on a window change that comes before exec.
+	s.channelHandlers = map[string]ssh.ChannelHandler{
+		"session":                        s.handleSession,
+		"direct-tcpip":                   s.observeChannel(s.directChannel),
+		"direct-streamlocal@openssh.com": s.observeChannel(s.directChannel),
+	}
+	s.requestHandlers = map[string]ssh.RequestHandler{
+		"tcpip-forward":                          s.observeRequest(s.tcpipForward),
+		"cancel-tcpip-forward":                   s.tcpipForward,
+		"streamlocal-forward@openssh.com":        s.observeRequest(s.refuseGlobal),
+		"cancel-streamlocal-forward@openssh.com": s.refuseGlobal,
 	}
 	return s, nil
 }
@@ -208,21 +206,8 @@ func (s *Server) authAttempt(ctx ssh.Context, method string, err error) {
 	}
 }
 
-// Serve accepts connections on l until Shutdown; nil then.
-func (s *Server) Serve(l net.Listener) error {
-	ln := &onceCloseListener{Listener: l}
-	if !s.setListener(ln) {
-		return ln.Close()
-	}
-	err := s.ssh.Serve(ln)
-	if errors.Is(err, ssh.ErrServerClosed) || s.stopping() {
-		return nil
-	}
-	return err
-}
-
-// onceCloseListener lets Shutdown close the listener before gliderlabs'
-// Shutdown closes it again.
+// onceCloseListener lets Shutdown close the listener before Serve's end
+// closes it again.
 type onceCloseListener struct {
 	net.Listener
 	once sync.Once

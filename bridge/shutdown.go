@@ -108,7 +108,7 @@ func (s *Server) shutdown(ctx context.Context, handover bool) error {
 	for _, c := range conns {
 		c.closeIfIdle()
 	}
-	err := s.ssh.Shutdown(ctx)
+	err := s.conns.wait(ctx)
 	if err == nil {
 		s.awaitSessions()
 		return nil
@@ -121,7 +121,7 @@ func (s *Server) shutdown(ctx context.Context, handover bool) error {
 		go sess.stop()
 	}
 	s.awaitSessions()
-	s.ssh.Close()
+	s.conns.closeAll()
 	s.awaitSessions()
 	return err
 }

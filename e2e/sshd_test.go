@@ -42,9 +42,10 @@ func sshdPath(t testing.TB) string {
 }
 
 // StartSSHD runs sshd in the foreground with its own host key and a
-// configuration that accepts only key as the current user, and waits until
-// it says it is listening.
-func StartSSHD(t testing.TB, key string) *SSHD {
+// configuration that accepts only key as the current user (with extra
+// configuration lines, if any, after its own), and waits until it says it
+// is listening.
+func StartSSHD(t testing.TB, key string, extra ...string) *SSHD {
 	t.Helper()
 	sshd := sshdPath(t)
 	me, err := user.Current()
@@ -86,8 +87,7 @@ func StartSSHD(t testing.TB, key string) *SSHD {
 		// seconds per command. The bridge's one-offs run /bin/sh -c
 		// without rc files: compare with that.
 		"SetEnv SHLVL=1",
-		"",
-	}, "\n")
+	}, "\n") + "\n" + strings.Join(append(extra, ""), "\n")
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
