@@ -394,9 +394,14 @@ func (sc *scope) Remove(name string) error {
 }
 
 // errBeingDelivered is uploads.ErrBusy for a file a delivery holds.
-func errBeingDelivered(name string) error {
-	return fmt.Errorf("%q: %w (being delivered to a session)", name, uploads.ErrBusy)
+func errBeingDelivered(name string) error { return &busyErr{name: name} }
+
+type busyErr struct{ name string }
+
+func (e *busyErr) Error() string {
+	return fmt.Sprintf("%q: being delivered to a session: try again once it has started", e.name)
 }
+func (e *busyErr) Unwrap() error { return uploads.ErrBusy }
 
 // withLease runs fn holding the lease of file id.
 func (sc *scope) withLease(name, id string, fn func() error) error {
