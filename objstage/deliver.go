@@ -54,7 +54,7 @@ func (sc *scope) DeliverFiles(ctx context.Context, send uploads.SendFunc, progre
 		leased = append(leased, f)
 	}
 	if len(leased) == 0 {
-		d.end()
+		d.once.Do(d.end) // sent nothing: over now
 		return d, nil
 	}
 	d.renew = s.renewEvery(d.leases)
@@ -80,8 +80,7 @@ func (sc *scope) DeliverFiles(ctx context.Context, send uploads.SendFunc, progre
 		d.files = append(d.files, cur)
 	}
 	if len(d.files) == 0 {
-		d.release()
-		return d, nil
+		d.once.Do(d.release)
 	}
 	return d, nil
 }

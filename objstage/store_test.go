@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"io"
 	"os"
@@ -588,4 +587,3 @@ func TestParseURL(t *testing.T) {
 	}
 }
 
-func sum(b []byte) [32]byte { return sha256.Sum256(b) }
