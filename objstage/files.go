@@ -697,6 +697,10 @@ func (s *Store) fetchToSpool(ctx context.Context, k scopeKey, f *fileEnt) (*os.F
 
 // getPlain streams the plaintext of a pending file from the store.
 func (s *Store) getPlain(ctx context.Context, k scopeKey, f *fileEnt) (io.ReadCloser, error) {
+	if f.size == 0 {
+		// DARE encrypts nothing to nothing: there is no package to read.
+		return io.NopCloser(strings.NewReader("")), nil
+	}
 	key := s.blobKey(k, f.id)
 	out, err := s.c.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {

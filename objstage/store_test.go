@@ -234,6 +234,8 @@ func TestDeliveredOnce(t *testing.T) {
 		want[n] = randBytes(t, 1000+len(n))
 		stage(t, a.Files("u", "app"), n, want[n])
 	}
+	want["empty"] = []byte{}
+	stage(t, a.Files("u", "app"), "empty", nil)
 	var ca, cb collect
 	var wg sync.WaitGroup
 	for _, x := range []struct {
@@ -254,15 +256,15 @@ func TestDeliveredOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if n := ca.sends.Load() + cb.sends.Load(); n != 4 {
-		t.Fatalf("%d sends for 4 files (a %d, b %d)", n, ca.sends.Load(), cb.sends.Load())
+	if n := ca.sends.Load() + cb.sends.Load(); n != 5 {
+		t.Fatalf("%d sends for 5 files (a %d, b %d)", n, ca.sends.Load(), cb.sends.Load())
 	}
 	for n, data := range want {
 		got, ok := ca.files[n]
 		if !ok {
 			got = cb.files[n]
 		}
-		if !bytes.Equal(got, data) {
+		if !bytes.Equal(got, data) || (ca.files[n] == nil && cb.files[n] == nil) {
 			t.Fatalf("%s: delivered %d bytes, want %d", n, len(got), len(data))
 		}
 	}
