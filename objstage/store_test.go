@@ -588,4 +588,3 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 }
-
