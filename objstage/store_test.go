@@ -588,3 +588,51 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 }
+
+// A delivery that takes longer than the lease keeps its files: the
+// renewals hold the lease, so another bridge does not send them too.
+func TestLeaseRenewedWhileDelivering(t *testing.T) {
+	ep, bucket := newBucket(t)
+	lease := 1500 * time.Millisecond
+	a, b := open(t, ep, bucket, opts{lease: lease}), open(t, ep, bucket, opts{lease: lease})
+	stage(t, a.Files("u", "app"), "f", []byte("slow"))
+	inSend := make(chan struct{})
+	release := make(chan struct{})
+	var ca collect
+	slow := func(ctx context.Context, name string, size int64, r io.Reader) error {
+		close(inSend)
+		<-release
+		return ca.send(ctx, name, size, r)
+	}
+	done := make(chan error, 1)
+	go func() {
+		d, err := a.Files("u", "app").DeliverFiles(context.Background(), slow, nil)
+		if err == nil {
+			err = d.Commit()
+		}
+		done <- err
+	}()
+	<-inSend
+	start := time.Now()
+	var cb collect
+	for time.Since(start) < 3*lease {
+		d, err := b.Files("u", "app").DeliverFiles(context.Background(), cb.send, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Files()) != 0 {
+			t.Fatalf("b delivered %v while a's delivery runs", d.Files())
+		}
+		time.Sleep(200 * time.Millisecond) // b's sessions keep coming while a's delivery outlives its lease
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ca.sends.Load() != 1 || cb.sends.Load() != 0 {
+		t.Fatalf("sends: a %d, b %d", ca.sends.Load(), cb.sends.Load())
+	}
+	if p := pendingNames(t, b.Files("u", "app")); p != "" {
+		t.Fatalf("pending after a's commit: %q", p)
+	}
+}
