@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -561,6 +562,13 @@ func TestOpenErrors(t *testing.T) {
 	_, err := Open(context.Background(), Config{URL: "s3://no-such-bucket-here/p", Key: testKey, SpoolDir: t.TempDir(), Client: testClient(ep)}, nil)
 	if err == nil || !strings.Contains(err.Error(), `bucket "no-such-bucket-here" does not exist`) {
 		t.Fatalf("missing bucket: %v", err)
+	}
+	// A store that does not answer at all: one line naming the bucket.
+	l := freePorts(t, 1)[0]
+	_, err = Open(context.Background(), Config{URL: "s3://b/p", Key: testKey, SpoolDir: t.TempDir(),
+		Client: testClient("http://127.0.0.1:" + strconv.Itoa(l))}, nil)
+	if err == nil || !strings.HasPrefix(err.Error(), `staging store: bucket "b": `) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("store down: %v", err)
 	}
 	if _, err := Open(context.Background(), Config{URL: "http://x/y", Key: testKey, SpoolDir: t.TempDir()}, nil); err == nil {
 		t.Fatal("a non-s3 URL opened")
