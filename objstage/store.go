@@ -313,6 +313,16 @@ func (s *Store) storeErr(op, name string, err error) error {
 	return fmt.Errorf("%q: %w", name, uploads.ErrStoreUnavailable)
 }
 
+// notStaged is storeErr for an upload the store failed: the file is not
+// pending.
+func (s *Store) notStaged(op, name string, err error) error {
+	if errors.Is(err, uploads.ErrStoreUnavailable) {
+		return err
+	}
+	s.log.Error("staging store: "+op+" failed", "err", oneLine(err))
+	return fmt.Errorf("%q: not staged: %w", name, uploads.ErrStoreUnavailable)
+}
+
 // listAll lists every key under prefix, calling fn for each.
 func (s *Store) listAll(ctx context.Context, prefix string, fn func(key string, size int64, mtime time.Time)) error {
 	p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})

@@ -412,7 +412,7 @@ func (w *writer) upload() {
 			st.abort()
 			w.upErr = err
 			if !errors.Is(err, errWriterFailed) {
-				w.fail(w.s.storeErr("upload", w.Name(), err))
+				w.fail(w.s.notStaged("upload", w.Name(), err))
 			}
 			return
 		}
@@ -496,7 +496,7 @@ func (w *writer) Close() error {
 	}
 	if w.upErr != nil {
 		w.discard()
-		return w.s.storeErr("upload", w.Name(), w.upErr)
+		return w.s.notStaged("upload", w.Name(), w.upErr)
 	}
 	err = w.commit()
 	w.discard()
@@ -553,7 +553,7 @@ func (w *writer) commit() error {
 	}
 	if err := s.putEmpty(ctx, s.fileKey(sc.key, f)); err != nil {
 		dropBlob()
-		return s.storeErr("stage", name, err)
+		return s.notStaged("stage", name, err)
 	}
 	// The new entry shadows the older ones: remove those no delivery holds.
 	var olds []*fileEnt

@@ -94,8 +94,9 @@ var (
 	// flight (--staging-spool-size).
 	ErrSpoolFull = errors.New("no space left in the bridge's spool for uploads in flight: try again later")
 	// ErrStoreUnavailable is a store that failed or could not be reached:
-	// nothing became pending.
-	ErrStoreUnavailable = errors.New("the upload store is unavailable: nothing was staged, try again later")
+	// what was asked was not done (an upload failing with it is not
+	// pending).
+	ErrStoreUnavailable = errors.New("the upload store is unavailable; try again later")
 )
 
 var (
