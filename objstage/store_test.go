@@ -644,3 +644,24 @@ func TestLeaseRenewedWhileDelivering(t *testing.T) {
 		t.Fatalf("pending after a's commit: %q", p)
 	}
 }
+
+// A name whose keys would pass S3's 1024 bytes is refused as an invalid
+// name; one just under is kept, and its key parses back to it.
+func TestKeyLength(t *testing.T) {
+	s := &Store{prefix: "prefix/"}
+	k := scopeKey{hashName("u"), hashName("a")}
+	long := strings.Repeat("x", 250) + "/" + strings.Repeat("y", 250) + "/" + strings.Repeat("z", 200)
+	if err := s.checkKeyLen(k, long); !errors.Is(err, uploads.ErrInvalidName) {
+		t.Fatalf("%d bytes: %v", len(long), err)
+	}
+	ok := strings.Repeat("x", 250) + "/" + strings.Repeat("y", 250) + "/" + strings.Repeat("é", 50)
+	if err := s.checkKeyLen(k, ok); err != nil {
+		t.Fatalf("%d bytes: %v", len(ok), err)
+	}
+	f := &fileEnt{name: ok, created: time.Unix(0, 1234), id: strings.Repeat("ab", 16), size: 99, mode: 0o640, mtime: time.Unix(-5, 0)}
+	key := s.fileKey(k, f)
+	got, _, parsed := parseKey(key, strings.TrimPrefix(key, s.scopePrefix(k)))
+	if !parsed || got.name != ok || !got.created.Equal(f.created) || got.id != f.id || got.size != 99 || got.mode != 0o640 || !got.mtime.Equal(f.mtime) {
+		t.Fatalf("parsed %+v from %s", got, key)
+	}
+}
