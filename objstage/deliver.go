@@ -25,8 +25,9 @@ func (sc *scope) DeliverFiles(ctx context.Context, send uploads.SendFunc, progre
 	s := sc.s
 	turn := s.turn(sc.key)
 	select {
-	case turn <- struct{}{}:
+	case turn.ch <- struct{}{}:
 	case <-ctx.Done():
+		s.leaveTurn(sc.key, turn)
 		return nil, &uploads.DeliveryError{Err: context.Cause(ctx)}
 	}
 	d := &delivery{sc: sc, turn: turn, start: s.now()}
@@ -93,16 +94,32 @@ func names(es []uploads.Entry) []string {
 	return out
 }
 
-// turn is the channel that orders the deliveries of a scope in this Store.
-func (s *Store) turn(k scopeKey) chan struct{} {
+// turn orders the deliveries of a scope in this Store: ch holds the one
+// under way; users counts the deliveries holding or waiting for it, so
+// that the turn of a scope no one delivers is forgotten.
+type turn struct {
+	ch    chan struct{}
+	users int
+}
+
+func (s *Store) turn(k scopeKey) *turn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.delivering[k]
 	if t == nil {
-		t = make(chan struct{}, 1)
+		t = &turn{ch: make(chan struct{}, 1)}
 		s.delivering[k] = t
 	}
+	t.users++
 	return t
+}
+
+func (s *Store) leaveTurn(k scopeKey, t *turn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.users--; t.users == 0 {
+		delete(s.delivering, k)
+	}
 }
 
 // deliverOne streams one file from the store, decrypted, through send.
@@ -153,7 +170,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // Release: uploads.Handoff.
 type delivery struct {
 	sc     *scope
-	turn   chan struct{}
+	turn   *turn
 	start  time.Time
 	leases []*lease
 	renew  *renewer
@@ -223,7 +240,12 @@ func (d *delivery) release() {
 	}
 }
 
-func (d *delivery) end() { d.ended.Do(func() { <-d.turn }) }
+func (d *delivery) end() {
+	d.ended.Do(func() {
+		<-d.turn.ch
+		d.sc.s.leaveTurn(d.sc.key, d.turn)
+	})
+}
 
 // pruneDirs removes the markers of directories made at or before cutoff
 // that hold nothing, deepest first.

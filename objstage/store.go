@@ -109,7 +109,7 @@ type Store struct {
 	// mu guards writers and delivering.
 	mu         sync.Mutex
 	writers    map[scopeKey]map[*writer]struct{}
-	delivering map[scopeKey]chan struct{}
+	delivering map[scopeKey]*turn
 
 	pendingFiles atomic.Int64 // as of the last sweep
 	pendingBytes atomic.Int64
@@ -163,7 +163,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		lim: withDefaults(cfg.Limits), lease: cfg.Lease, log: log, now: time.Now, holder: holder,
 		spoolDir: cfg.SpoolDir, spoolSize: cfg.SpoolSize,
 		writers:    make(map[scopeKey]map[*writer]struct{}),
-		delivering: make(map[scopeKey]chan struct{}),
+		delivering: make(map[scopeKey]*turn),
 		done:       make(chan struct{}),
 	}
 	if s.lease <= 0 {

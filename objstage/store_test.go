@@ -665,3 +665,35 @@ func TestKeyLength(t *testing.T) {
 		t.Fatalf("parsed %+v from %s", got, key)
 	}
 }
+
+// Deliveries of one scope through one Store run one after the other, and
+// a scope no one delivers is forgotten.
+func TestDeliveriesTakeTurns(t *testing.T) {
+	ep, bucket := newBucket(t)
+	s := open(t, ep, bucket, opts{})
+	stage(t, s.Files("u", "app"), "f", []byte("x"))
+	var c collect
+	d, err := s.Files("u", "app").DeliverFiles(context.Background(), c.send, nil)
+	if err != nil || len(d.Files()) != 1 {
+		t.Fatalf("first: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := s.Files("u", "app").DeliverFiles(ctx, c.send, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second while the first runs: %v", err)
+	}
+	if err := d.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := s.Files("u", "app").DeliverFiles(context.Background(), c.send, nil)
+	if err != nil || len(d2.Files()) != 0 {
+		t.Fatalf("after the commit: %v, %v", d2, err)
+	}
+	d2.Commit()
+	s.mu.Lock()
+	n := len(s.delivering)
+	s.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d turns kept", n)
+	}
+}
