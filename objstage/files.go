@@ -390,7 +390,7 @@ func (sc *scope) Remove(name string) error {
 		}
 		return perr(name, uploads.ErrNotExist)
 	}
-	return sc.withLease(name, f.id, func() error { return sc.s.dropFile(sc.ctx(), sc.key, v, f.id) })
+	return sc.withLease(name, f, func() error { return sc.s.dropFile(sc.ctx(), sc.key, v, f.id) })
 }
 
 // errBeingDelivered is uploads.ErrBusy for a file a delivery holds.
@@ -403,9 +403,11 @@ func (e *busyErr) Error() string {
 }
 func (e *busyErr) Unwrap() error { return uploads.ErrBusy }
 
-// withLease runs fn holding the lease of file id.
-func (sc *scope) withLease(name, id string, fn func() error) error {
-	l, err := sc.s.acquire(sc.ctx(), sc.s.leaseKey(sc.key, id))
+// withLease runs fn holding the lease of file f, once sure that f's entry
+// is still there (a delivery or a sweep that held the lease may have
+// removed it meanwhile).
+func (sc *scope) withLease(name string, f *fileEnt, fn func() error) error {
+	l, err := sc.s.acquire(sc.ctx(), sc.s.leaseKey(sc.key, f.id))
 	if errors.Is(err, errLeaseHeld) {
 		return errBeingDelivered(name)
 	}
@@ -413,6 +415,11 @@ func (sc *scope) withLease(name, id string, fn func() error) error {
 		return sc.s.storeErr("lease", name, err)
 	}
 	defer sc.s.release(l)
+	if ok, err := sc.s.exists(sc.ctx(), f.key); err != nil {
+		return sc.s.storeErr("stat", name, err)
+	} else if !ok {
+		return perr(name, uploads.ErrNotExist)
+	}
 	if err := fn(); err != nil {
 		if errors.Is(err, uploads.ErrBusy) {
 			return err
@@ -476,9 +483,9 @@ func (sc *scope) Rename(from, to string) error {
 		}
 	}
 	// The pending file moves: under its lease, and the replaced one's.
-	return sc.withLease(from, f.id, func() error {
+	return sc.withLease(from, f, func() error {
 		if old := v.files[to]; old != nil && old.id != f.id {
-			err := sc.withLease(to, old.id, func() error { return sc.s.dropFile(sc.ctx(), sc.key, v, old.id) })
+			err := sc.withLease(to, old, func() error { return sc.s.dropFile(sc.ctx(), sc.key, v, old.id) })
 			if err != nil {
 				return err
 			}
@@ -556,7 +563,7 @@ func (sc *scope) Setattr(name string, a uploads.Attrs) error {
 	if n.mode == f.mode && n.mtime.Equal(f.mtime) {
 		return nil
 	}
-	return sc.withLease(name, f.id, func() error {
+	return sc.withLease(name, f, func() error {
 		if err := sc.s.putEmpty(sc.ctx(), sc.s.fileKey(sc.key, &n)); err != nil {
 			return err
 		}

@@ -462,6 +462,17 @@ func (s *Store) deleteKey(ctx context.Context, key string) error {
 	return nil
 }
 
+// exists reports whether an object is there (HeadObject).
+func (s *Store) exists(ctx context.Context, key string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	_, err := s.c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if notFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // putEmpty writes an empty object (an entry or a directory).
 func (s *Store) putEmpty(ctx context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)

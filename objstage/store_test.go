@@ -331,7 +331,8 @@ func TestLeaseExclusive(t *testing.T) {
 // session, on another bridge, delivers the file, once.
 func TestLeaseExpiry(t *testing.T) {
 	ep, bucket := newBucket(t)
-	lease := 2 * time.Second
+	// Long enough that a loaded machine's slow requests do not pass it.
+	lease := 5 * time.Second
 	a, b := open(t, ep, bucket, opts{lease: lease}), open(t, ep, bucket, opts{lease: lease})
 	data := randBytes(t, 3<<20)
 	stage(t, a.Files("u", "app"), "f", data)
@@ -601,7 +602,9 @@ func TestParseURL(t *testing.T) {
 // renewals hold the lease, so another bridge does not send them too.
 func TestLeaseRenewedWhileDelivering(t *testing.T) {
 	ep, bucket := newBucket(t)
-	lease := 1500 * time.Millisecond
+	// Renewed every second: a loaded machine's slow requests stay well
+	// within it.
+	lease := 3 * time.Second
 	a, b := open(t, ep, bucket, opts{lease: lease}), open(t, ep, bucket, opts{lease: lease})
 	stage(t, a.Files("u", "app"), "f", []byte("slow"))
 	inSend := make(chan struct{})
@@ -623,7 +626,7 @@ func TestLeaseRenewedWhileDelivering(t *testing.T) {
 	<-inSend
 	start := time.Now()
 	var cb collect
-	for time.Since(start) < 3*lease {
+	for time.Since(start) < 2*lease {
 		d, err := b.Files("u", "app").DeliverFiles(context.Background(), cb.send, nil)
 		if err != nil {
 			t.Fatal(err)

@@ -119,6 +119,10 @@ func (s *Store) sweep(ctx context.Context) {
 		if err != nil {
 			continue // being delivered, or another sweeper has it
 		}
+		if ok, err := s.exists(ctx, f.key); err != nil || !ok {
+			s.release(l) // another sweeper, or a delivery, removed it first
+			continue
+		}
 		if err := s.dropFile(ctx, k, v, f.id); err != nil {
 			s.log.Warn("staging store: sweep: remove an expired file", "err", oneLine(err))
 		} else {
