@@ -2,6 +2,7 @@
 // SSH side (package bridge): it builds the bridge's subsystem map (SFTP,
 // package sftp), its exec interceptors (legacy scp's server side, package
 // scp; the probes of SFTP tools, package probe) and its deliverer, all over
-// one uploads.Store. SFTP and scp fill the store; the next one-off's start
+// one uploads.Backend (the local uploads.Store, or objstage.Store on an
+// S3-compatible store). SFTP and scp fill the store; the next one-off's start
 // empties it.
 package staging
