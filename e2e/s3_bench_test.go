@@ -1,0 +1,202 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// The S3 staging area's benchmarks (BENCHMARKS.md, "S3 staging") compare
+// the bridge with the store's own cost in the same run: a PUT and a GET of
+// the same bytes by a plain client of the store. Run them with
+//
+//	go test -run '^$' -bench 'S3' -benchtime 1x -timeout 20m ./e2e/
+const (
+	s3UploadRatioMin   = 0.8 // bridge sftp put MB/s over the store's own PUT's
+	s3DeliveryRatioMin = 0.8 // delivery MB/s over the store's own GET's
+	s3BenchRuns        = 5
+	s3BenchSize        = 100 << 20 // the default --upload-max-file-size
+)
+
+// startS3Bench starts a store and a bridge on it, with more flags.
+func startS3Bench(b *testing.B, more ...string) (*S3Store, *Bridge, string) {
+	b.Helper()
+	store := StartS3(b)
+	prefix := "bench"
+	br := StartBridge(b, Options{
+		Args: append([]string{
+			"--log-level", "info",
+			"--staging-url", "s3://" + store.Bucket + "/" + prefix,
+			"--staging-key-file", StagingKey(b),
+		}, more...),
+		Env: store.Env(b),
+	})
+	return store, br, prefix
+}
+
+// storePut times the store's own PUT of the file src by a plain client:
+// one PutObject of the whole file, as a Go program using the SDK writes an
+// object of this size (its signature over HTTP hashes the body, as the
+// bridge's must too), then removes the object.
+func storePut(b *testing.B, store *S3Store, src string) time.Duration {
+	b.Helper()
+	f, err := os.Open(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	ctx := context.Background()
+	key := "baseline/" + randomHex(4)
+	start := time.Now()
+	if _, err := store.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &store.Bucket, Key: &key, Body: f,
+		ContentLength: aws.Int64(s3BenchSize)}); err != nil {
+		b.Fatalf("store PUT: %v", err)
+	}
+	d := time.Since(start)
+	if _, err := store.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &store.Bucket, Key: &key}); err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
+// storeGet times the store's own GET of the objects keys, one after the
+// other, read whole by a plain client; it returns the time and the bytes.
+func storeGet(b *testing.B, store *S3Store, keys []string) (time.Duration, int64) {
+	b.Helper()
+	ctx := context.Background()
+	var n int64
+	start := time.Now()
+	for _, k := range keys {
+		out, err := store.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &store.Bucket, Key: &k})
+		if err != nil {
+			b.Fatalf("store GET %s: %v", k, err)
+		}
+		m, err := io.Copy(io.Discard, out.Body)
+		out.Body.Close()
+		if err != nil {
+			b.Fatalf("store GET %s: %v", k, err)
+		}
+		n += m
+	}
+	return time.Since(start), n
+}
+
+// BenchmarkS3Upload compares `sftp put` of 100 MiB through a bridge on the
+// S3 staging area (the put returns once the file is stored) with the
+// store's own PUT of the same file by a plain client, in turns. For
+// information it also times the same put through a bridge on local
+// staging, which does strictly less.
+func BenchmarkS3Upload(b *testing.B) {
+	store, br, _ := startS3Bench(b)
+	local := StartBridge(b, Options{Args: []string{"--log-level", "info"}})
+	src := bigFile(b, s3BenchSize)
+	s3Args := append(br.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", br.Port, "demo-app@"+br.Host)
+	localArgs := append(local.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", local.Port, "demo-app@"+local.Host)
+	rate := func(d time.Duration) float64 { return s3BenchSize / 1e6 / d.Seconds() }
+	put := fmt.Sprintf("put %s big\n", src)
+	rates := map[string][]float64{}
+	for b.Loop() {
+		for i := range s3BenchRuns {
+			for j := range 3 {
+				switch (i + j) % 3 {
+				case 0:
+					rates["bridge"] = append(rates["bridge"], rate(sftpRun(b, s3Args, put)))
+					sftpRun(b, s3Args, "rm big\n")
+				case 1:
+					rates["store"] = append(rates["store"], rate(storePut(b, store, src)))
+				case 2:
+					rates["local"] = append(rates["local"], rate(sftpRun(b, localArgs, put)))
+					sftpRun(b, localArgs, "rm big\n")
+				}
+			}
+		}
+	}
+	bridgeRate, storeRate, localRate := median(rates["bridge"]), median(rates["store"]), median(rates["local"])
+	ratio := bridgeRate / storeRate
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(bridgeRate, "bridge-MB/s")
+	b.ReportMetric(storeRate, "store-put-MB/s")
+	b.ReportMetric(localRate, "local-MB/s")
+	b.ReportMetric(ratio, "ratio")
+	b.Logf("sftp put 100 MiB, median of %d runs: bridge on S3 %.0f MB/s %.0f, the store's own PUT %.0f MB/s %.0f, ratio %.2f (target ≥ %.1f)",
+		len(rates["bridge"]), bridgeRate, rates["bridge"], storeRate, rates["store"], ratio, s3UploadRatioMin)
+	b.Logf("for information, the bridge on local staging: %.0f MB/s %.0f; S3 staging is %.2f of it",
+		localRate, rates["local"], bridgeRate/localRate)
+	if ratio < s3UploadRatioMin {
+		b.Fatalf("sftp put on S3 staging: %.0f MB/s over the store's PUT %.0f MB/s = %.2f, want at least %.1f",
+			bridgeRate, storeRate, ratio, s3UploadRatioMin)
+	}
+}
+
+// BenchmarkS3Delivery times the delivery of a staged 100 MiB file from the
+// S3 staging area to the one-off (a session's start with the file pending,
+// less the same start with nothing pending, as BenchmarkDelivery does),
+// against the store's own GET of the objects the staged file left in the
+// store, read whole by a plain client, in the same run. For information it
+// also times the same delivery from local staging.
+func BenchmarkS3Delivery(b *testing.B) {
+	store, br, prefix := startS3Bench(b)
+	local := StartBridge(b, Options{Args: []string{"--log-level", "info"}})
+	src := bigFile(b, s3BenchSize)
+	put := fmt.Sprintf("put %s big\n", src)
+	session := func(br *Bridge) time.Duration {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		start := time.Now()
+		r := runCmd(b, br.SSH(ctx, "demo-app", nil, "true"), nil)
+		if r.Code != 0 {
+			b.Fatalf("session: exit %d\n%s", r.Code, r.Stderr)
+		}
+		return time.Since(start)
+	}
+	rate := func(d time.Duration) float64 { return s3BenchSize / 1e6 / d.Seconds() }
+	rates := map[string][]float64{}
+	var stored int64
+	for b.Loop() {
+		for range s3BenchRuns {
+			before := store.Keys(prefix)
+			sftpRun(b, append(br.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", br.Port, "demo-app@"+br.Host), put)
+			var staged []string
+			for _, k := range store.Keys(prefix) {
+				if !slices.Contains(before, k) {
+					staged = append(staged, k)
+				}
+			}
+			d, n := storeGet(b, store, staged)
+			if n < s3BenchSize {
+				b.Fatalf("the staged file left %d bytes in the store (%d objects), less than the file", n, len(staged))
+			}
+			stored = n
+			rates["store"] = append(rates["store"], rate(d))
+			withFile := session(br)
+			empty := session(br)
+			rates["delivery"] = append(rates["delivery"], rate(withFile-empty))
+
+			sftpRun(b, append(local.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", local.Port, "demo-app@"+local.Host), put)
+			withFile, empty = session(local), session(local)
+			rates["local"] = append(rates["local"], rate(withFile-empty))
+		}
+	}
+	deliveryRate, storeRate, localRate := median(rates["delivery"]), median(rates["store"]), median(rates["local"])
+	ratio := deliveryRate / storeRate
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(deliveryRate, "delivery-MB/s")
+	b.ReportMetric(storeRate, "store-get-MB/s")
+	b.ReportMetric(localRate, "local-MB/s")
+	b.ReportMetric(ratio, "ratio")
+	b.Logf("delivery of 100 MiB, median of %d runs: from S3 %.0f MB/s %.0f, the store's own GET of its %d stored bytes %.0f MB/s %.0f, ratio %.2f (target ≥ %.1f)",
+		len(rates["delivery"]), deliveryRate, rates["delivery"], stored, storeRate, rates["store"], ratio, s3DeliveryRatioMin)
+	b.Logf("for information, delivery from local staging: %.0f MB/s %.0f; S3 staging is %.2f of it",
+		localRate, rates["local"], deliveryRate/localRate)
+	if ratio < s3DeliveryRatioMin {
+		b.Fatalf("delivery from S3 staging: %.0f MB/s over the store's GET %.0f MB/s = %.2f, want at least %.1f",
+			deliveryRate, storeRate, ratio, s3DeliveryRatioMin)
+	}
+}
