@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
@@ -40,8 +42,9 @@ type S3Store struct {
 	Secret   string // secret access key
 	Client   *s3.Client
 
-	dir    string   // data, metadata and the identities file
-	args   []string // weed's arguments, the same at every start
+	dir    string         // data, metadata and the identities file
+	grpc   map[string]int // the gRPC port of each server (master, volume, filer, s3)
+	args   []string       // weed's arguments, the same at every start
 	cmd    *exec.Cmd
 	log    *syncBuffer
 	exited chan struct{}
@@ -91,6 +94,7 @@ func StartS3(t testing.TB) *S3Store {
 	}
 	t.Cleanup(func() {
 		s.Stop()
+		s.removeSockets()
 		if t.Failed() {
 			t.Logf("weed log (last lines):\n%s", tail(s.log.String(), 40))
 		}
@@ -108,15 +112,21 @@ func StartS3(t testing.TB) *S3Store {
 			"-dir=" + filepath.Join(s.dir, "data"),
 			"-master.dir=" + filepath.Join(s.dir, "master"),
 			"-master.telemetry=false",
+			// A restarted master waits for an election; alone, it wins at
+			// the first.
+			"-master.electionTimeout=1s",
 			"-master.volumeSizeLimitMB=256",
-			"-volume.max=0",
+			"-volume.max=0", "-volume.preStopSeconds=0",
 			"-master.port=" + p(1), "-master.port.grpc=" + p(2),
 			"-volume.port=" + p(3), "-volume.port.grpc=" + p(4),
 			"-filer", "-filer.port=" + p(5), "-filer.port.grpc=" + p(6),
 			"-s3", "-s3.port=" + p(0), "-s3.port.grpc=" + p(7),
 			"-s3.port.iceberg=0", "-s3.port.lance=0",
 			"-s3.config=" + config,
+			"-filer.localSocket=" + filepath.Join(s.dir, "filer.sock"),
+			"-s3.localSocket=" + filepath.Join(s.dir, "s3.sock"),
 		}
+		s.grpc = map[string]int{"master": ports[2], "volume": ports[4], "filer": ports[6], "s3": ports[7]}
 		for _, d := range []string{"data", "master"} {
 			if err := os.MkdirAll(filepath.Join(s.dir, d), 0o700); err != nil {
 				t.Fatal(err)
@@ -127,6 +137,7 @@ func StartS3(t testing.TB) *S3Store {
 			break
 		}
 		s.Stop()
+		s.removeSockets()
 		t.Logf("weed start, attempt %d: %v\n%s", attempt, err, tail(s.log.String(), 20))
 	}
 	if err != nil {
@@ -152,6 +163,14 @@ func freePorts(t testing.TB, n int) []int {
 		ln.Close()
 	}
 	return ports
+}
+
+// removeSockets removes the Unix sockets weed made for its gRPC ports,
+// at paths of its own choosing in /tmp, which a killed weed leaves.
+func (s *S3Store) removeSockets() {
+	for name, port := range s.grpc {
+		os.Remove(fmt.Sprintf("/tmp/seaweedfs-%s-grpc-%d.sock", name, port))
+	}
 }
 
 // tryStart starts weed and waits until it serves, making the bucket on the
@@ -234,6 +253,9 @@ func (s *S3Store) newClient(httpClient *http.Client) *s3.Client {
 		Credentials:                credentials.NewStaticCredentialsProvider(s.Access, s.Secret, ""),
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+		// The SDK's client-side retry budget would run dry while the store
+		// starts or is down, and fail later calls at once.
+		Retryer: retry.NewStandard(func(o *retry.StandardOptions) { o.RateLimiter = ratelimit.None }),
 		HTTPClient: func() s3.HTTPClient {
 			if httpClient == nil {
 				return nil
@@ -252,21 +274,15 @@ func (s *S3Store) get(ctx context.Context, key string) ([]byte, error) {
 	return io.ReadAll(out.Body)
 }
 
-// Stop ends weed with SIGTERM, and its process group with SIGKILL if it
-// does not go within 15 s. The data stays for a Start.
+// Stop kills weed (SIGKILL to its process group), as a store that crashes
+// or loses its network: its graceful stop takes 15 s and more. What it
+// stored stays for a Start.
 func (s *S3Store) Stop() {
 	if s.cmd == nil {
 		return
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(15 * time.Second):
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.exited
-	}
-	// weed's servers may leave helpers in its group.
 	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.exited
 	s.cmd = nil
 }
 
