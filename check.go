@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,10 +10,12 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"sshbridge/auth"
+	"sshbridge/objstage"
 	"sshbridge/oneoff"
 	"sshbridge/platform"
 )
@@ -124,6 +127,17 @@ func checkConfig(cfg *bridgeFlags) (problems []error, notes []string) {
 		if _, err := os.Lstat(dir); err == nil {
 			add(settingError(cfg, "data-dir", dirWritable(dir)))
 		}
+	}
+	// The S3 staging area: its key file and its bucket, as the start reads them.
+	if cfg.stagingURL != "" {
+		if _, err := objstage.ReadKeyFile(cfg.stagingKeyFile); err != nil {
+			add(settingError(cfg, "staging-key-file", err))
+		} else if st, err := os.Stat(cfg.stagingKeyFile); err == nil && st.Mode().Perm()&0o077 != 0 {
+			notes = append(notes, fmt.Sprintf("%s: warning: permissions %#o let others than its owner read the staging key (want 0600 or 0400)", cfg.stagingKeyFile, st.Mode().Perm()))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		add(settingError(cfg, "staging-url", objstage.CheckBucket(ctx, cfg.stagingURL, nil)))
+		cancel()
 	}
 	if cfg.listenAddressFile != "" {
 		add(settingError(cfg, "listen-address-file", dirWritable(filepath.Dir(cfg.listenAddressFile))))

@@ -16,6 +16,7 @@ import (
 	"sshbridge/auth"
 	"sshbridge/bridge"
 	"sshbridge/cli"
+	"sshbridge/objstage"
 	"sshbridge/oneoff"
 	"sshbridge/platform"
 	"sshbridge/proxyprotocol"
@@ -35,18 +36,22 @@ type bridgeFlags struct {
 	startTimeout, shutdownGrace time.Duration
 	uploadMaxFile, uploadQuota  int64
 	uploadExpiry                time.Duration
-	sftpMaxOpen, sftpMaxTotal   int
-	platformAppQuota            int
-	platformTotalQuota          int
-	platformInactivity          time.Duration
-	oneOffHostNetwork           bool
-	noPipeMode                  bool
-	agentDir                    string
-	logLevel                    slog.Level
-	logFormat                   string
-	metricsListen, auditLog     string
-	bridge                      bridge.Config
-	apiTokenFile                string
+	// The S3 staging area (objstage): empty URL for the local disk.
+	stagingURL, stagingKeyFile string
+	stagingSpoolSize           int64
+	stagingLease               time.Duration
+	sftpMaxOpen, sftpMaxTotal  int
+	platformAppQuota           int
+	platformTotalQuota         int
+	platformInactivity         time.Duration
+	oneOffHostNetwork          bool
+	noPipeMode                 bool
+	agentDir                   string
+	logLevel                   slog.Level
+	logFormat                  string
+	metricsListen, auditLog    string
+	bridge                     bridge.Config
+	apiTokenFile               string
 	// Admission, in OpenSSH's syntax; their checks parse them into bridge.
 	maxStartups, penalties string
 	penaltyExempt          []string
@@ -138,6 +143,18 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 	fs.Size(&c.uploadMaxFile, "upload-max-file-size", "BRIDGE_UPLOAD_MAX_FILE_SIZE", uploads.DefaultMaxFileSize, "largest file that may be staged").Check(cli.Positive(&c.uploadMaxFile))
 	fs.Size(&c.uploadQuota, "upload-quota", "BRIDGE_UPLOAD_QUOTA", uploads.DefaultUserQuota, "pending bytes per user across apps").Check(cli.Positive(&c.uploadQuota))
 	fs.Duration(&c.uploadExpiry, "upload-expiry", "BRIDGE_UPLOAD_EXPIRY", uploads.DefaultExpiry, "time after which a pending upload is dropped").Check(cli.Positive(&c.uploadExpiry))
+	fs.String(&c.stagingURL, "staging-url", "BRIDGE_STAGING_URL", "", "keep pending uploads in an S3-compatible store shared by several bridges: s3://BUCKET/PREFIX (endpoint, region and credentials as AWS tools take them)").
+		Arg("URL").Default("none: the local disk, under the data directory").
+		Check(func() error {
+			if c.stagingURL == "" {
+				return nil
+			}
+			_, _, err := objstage.ParseURL(c.stagingURL)
+			return err
+		})
+	fs.String(&c.stagingKeyFile, "staging-key-file", "BRIDGE_STAGING_KEY_FILE", "", "the 256-bit key, in base64 (openssl rand -base64 32), that encrypts the files kept in the S3 store; required with --staging-url").Arg("FILE")
+	fs.Size(&c.stagingSpoolSize, "staging-spool-size", "BRIDGE_STAGING_SPOOL_SIZE", objstage.DefaultSpoolSize, "local disk for uploads in flight to the S3 store, all together").Check(cli.Positive(&c.stagingSpoolSize))
+	fs.Duration(&c.stagingLease, "staging-lease", "BRIDGE_STAGING_LEASE", objstage.DefaultLease, "a delivery's lease on the files in the S3 store: renewed while it runs, taken over by another bridge this long after its bridge died").Check(cli.Positive(&c.stagingLease))
 	defOpen, defTotal := sftp.DefaultHandleLimits()
 	fs.Int(&c.sftpMaxOpen, "sftp-max-open-files", "BRIDGE_SFTP_MAX_OPEN_FILES", defOpen, "files and directories one SFTP session may hold open at once").
 		Default("an eighth of the process's open file limit (RLIMIT_NOFILE), at most 1024").Check(cli.Positive(&c.sftpMaxOpen))

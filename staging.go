@@ -20,11 +20,19 @@ func newStaging(cfg *bridgeFlags, log *slog.Logger) (*staging.Area, error) {
 	return staging.New(store, sftp.NewHandles(cfg.sftpMaxOpen, cfg.sftpMaxTotal), log), nil
 }
 
-// openStore opens the staging area's store under the data directory.
-func openStore(cfg *bridgeFlags, log *slog.Logger) (*uploads.Store, error) {
-	return uploads.Open(filepath.Join(cfg.dataDir, "uploads"), uploads.Limits{
+// openStore opens the staging area's store: under the data directory, or
+// the S3-compatible store of --staging-url.
+func openStore(cfg *bridgeFlags, log *slog.Logger) (uploads.Backend, error) {
+	if cfg.stagingURL != "" {
+		return openObjectStore(cfg, log)
+	}
+	store, err := uploads.Open(filepath.Join(cfg.dataDir, "uploads"), uploads.Limits{
 		MaxFileSize: cfg.uploadMaxFile,
 		UserQuota:   cfg.uploadQuota,
 		Expiry:      cfg.uploadExpiry,
 	}, log)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return store, nil
 }

@@ -128,7 +128,7 @@ func (c Command) String() string {
 // ("md5sum: NAME: No such file or directory") and exit code 1. A read
 // error of the staging area exits 1 with a line that does not carry it;
 // err says what it was (nil otherwise).
-func (c Command) Run(ctx context.Context, sc *uploads.Scope, stdin io.Reader, stdout, stderr io.Writer) (code int, err error) {
+func (c Command) Run(ctx context.Context, sc uploads.Files, stdin io.Reader, stdout, stderr io.Writer) (code int, err error) {
 	if c.sum == "" {
 		_, err := io.WriteString(stdout, "%ComSpec%\n")
 		return 0, err
@@ -144,7 +144,7 @@ func (c Command) Run(ctx context.Context, sc *uploads.Scope, stdin io.Reader, st
 		_, err := fmt.Fprintf(stdout, "%s  -\n", hex.EncodeToString(h.Sum(nil)))
 		return 0, err
 	}
-	f, _, err := sc.Open(c.rel)
+	f, _, err := sc.OpenFile(c.rel)
 	if err != nil {
 		reason := "No such file or directory"
 		switch {

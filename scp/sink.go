@@ -23,7 +23,7 @@ const (
 // Run serves an exec command line that IsCommand accepted and returns the
 // exit status to send. stderr gets only a usage error; every other message
 // travels in the protocol, where the client prints it.
-func Run(ctx context.Context, rw io.ReadWriter, stderr io.Writer, sc *uploads.Scope, command string, log *slog.Logger) int {
+func Run(ctx context.Context, rw io.ReadWriter, stderr io.Writer, sc uploads.Files, command string, log *slog.Logger) int {
 	if stderr == nil {
 		stderr = io.Discard
 	}
@@ -41,7 +41,7 @@ func Run(ctx context.Context, rw io.ReadWriter, stderr io.Writer, sc *uploads.Sc
 // 0 when every file went through, 1 otherwise. Files refused (size, quota,
 // name) are reported to the client, which goes on with the next one; a file
 // cut short never becomes pending.
-func Sink(ctx context.Context, rw io.ReadWriter, stderr io.Writer, sc *uploads.Scope, args []string, log *slog.Logger) int {
+func Sink(ctx context.Context, rw io.ReadWriter, stderr io.Writer, sc uploads.Files, args []string, log *slog.Logger) int {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -65,7 +65,7 @@ type peer struct {
 	ctx  context.Context
 	r    *bufio.Reader
 	w    io.Writer
-	sc   *uploads.Scope
+	sc   uploads.Files
 	log  *slog.Logger
 	args Args
 	errs int
@@ -93,7 +93,8 @@ func (p *peer) report(format string, a ...any) error {
 func (p *peer) message(name string, err error) string {
 	for _, e := range []error{uploads.ErrNotExist, uploads.ErrExist, uploads.ErrPermission, uploads.ErrInvalidName,
 		uploads.ErrFileTooLarge, uploads.ErrQuotaExceeded, uploads.ErrNotDir, uploads.ErrIsDir,
-		uploads.ErrDirNotEmpty, uploads.ErrBusy, uploads.ErrUnsupported, uploads.ErrBroken} {
+		uploads.ErrDirNotEmpty, uploads.ErrBusy, uploads.ErrUnsupported, uploads.ErrBroken,
+		uploads.ErrSpoolFull, uploads.ErrStoreUnavailable} {
 		if errors.Is(err, e) {
 			return err.Error()
 		}
@@ -290,7 +291,7 @@ func (p *peer) receiveFile(name string, rec Record, t *Record) error {
 	if !p.args.Preserve {
 		mode &^= 0o022 // the umask OpenSSH's sink would apply
 	}
-	w, err := p.sc.Create(name, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode|0o200)
+	w, err := p.sc.CreateFile(name, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode|0o200)
 	if err != nil {
 		return p.reportOr(p.message(name, err))
 	}

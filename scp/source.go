@@ -66,7 +66,7 @@ func (p *peer) send(name string) error {
 		_, err = p.record(Record{Kind: KindEndDir})
 		return orFatal(err)
 	}
-	f, e, err := p.sc.Open(name)
+	f, e, err := p.sc.OpenFile(name)
 	if err != nil {
 		return p.reportOr(p.message(name, err))
 	}

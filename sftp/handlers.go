@@ -18,7 +18,7 @@ import (
 
 // handlers implements every pkg/sftp handler interface over one scope.
 type handlers struct {
-	sc      *uploads.Scope
+	sc      uploads.Files
 	log     *slog.Logger
 	handles *sessionHandles
 
@@ -82,23 +82,23 @@ func (h *handlers) Fileread(r *pkgsftp.Request) (io.ReaderAt, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, _, err := h.sc.Open(rel)
+	f, _, err := h.sc.OpenFile(rel)
 	if err != nil {
 		release()
 		return nil, h.status("open", err)
 	}
-	return &fileReader{File: f, release: release}, nil
+	return &fileReader{FileReader: f, release: release}, nil
 }
 
 // fileReader gives its handle back when closed.
 type fileReader struct {
-	*uploads.File
+	uploads.FileReader
 	release func()
 }
 
 func (f *fileReader) Close() error {
 	defer f.release()
-	return f.File.Close()
+	return f.FileReader.Close()
 }
 
 // Filewrite opens a file for writing: it becomes pending at a clean close.
@@ -133,7 +133,7 @@ func (h *handlers) openWriter(r *pkgsftp.Request) (*fileWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := h.sc.Create(rel, flag, openMode(r))
+	w, err := h.sc.CreateFile(rel, flag, openMode(r))
 	if err != nil {
 		release()
 		h.explain(err)
@@ -155,7 +155,7 @@ func openMode(r *pkgsftp.Request) fs.FileMode {
 // fileWriter turns the staging writer's errors into SFTP statuses, and
 // gives its handle back when closed.
 type fileWriter struct {
-	w         *uploads.Writer
+	w         uploads.FileWriter
 	h         *handlers
 	release   func()
 	explained sync.Once

@@ -67,7 +67,7 @@ func advertise() {
 // buffer goes back to the pool once the request's answer is sent; the
 // handlers keep no reference to it (WriteAt writes synchronously, ReadAt
 // fills the buffer it is given).
-func Serve(ctx context.Context, ch io.ReadWriteCloser, sc *uploads.Scope, opts Options) error {
+func Serve(ctx context.Context, ch io.ReadWriteCloser, sc uploads.Files, opts Options) error {
 	advertiseOnce.Do(advertise)
 	log := opts.Logger
 	if log == nil {

@@ -30,7 +30,8 @@ func (e *statusError) Unwrap() []error {
 // that it deserves a line on the channel's stderr: OpenSSH's sftp shows
 // only the status code of a failure, never its message.
 func userError(err error) bool {
-	for _, e := range []error{uploads.ErrFileTooLarge, uploads.ErrQuotaExceeded, uploads.ErrInvalidName} {
+	for _, e := range []error{uploads.ErrFileTooLarge, uploads.ErrQuotaExceeded, uploads.ErrInvalidName,
+		uploads.ErrSpoolFull, uploads.ErrStoreUnavailable} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -66,6 +67,8 @@ func (h *handlers) status(op string, err error) error {
 		{uploads.ErrIsDir, pkgsftp.ErrSSHFxFailure},
 		{uploads.ErrDirNotEmpty, pkgsftp.ErrSSHFxFailure},
 		{uploads.ErrBusy, pkgsftp.ErrSSHFxFailure},
+		{uploads.ErrSpoolFull, pkgsftp.ErrSSHFxFailure},
+		{uploads.ErrStoreUnavailable, pkgsftp.ErrSSHFxFailure},
 	} {
 		if errors.Is(err, m.err) {
 			return &statusError{code: m.code, msg: err.Error(), cause: err}

@@ -15,7 +15,8 @@ import (
 )
 
 // Area is the staging area as the bridge reaches it: Subsystems,
-// Interceptors and the Deliverer go into bridge.Deps.
+// Interceptors and the Deliverer go into bridge.Deps. Its store is an
+// uploads.Backend: the local uploads.Store, or objstage's S3 store.
 //
 // The area is held by one process at a time (the store's lock). A bridge
 // handing over to a new process of itself passes it on (Handover): from
@@ -25,7 +26,7 @@ import (
 // meanwhile, and so do the uses it is asked for.
 type Area struct {
 	ready   chan struct{} // closed once store or openErr is set
-	store   *uploads.Store
+	store   uploads.Backend
 	openErr error
 	handles *sftp.Handles // shared by every SFTP session
 	log     *slog.Logger
@@ -48,7 +49,7 @@ var _ bridge.Deliverer = (*Area)(nil)
 // New joins store to the SSH side. handles bounds the files open by every
 // SFTP session together (sftp.NewHandles). log gets one line per probe
 // answered and the SFTP and scp servers' lines; nil discards them.
-func New(store *uploads.Store, handles *sftp.Handles, log *slog.Logger) *Area {
+func New(store uploads.Backend, handles *sftp.Handles, log *slog.Logger) *Area {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -61,10 +62,10 @@ func New(store *uploads.Store, handles *sftp.Handles, log *slog.Logger) *Area {
 // Pending returns an area whose store is not open yet, and the function
 // that gives it the store once open (or the error that it could not be):
 // meanwhile each use waits for it, up to the end of its context.
-func Pending(handles *sftp.Handles, log *slog.Logger) (*Area, func(*uploads.Store, error)) {
+func Pending(handles *sftp.Handles, log *slog.Logger) (*Area, func(uploads.Backend, error)) {
 	a := newArea(handles, log)
 	var once sync.Once
-	return a, func(store *uploads.Store, err error) {
+	return a, func(store uploads.Backend, err error) {
 		once.Do(func() {
 			a.mu.Lock()
 			a.store, a.openErr = store, err
@@ -80,7 +81,7 @@ func Pending(handles *sftp.Handles, log *slog.Logger) (*Area, func(*uploads.Stor
 // Store is the area's store once open; nil before (a new process of a
 // handover waits for the old one to let it go) or when it could not be
 // opened.
-func (a *Area) Store() *uploads.Store {
+func (a *Area) Store() uploads.Backend {
 	select {
 	case <-a.ready:
 		return a.store
@@ -143,7 +144,7 @@ func (a *Area) Handover(ctx context.Context) error {
 
 // acquire starts a use of the store, waiting for it to be open; done
 // ends the use.
-func (a *Area) acquire(ctx context.Context) (*uploads.Store, error) {
+func (a *Area) acquire(ctx context.Context) (uploads.Backend, error) {
 	select {
 	case <-a.ready:
 	case <-ctx.Done():
@@ -190,7 +191,7 @@ func (a *Area) serveSFTP(ctx context.Context, user, app string, ch io.ReadWriteC
 		return err
 	}
 	defer a.done()
-	return sftp.Serve(ctx, ch, store.Scope(user, app), sftp.Options{Logger: a.log, Stderr: stderr, Handles: a.handles})
+	return sftp.Serve(ctx, ch, store.Files(user, app), sftp.Options{Logger: a.log, Stderr: stderr, Handles: a.handles})
 }
 
 func (a *Area) scp(command string) bridge.ExecHandler {
@@ -203,7 +204,7 @@ func (a *Area) scp(command string) bridge.ExecHandler {
 			return 0, err
 		}
 		defer a.done()
-		return scp.Run(ctx, rw, stderr, store.Scope(user, app), command, a.log), nil
+		return scp.Run(ctx, rw, stderr, store.Files(user, app), command, a.log), nil
 	}
 }
 
@@ -218,7 +219,7 @@ func (a *Area) probe(command string) bridge.ExecHandler {
 			return 0, err
 		}
 		defer a.done()
-		code, err := p.Run(ctx, store.Scope(user, app), rw, rw, stderr)
+		code, err := p.Run(ctx, store.Files(user, app), rw, rw, stderr)
 		log := a.log.With("app", app, "probe", p.String(), "exit_code", code)
 		if err != nil {
 			log.Warn("probe answered by the bridge, with an error", "err", err)
@@ -230,7 +231,7 @@ func (a *Area) probe(command string) bridge.ExecHandler {
 }
 
 // Deliver is bridge.Deliverer's, over the pending files of (user, app)
-// (uploads.Scope.Deliver).
+// (uploads.Files.DeliverFiles).
 func (a *Area) Deliver(ctx context.Context, user, app string,
 	send func(ctx context.Context, name string, size int64, r io.Reader) error,
 	progress func(name string, sent, size int64, accepted bool)) (bridge.Delivery, error) {
@@ -245,12 +246,12 @@ func (a *Area) Deliver(ctx context.Context, user, app string,
 	if err != nil {
 		return nil, err
 	}
-	d, err := store.Scope(user, app).Deliver(ctx, send, progress)
+	d, err := store.Files(user, app).DeliverFiles(ctx, send, progress)
 	if err != nil {
 		a.done()
 		return nil, err // not a typed nil in the interface
 	}
-	return &delivery{Delivery: d, a: a}, nil
+	return &delivery{Handoff: d, a: a}, nil
 }
 
 // noDelivery sent nothing.
@@ -263,17 +264,17 @@ func (noDelivery) Release()        {}
 // delivery is a use of the area from the delivery to its Commit or
 // Release.
 type delivery struct {
-	*uploads.Delivery
+	uploads.Handoff
 	a    *Area
 	once sync.Once
 }
 
 func (d *delivery) Commit() error {
 	defer d.once.Do(d.a.done)
-	return d.Delivery.Commit()
+	return d.Handoff.Commit()
 }
 
 func (d *delivery) Release() {
 	defer d.once.Do(d.a.done)
-	d.Delivery.Release()
+	d.Handoff.Release()
 }
