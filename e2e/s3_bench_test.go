@@ -1,16 +1,19 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // The S3 staging area's benchmarks (BENCHMARKS.md, "S3 staging") compare
@@ -41,10 +44,18 @@ func startS3Bench(b *testing.B, more ...string) (*S3Store, *Bridge, string) {
 	return store, br, prefix
 }
 
-// storePut times the store's own PUT of the file src by a plain client:
-// one PutObject of the whole file, as a Go program using the SDK writes an
-// object of this size (its signature over HTTP hashes the body, as the
-// bridge's must too), then removes the object.
+// s3BenchPartSize and s3BenchPartsInFlight are the bridge's multipart
+// upload's (objstage): 8 MiB parts, two in flight.
+const (
+	s3BenchPartSize      = 8 << 20
+	s3BenchPartsInFlight = 2
+)
+
+// storePut times the store's own PUT of the file src by a plain client,
+// as a client that uploads a file of this size does it: a multipart
+// upload, here with the bridge's part size and parts in flight, each part
+// read from the file into a buffer of its own (its signature over HTTP
+// hashes each part, as the bridge's must too); then removes the object.
 func storePut(b *testing.B, store *S3Store, src string) time.Duration {
 	b.Helper()
 	f, err := os.Open(src)
@@ -55,15 +66,79 @@ func storePut(b *testing.B, store *S3Store, src string) time.Duration {
 	ctx := context.Background()
 	key := "baseline/" + randomHex(4)
 	start := time.Now()
-	if _, err := store.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &store.Bucket, Key: &key, Body: f,
-		ContentLength: aws.Int64(s3BenchSize)}); err != nil {
+	up, err := store.Client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &store.Bucket, Key: &key})
+	if err != nil {
 		b.Fatalf("store PUT: %v", err)
 	}
+	var (
+		mu     sync.Mutex
+		parts  []types.CompletedPart
+		failed error
+		wg     sync.WaitGroup
+	)
+	sem := make(chan struct{}, s3BenchPartsInFlight)
+	for n := int32(1); ; n++ {
+		buf := make([]byte, s3BenchPartSize)
+		m, err := io.ReadFull(f, buf)
+		if m == 0 {
+			break
+		}
+		if err != nil && err != io.ErrUnexpectedEOF {
+			b.Fatal(err)
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			out, err := store.Client.UploadPart(ctx, &s3.UploadPartInput{Bucket: &store.Bucket, Key: &key, UploadId: up.UploadId,
+				PartNumber: aws.Int32(n), Body: bytes.NewReader(buf[:m]), ContentLength: aws.Int64(int64(m))})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = err
+				return
+			}
+			parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n)})
+		})
+	}
+	wg.Wait()
+	if failed != nil {
+		b.Fatalf("store PUT, a part: %v", failed)
+	}
+	slices.SortFunc(parts, func(x, y types.CompletedPart) int { return int(*x.PartNumber - *y.PartNumber) })
+	if _, err := store.Client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: &store.Bucket, Key: &key,
+		UploadId: up.UploadId, MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}}); err != nil {
+		b.Fatalf("store PUT, complete: %v", err)
+	}
 	d := time.Since(start)
-	if _, err := store.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &store.Bucket, Key: &key}); err != nil {
+	storeDelete(b, store, key)
+	return d
+}
+
+// storePutObject times one PutObject of the whole file src, the simplest
+// plain client, for information; then removes the object.
+func storePutObject(b *testing.B, store *S3Store, src string) time.Duration {
+	b.Helper()
+	f, err := os.Open(src)
+	if err != nil {
 		b.Fatal(err)
 	}
+	defer f.Close()
+	key := "baseline/" + randomHex(4)
+	start := time.Now()
+	if _, err := store.Client.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &store.Bucket, Key: &key, Body: f,
+		ContentLength: aws.Int64(s3BenchSize)}); err != nil {
+		b.Fatalf("store PutObject: %v", err)
+	}
+	d := time.Since(start)
+	storeDelete(b, store, key)
 	return d
+}
+
+func storeDelete(b *testing.B, store *S3Store, key string) {
+	b.Helper()
+	if _, err := store.Client.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: &store.Bucket, Key: &key}); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // storeGet times the store's own GET of the objects keys, one after the
@@ -90,9 +165,9 @@ func storeGet(b *testing.B, store *S3Store, keys []string) (time.Duration, int64
 
 // BenchmarkS3Upload compares `sftp put` of 100 MiB through a bridge on the
 // S3 staging area (the put returns once the file is stored) with the
-// store's own PUT of the same file by a plain client, in turns. For
-// information it also times the same put through a bridge on local
-// staging, which does strictly less.
+// store's own PUT of the same file by a plain client (storePut), in turns.
+// For information it also times the same put through a bridge on local
+// staging, which does strictly less, and the file as one PutObject.
 func BenchmarkS3Upload(b *testing.B) {
 	store, br, _ := startS3Bench(b)
 	local := StartBridge(b, Options{Args: []string{"--log-level", "info"}})
@@ -104,8 +179,8 @@ func BenchmarkS3Upload(b *testing.B) {
 	rates := map[string][]float64{}
 	for b.Loop() {
 		for i := range s3BenchRuns {
-			for j := range 3 {
-				switch (i + j) % 3 {
+			for j := range 4 {
+				switch (i + j) % 4 {
 				case 0:
 					rates["bridge"] = append(rates["bridge"], rate(sftpRun(b, s3Args, put)))
 					sftpRun(b, s3Args, "rm big\n")
@@ -114,6 +189,8 @@ func BenchmarkS3Upload(b *testing.B) {
 				case 2:
 					rates["local"] = append(rates["local"], rate(sftpRun(b, localArgs, put)))
 					sftpRun(b, localArgs, "rm big\n")
+				case 3:
+					rates["putobject"] = append(rates["putobject"], rate(storePutObject(b, store, src)))
 				}
 			}
 		}
@@ -129,6 +206,8 @@ func BenchmarkS3Upload(b *testing.B) {
 		len(rates["bridge"]), bridgeRate, rates["bridge"], storeRate, rates["store"], ratio, s3UploadRatioMin)
 	b.Logf("for information, the bridge on local staging: %.0f MB/s %.0f; S3 staging is %.2f of it",
 		localRate, rates["local"], bridgeRate/localRate)
+	b.Logf("for information, the store's PUT as one PutObject: %.0f MB/s %.0f",
+		median(rates["putobject"]), rates["putobject"])
 	if ratio < s3UploadRatioMin {
 		b.Fatalf("sftp put on S3 staging: %.0f MB/s over the store's PUT %.0f MB/s = %.2f, want at least %.1f",
 			bridgeRate, storeRate, ratio, s3UploadRatioMin)
