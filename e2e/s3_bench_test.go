@@ -3,12 +3,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -181,6 +183,43 @@ func storeGet(b *testing.B, store *S3Store, keys []string) (time.Duration, int64
 	return d, n
 }
 
+// lastDelivered is the duration of the last upload_delivered event of the
+// audit stream in file.
+func lastDelivered(b *testing.B, file string) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var last time.Duration = -1
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var e struct {
+			Event      string  `json:"event"`
+			DurationMS float64 `json:"duration_ms"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Event == "upload_delivered" {
+			last = time.Duration(e.DurationMS * float64(time.Millisecond))
+		}
+	}
+	if last < 0 {
+		b.Fatalf("no upload_delivered event in the audit stream:\n%s", tail(string(raw), 5))
+	}
+	return last
+}
+
+// cpuUse is CPU seconds used so far by the store and the bridge.
+type cpuUse struct{ weed, bridge float64 }
+
+// cpuOf returns a function that reads the CPU time of the store's process
+// and the bridge's (its embedded platform and the one-offs it reaped
+// included), for the figures given for information: on a machine of few
+// cores the store and the bridge share the CPU.
+func cpuOf(b *testing.B, store *S3Store, br *Bridge) func() cpuUse {
+	return func() cpuUse {
+		return cpuUse{weed: cpuSeconds(b, store.cmd.Process.Pid), bridge: cpuSeconds(b, br.cmd.Process.Pid)}
+	}
+}
+
 // BenchmarkS3Upload compares `sftp put` of 100 MiB through a bridge on the
 // S3 staging area (the put returns once the file is stored) with the
 // store's own PUT of the same file by a plain client (storePut), in turns.
@@ -194,16 +233,23 @@ func BenchmarkS3Upload(b *testing.B) {
 	localArgs := append(local.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", local.Port, "demo-app@"+local.Host)
 	rate := func(d time.Duration) float64 { return s3BenchSize / 1e6 / d.Seconds() }
 	put := fmt.Sprintf("put %s big\n", src)
-	rates := map[string][]float64{}
+	cpu := cpuOf(b, store, br)
+	rates, cpus := map[string][]float64{}, map[string][]float64{}
 	for b.Loop() {
 		for i := range s3BenchRuns {
 			for j := range 4 {
 				switch (i + j) % 4 {
 				case 0:
+					c0 := cpu()
 					rates["bridge"] = append(rates["bridge"], rate(sftpRun(b, s3Args, put)))
+					c1 := cpu()
+					cpus["bridge"] = append(cpus["bridge"], c1.bridge-c0.bridge)
+					cpus["bridge-weed"] = append(cpus["bridge-weed"], c1.weed-c0.weed)
 					sftpRun(b, s3Args, "rm big\n")
 				case 1:
+					c0 := cpu()
 					rates["store"] = append(rates["store"], rate(storePut(b, store, src)))
+					cpus["store-weed"] = append(cpus["store-weed"], cpu().weed-c0.weed)
 				case 2:
 					rates["local"] = append(rates["local"], rate(sftpRun(b, localArgs, put)))
 					sftpRun(b, localArgs, "rm big\n")
@@ -224,8 +270,10 @@ func BenchmarkS3Upload(b *testing.B) {
 		len(rates["bridge"]), bridgeRate, rates["bridge"], storeRate, rates["store"], ratio, s3UploadRatioMin)
 	b.Logf("for information, the bridge on local staging: %.0f MB/s %.0f; S3 staging is %.2f of it",
 		localRate, rates["local"], bridgeRate/localRate)
-	b.Logf("for information, the store's PUT as one PutObject: %.0f MB/s %.0f",
-		median(rates["putobject"]), rates["putobject"])
+	b.Logf("for information, the store's PUT as one PutObject: %.0f MB/s %.0f; the bridge is %.2f of it",
+		median(rates["putobject"]), rates["putobject"], bridgeRate/median(rates["putobject"]))
+	b.Logf("for information, CPU seconds per 100 MiB (medians): bridge put: bridge %.2f, weed %.2f; the store's PUT: weed %.2f",
+		median(cpus["bridge"]), median(cpus["bridge-weed"]), median(cpus["store-weed"]))
 	if ratio < s3UploadRatioMin {
 		b.Fatalf("sftp put on S3 staging: %.0f MB/s over the store's PUT %.0f MB/s = %.2f, want at least %.1f",
 			bridgeRate, storeRate, ratio, s3UploadRatioMin)
@@ -240,7 +288,8 @@ func BenchmarkS3Upload(b *testing.B) {
 // run. For information it
 // also times the same delivery from local staging.
 func BenchmarkS3Delivery(b *testing.B) {
-	store, br, prefix := startS3Bench(b)
+	auditLog := filepath.Join(b.TempDir(), "audit")
+	store, br, prefix := startS3Bench(b, "--audit-log", auditLog)
 	local := StartBridge(b, Options{Args: []string{"--log-level", "info"}})
 	src := bigFile(b, s3BenchSize)
 	put := fmt.Sprintf("put %s big\n", src)
@@ -255,7 +304,8 @@ func BenchmarkS3Delivery(b *testing.B) {
 		return time.Since(start)
 	}
 	rate := func(d time.Duration) float64 { return s3BenchSize / 1e6 / d.Seconds() }
-	rates := map[string][]float64{}
+	cpu := cpuOf(b, store, br)
+	rates, cpus := map[string][]float64{}, map[string][]float64{}
 	var stored int64
 	for b.Loop() {
 		for range s3BenchRuns {
@@ -267,14 +317,22 @@ func BenchmarkS3Delivery(b *testing.B) {
 					staged = append(staged, k)
 				}
 			}
+			c0 := cpu()
 			d, n := storeGet(b, store, staged)
+			cpus["store-weed"] = append(cpus["store-weed"], cpu().weed-c0.weed)
 			if n < s3BenchSize {
 				b.Fatalf("the staged file left %d bytes in the store (%d objects), less than the file", n, len(staged))
 			}
 			stored = n
 			rates["store"] = append(rates["store"], rate(d))
+			c0 = cpu()
 			withFile := session(br)
+			c1 := cpu()
 			empty := session(br)
+			c2 := cpu()
+			cpus["bridge"] = append(cpus["bridge"], (c1.bridge-c0.bridge)-(c2.bridge-c1.bridge))
+			cpus["bridge-weed"] = append(cpus["bridge-weed"], (c1.weed-c0.weed)-(c2.weed-c1.weed))
+			rates["transfer"] = append(rates["transfer"], rate(lastDelivered(b, auditLog)))
 			rates["delivery"] = append(rates["delivery"], rate(withFile-empty))
 
 			sftpRun(b, append(local.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", local.Port, "demo-app@"+local.Host), put)
@@ -293,6 +351,10 @@ func BenchmarkS3Delivery(b *testing.B) {
 		len(rates["delivery"]), deliveryRate, rates["delivery"], stored, storeRate, rates["store"], ratio, s3DeliveryRatioMin)
 	b.Logf("for information, delivery from local staging: %.0f MB/s %.0f; S3 staging is %.2f of it",
 		localRate, rates["local"], deliveryRate/localRate)
+	b.Logf("for information, the file's own transfer in the delivery (from the start of its GET to the platform's answer, the audit stream's upload_delivered): %.0f MB/s %.0f, %.2f of the GET; the rest of the delivery (listing, leases, removal after the attach) took the difference",
+		median(rates["transfer"]), rates["transfer"], median(rates["transfer"])/storeRate)
+	b.Logf("for information, CPU seconds per 100 MiB (medians): delivery: bridge with its embedded platform %.2f, weed %.2f; the store's GET: weed %.2f",
+		median(cpus["bridge"]), median(cpus["bridge-weed"]), median(cpus["store-weed"]))
 	if ratio < s3DeliveryRatioMin {
 		b.Fatalf("delivery from S3 staging: %.0f MB/s over the store's GET %.0f MB/s = %.2f, want at least %.1f",
 			deliveryRate, storeRate, ratio, s3DeliveryRatioMin)
