@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -562,6 +563,13 @@ func TestOpenErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `bucket "no-such-bucket-here" does not exist`) {
 		t.Fatalf("missing bucket: %v", err)
 	}
+	// A store that does not answer at all: one line naming the bucket.
+	l := freePorts(t, 1)[0]
+	_, err = Open(context.Background(), Config{URL: "s3://b/p", Key: testKey, SpoolDir: t.TempDir(),
+		Client: testClient("http://127.0.0.1:" + strconv.Itoa(l))}, nil)
+	if err == nil || !strings.HasPrefix(err.Error(), `staging store: bucket "b": `) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("store down: %v", err)
+	}
 	if _, err := Open(context.Background(), Config{URL: "http://x/y", Key: testKey, SpoolDir: t.TempDir()}, nil); err == nil {
 		t.Fatal("a non-s3 URL opened")
 	}
@@ -586,5 +594,53 @@ func TestParseURL(t *testing.T) {
 		if got != want {
 			t.Errorf("%s: %s, want %s", in, got, want)
 		}
+	}
+}
+
+// A delivery that takes longer than the lease keeps its files: the
+// renewals hold the lease, so another bridge does not send them too.
+func TestLeaseRenewedWhileDelivering(t *testing.T) {
+	ep, bucket := newBucket(t)
+	lease := 1500 * time.Millisecond
+	a, b := open(t, ep, bucket, opts{lease: lease}), open(t, ep, bucket, opts{lease: lease})
+	stage(t, a.Files("u", "app"), "f", []byte("slow"))
+	inSend := make(chan struct{})
+	release := make(chan struct{})
+	var ca collect
+	slow := func(ctx context.Context, name string, size int64, r io.Reader) error {
+		close(inSend)
+		<-release
+		return ca.send(ctx, name, size, r)
+	}
+	done := make(chan error, 1)
+	go func() {
+		d, err := a.Files("u", "app").DeliverFiles(context.Background(), slow, nil)
+		if err == nil {
+			err = d.Commit()
+		}
+		done <- err
+	}()
+	<-inSend
+	start := time.Now()
+	var cb collect
+	for time.Since(start) < 3*lease {
+		d, err := b.Files("u", "app").DeliverFiles(context.Background(), cb.send, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Files()) != 0 {
+			t.Fatalf("b delivered %v while a's delivery runs", d.Files())
+		}
+		time.Sleep(200 * time.Millisecond) // b's sessions keep coming while a's delivery outlives its lease
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ca.sends.Load() != 1 || cb.sends.Load() != 0 {
+		t.Fatalf("sends: a %d, b %d", ca.sends.Load(), cb.sends.Load())
+	}
+	if p := pendingNames(t, b.Files("u", "app")); p != "" {
+		t.Fatalf("pending after a's commit: %q", p)
 	}
 }

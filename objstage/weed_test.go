@@ -32,12 +32,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var weedCmd *exec.Cmd
+var (
+	weedCmd *exec.Cmd
+	weedDir string
+)
 
 func stopWeed() {
 	if weedCmd != nil && weedCmd.Process != nil {
 		_ = weedCmd.Process.Kill()
 		_ = weedCmd.Wait()
+	}
+	if weedDir != "" {
+		os.RemoveAll(weedDir)
 	}
 }
 
@@ -84,6 +90,7 @@ func weed(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	weedDir = dir
 	cfg := filepath.Join(dir, "s3.json")
 	ident := fmt.Sprintf(`{"identities":[{"name":"test","credentials":[{"accessKey":%q,"secretKey":%q}],"actions":["Admin","Read","Write","List","Tagging"]}]}`,
 		weedAccessKey, weedSecretKey)

@@ -25,6 +25,11 @@ import (
 // time: it waits for this much before encrypting more.
 const readChunk = 1 << 20
 
+// partTimeout bounds one request that moves a part (or a whole small
+// blob), so that a store that hangs fails the upload instead of holding
+// its Close forever.
+const partTimeout = 5 * time.Minute
+
 // writer writes one file: uploads.FileWriter. Writes go to a spool file
 // at their offsets; an uploader goroutine encrypts the prefix written
 // without holes and streams it to the store as a multipart upload; Close
@@ -639,7 +644,9 @@ func (st *stream) sendPart(b []byte) error {
 	}
 	s := st.s
 	if st.uploadID == nil {
-		out, err := s.c.CreateMultipartUpload(s.ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &st.key})
+		ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+		defer cancel()
+		out, err := s.c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &st.key})
 		if err != nil {
 			return err
 		}
@@ -651,7 +658,9 @@ func (st *stream) sendPart(b []byte) error {
 	st.wg.Add(1)
 	go func() {
 		defer func() { <-st.sem; st.wg.Done() }()
-		out, err := s.c.UploadPart(s.ctx, &s3.UploadPartInput{Bucket: &s.bucket, Key: &st.key, UploadId: st.uploadID,
+		ctx, cancel := context.WithTimeout(s.ctx, partTimeout)
+		defer cancel()
+		out, err := s.c.UploadPart(ctx, &s3.UploadPartInput{Bucket: &s.bucket, Key: &st.key, UploadId: st.uploadID,
 			PartNumber: aws.Int32(n), Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b)))})
 		st.mu.Lock()
 		defer st.mu.Unlock()
@@ -673,8 +682,10 @@ func (st *stream) finish() error {
 		return err
 	}
 	s := st.s
+	ctx, cancel := context.WithTimeout(s.ctx, partTimeout)
+	defer cancel()
 	if st.uploadID == nil {
-		_, err := s.c.PutObject(s.ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &st.key,
+		_, err := s.c.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &st.key,
 			Body: bytes.NewReader(st.buf), ContentLength: aws.Int64(int64(len(st.buf)))})
 		return err
 	}
@@ -688,7 +699,7 @@ func (st *stream) finish() error {
 		return err
 	}
 	sort.Slice(st.parts, func(i, j int) bool { return *st.parts[i].PartNumber < *st.parts[j].PartNumber })
-	_, err := s.c.CompleteMultipartUpload(s.ctx, &s3.CompleteMultipartUploadInput{Bucket: &s.bucket, Key: &st.key,
+	_, err := s.c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: &s.bucket, Key: &st.key,
 		UploadId: st.uploadID, MultipartUpload: &types.CompletedMultipartUpload{Parts: st.parts}})
 	return err
 }

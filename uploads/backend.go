@@ -92,7 +92,7 @@ type Handoff interface {
 var (
 	// ErrSpoolFull refuses a write past the local spool of uploads in
 	// flight (--staging-spool-size).
-	ErrSpoolFull = errors.New("the bridge's spool for uploads in flight is full: try again later")
+	ErrSpoolFull = errors.New("no space left in the bridge's spool for uploads in flight: try again later")
 	// ErrStoreUnavailable is a store that failed or could not be reached:
 	// nothing became pending.
 	ErrStoreUnavailable = errors.New("the upload store is unavailable: nothing was staged, try again later")

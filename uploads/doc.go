@@ -34,5 +34,7 @@
 // process's Open, which waits for that (ErrInUse until then), loads what
 // the old one left. Behind a load
 // balancer, give each bridge its own directory and route a user's
-// connections to one bridge (source-address affinity).
+// connections to one bridge (source-address affinity), or have the bridges
+// share an object store (package objstage): both are a Backend, whose
+// Files the SSH side uses.
 package uploads
