@@ -25,7 +25,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 )
 
 // S3Store is a real S3-compatible store for the staging-area tests:
@@ -361,15 +360,6 @@ func httpStatus(err error) int {
 		return re.HTTPStatusCode()
 	}
 	return 0
-}
-
-// errorCode is the S3 error code of a failed call ("PreconditionFailed").
-func errorCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
 }
 
 // The store the staging area is tested on honours the conditional writes
