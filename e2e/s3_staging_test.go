@@ -409,3 +409,45 @@ func TestS3StoreDown(t *testing.T) {
 	}
 	mustOK(t, "put once the store is back", b.sftpBatch(t, dir, "", "demo-app", "put during\n"))
 }
+
+// The store goes down while a file is uploaded: the transfer fails with a
+// clear SFTP error, the file does not become pending, and what was pending
+// before is delivered once the store is back.
+func TestS3StoreDownMidUpload(t *testing.T) {
+	st := newS3Staging(t)
+	b := st.bridge(t)
+	files := map[string][]byte{"before": randomData(1 << 20), "cut": randomData(24 << 20)}
+	dir := localTree(t, files)
+	mustOK(t, "put before", b.sftpBatch(t, dir, "", "demo-app", "put before\n"))
+
+	batch := filepath.Join(t.TempDir(), "batch")
+	if err := os.WriteFile(batch, []byte("put cut\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// 2 MB/s: the transfer lasts about 12 s.
+	args := append(b.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", b.Port, "-l", "16000", "-b", batch, "demo-app@"+b.Host)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, need(t, "sftp"), args...)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	before := bridgeReadBytes(t, b)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the upload under way", func() bool { return bridgeReadBytes(t, b)-before > 4<<20 })
+	st.store.Stop()
+	err := cmd.Wait()
+	if err == nil || !strings.Contains(stderr.String(), "the upload store is unavailable") {
+		t.Fatalf("put with the store gone mid-transfer: %v\n%s", err, stderr.String())
+	}
+
+	st.store.Start()
+	if got := listing(t, b, dir); got != "before" {
+		t.Fatalf("pending once the store is back: %q", got)
+	}
+	if got, want := remoteHashes(t, b, "demo-app"), "before="+sha(files["before"]); got != want {
+		t.Fatalf("the one-off once the store is back has\n%s\nwant\n%s", got, want)
+	}
+}
