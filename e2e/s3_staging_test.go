@@ -451,3 +451,69 @@ func TestS3StoreDownMidUpload(t *testing.T) {
 		t.Fatalf("the one-off once the store is back has\n%s\nwant\n%s", got, want)
 	}
 }
+
+// The start fails closed, with a line that says why, when the S3 staging
+// area cannot be used as configured: no key file, a key file that is not a
+// key, a bucket that does not exist, credentials the store refuses.
+func TestS3StartRefusals(t *testing.T) {
+	st := newS3Staging(t)
+	badKey := filepath.Join(t.TempDir(), "bad.key")
+	if err := os.WriteFile(badKey, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := "s3://" + st.store.Bucket + "/" + st.prefix
+	for _, c := range []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"no key file", []string{"--staging-url", url}, nil, "--staging-key-file is required"},
+		{"not a key", []string{"--staging-url", url, "--staging-key-file", badKey}, nil,
+			"staging key file " + badKey + ": want a 256-bit key in base64"},
+		{"no bucket", []string{"--staging-url", "s3://no-such-bucket/x", "--staging-key-file", st.stagingKey}, nil,
+			`bucket "no-such-bucket" does not exist`},
+		{"bad credentials", []string{"--staging-url", url, "--staging-key-file", st.stagingKey},
+			[]string{"AWS_SECRET_ACCESS_KEY=" + randomHex(20)}, "access denied (check the credentials)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			keys := filepath.Join(dir, "authorized_keys")
+			if err := os.WriteFile(keys, []byte(publicKey(t, clientKey(t, "default"))+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			args := append([]string{"--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--authorized-keys", keys}, c.args...)
+			cmd := exec.CommandContext(ctx, binary, args...)
+			cmd.Env = append(append(os.Environ(), st.store.Env(t)...), c.env...)
+			r := runCmd(t, cmd, nil)
+			if r.Code <= 0 || !strings.Contains(r.Stderr, c.want) {
+				t.Fatalf("exit %d, want a failed start saying %q:\n%s", r.Code, c.want, r.Stderr)
+			}
+			if strings.Contains(r.Stderr, "bridge listening") {
+				t.Fatalf("the bridge listened before it failed:\n%s", r.Stderr)
+			}
+		})
+	}
+}
+
+// A file larger than the spool for uploads in flight is refused with a
+// clear SFTP error and does not become pending.
+func TestS3SpoolFull(t *testing.T) {
+	st := newS3Staging(t)
+	b := st.bridge(t, "--staging-spool-size", "1M")
+	files := map[string][]byte{"big": randomData(3 << 20), "small": randomData(100 << 10)}
+	dir := localTree(t, files)
+	r := b.sftpBatch(t, dir, "", "demo-app", "put big\n")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "no space left in the bridge's spool for uploads in flight") {
+		t.Fatalf("put beyond the spool: exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+	}
+	mustOK(t, "put within the spool", b.sftpBatch(t, dir, "", "demo-app", "put small\n"))
+	if got := listing(t, b, dir); got != "small" {
+		t.Fatalf("pending: %q", got)
+	}
+	if got, want := remoteHashes(t, b, "demo-app"), "small="+sha(files["small"]); got != want {
+		t.Fatalf("the one-off has\n%s\nwant\n%s", got, want)
+	}
+}
