@@ -43,6 +43,7 @@ type S3Store struct {
 
 	dir    string         // data, metadata and the identities file
 	grpc   map[string]int // the gRPC port of each server (master, volume, filer, s3)
+	shared bool           // SharedS3's: never stopped by a test
 	args   []string       // weed's arguments, the same at every start
 	cmd    *exec.Cmd
 	log    *syncBuffer
@@ -67,15 +68,78 @@ func weedBinary(t testing.TB) string {
 	return p
 }
 
-// StartS3 starts a SeaweedFS store, waits until a real write and read
-// through its S3 gateway succeed, and makes the bucket. It is stopped at
-// the end of the test, its log shown if the test failed.
+// StartS3 starts a SeaweedFS store of the test's own, waits until a real
+// write and read through its S3 gateway succeed, and makes the bucket. It
+// is killed at the end of the test, its log shown if the test failed.
 func StartS3(t testing.TB) *S3Store {
+	t.Helper()
+	s := launchS3(t, t.TempDir())
+	t.Cleanup(func() {
+		s.Stop()
+		s.removeSockets()
+		if t.Failed() {
+			t.Logf("weed log (last lines):\n%s", tail(s.log.String(), 40))
+		}
+	})
+	return s
+}
+
+// sharedStore is the store of SharedS3.
+var sharedStore struct {
+	sync.Mutex
+	s *S3Store
+}
+
+// SharedS3 returns the store the tests that never stop it share, each
+// under a prefix or keys of its own: started at the first call (a store
+// takes about 10 s to start), killed with its data removed by stopSharedS3
+// at the end of TestMain. The S3Store returned is the caller's: its Stop
+// and Start fail the test.
+func SharedS3(t testing.TB) *S3Store {
+	t.Helper()
+	sharedStore.Lock()
+	defer sharedStore.Unlock()
+	if sharedStore.s == nil {
+		dir, err := os.MkdirTemp("", "bridge-e2e-weed-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := launchS3(t, dir)
+		s.shared = true
+		sharedStore.s = s
+	}
+	s := *sharedStore.s
+	s.t = t
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("weed log (last lines):\n%s", tail(s.log.String(), 40))
+		}
+	})
+	return &s
+}
+
+// stopSharedS3 kills the shared store, if it was started, and removes its
+// data.
+func stopSharedS3() {
+	sharedStore.Lock()
+	defer sharedStore.Unlock()
+	if s := sharedStore.s; s != nil {
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.exited
+		s.removeSockets()
+		os.RemoveAll(s.dir)
+		sharedStore.s = nil
+	}
+}
+
+// launchS3 starts a store with its data in dir, waits until it serves and
+// makes the bucket; it fails the test if it cannot.
+func launchS3(t testing.TB, dir string) *S3Store {
 	t.Helper()
 	weed := weedBinary(t)
 	s := &S3Store{
 		t:      t,
-		dir:    t.TempDir(),
+		dir:    dir,
 		Bucket: "bridge-staging",
 		Region: s3Region,
 		Access: "AK" + randomHex(9),
@@ -91,13 +155,6 @@ func StartS3(t testing.TB) *S3Store {
 	if err := os.WriteFile(config, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		s.Stop()
-		s.removeSockets()
-		if t.Failed() {
-			t.Logf("weed log (last lines):\n%s", tail(s.log.String(), 40))
-		}
-	})
 	// Free ports are found by binding and releasing them, which another
 	// process may take in between: a start that fails is tried again on
 	// other ports.
@@ -135,7 +192,7 @@ func StartS3(t testing.TB) *S3Store {
 		if err = s.tryStart(weed); err == nil {
 			break
 		}
-		s.Stop()
+		s.kill()
 		s.removeSockets()
 		t.Logf("weed start, attempt %d: %v\n%s", attempt, err, tail(s.log.String(), 20))
 	}
@@ -277,6 +334,13 @@ func (s *S3Store) get(ctx context.Context, key string) ([]byte, error) {
 // or loses its network: its graceful stop takes 15 s and more. What it
 // stored stays for a Start.
 func (s *S3Store) Stop() {
+	if s.shared {
+		s.t.Fatal("S3Store.Stop: the shared store is never stopped (StartS3 gives a test its own)")
+	}
+	s.kill()
+}
+
+func (s *S3Store) kill() {
 	if s.cmd == nil {
 		return
 	}
@@ -289,7 +353,7 @@ func (s *S3Store) Stop() {
 // waits until it serves.
 func (s *S3Store) Start() {
 	s.t.Helper()
-	if s.cmd != nil {
+	if s.shared || s.cmd != nil {
 		s.t.Fatal("S3Store.Start: the store is running")
 	}
 	if err := s.tryStart(weedBinary(s.t)); err != nil {
@@ -368,9 +432,11 @@ func httpStatus(err error) int {
 // creates of one key give exactly one success (the fix for SeaweedFS's
 // issue 8800 is in the pinned build), over many keys.
 func TestS3StoreConditionalWrites(t *testing.T) {
-	s := StartS3(t)
+	s := SharedS3(t)
 	ctx := context.Background()
+	prefix := "conditional-" + randomHex(4) + "/"
 	put := func(key, body string, ifNoneMatch, ifMatch *string) (*s3.PutObjectOutput, error) {
+		key = prefix + key
 		return s.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.Bucket, Key: &key,
 			Body: bytes.NewReader([]byte(body)), IfNoneMatch: ifNoneMatch, IfMatch: ifMatch})
 	}
@@ -390,7 +456,7 @@ func TestS3StoreConditionalWrites(t *testing.T) {
 	}
 	_, err = put("lease", "two", aws.String("*"), nil)
 	want412("a second create of an existing key", err)
-	if got := string(s.Get("lease")); got != "one" {
+	if got := string(s.Get(prefix + "lease")); got != "one" {
 		t.Fatalf("after a refused create the object is %q", got)
 	}
 	second, err := put("lease", "three", nil, first.ETag)
@@ -406,7 +472,7 @@ func TestS3StoreConditionalWrites(t *testing.T) {
 	if err == nil {
 		t.Fatal("If-Match on a missing key succeeded")
 	}
-	if got := string(s.Get("lease")); got != "three" {
+	if got := string(s.Get(prefix + "lease")); got != "three" {
 		t.Fatalf("after a refused replace the object is %q", got)
 	}
 
@@ -434,7 +500,7 @@ func TestS3StoreConditionalWrites(t *testing.T) {
 		if won < 0 {
 			t.Fatalf("round %d: no writer created %s: %v", round, key, errs)
 		}
-		if got := string(s.Get(key)); got != strconv.Itoa(won) {
+		if got := string(s.Get(prefix + key)); got != strconv.Itoa(won) {
 			t.Fatalf("round %d: the object holds %q, the winner wrote %d", round, got, won)
 		}
 	}
