@@ -706,13 +706,14 @@ func (s *Store) getPlain(ctx context.Context, k scopeKey, f *fileEnt) (io.ReadCl
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.decryptReader(f.id, out.Body)
+	body := newReadahead(out.Body, 1<<20, 4)
+	r, err := s.decryptReader(f.id, body)
 	if err != nil {
-		out.Body.Close()
+		body.Close()
 		return nil, err
 	}
 	return struct {
 		io.Reader
 		io.Closer
-	}{r, out.Body}, nil
+	}{r, body}, nil
 }
