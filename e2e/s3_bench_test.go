@@ -1,0 +1,362 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// The S3 staging area's benchmarks (BENCHMARKS.md, "S3 staging") compare
+// the bridge with the store's own cost in the same run: a PUT and a GET of
+// the same bytes by a plain client of the store. Run them with
+//
+//	go test -run '^$' -bench 'S3' -benchtime 1x -timeout 20m ./e2e/
+const (
+	s3UploadRatioMin   = 0.8 // bridge sftp put MB/s over the store's own PUT's
+	s3DeliveryRatioMin = 0.8 // delivery MB/s over the store's own GET's
+	s3BenchRuns        = 5
+	s3BenchSize        = 100 << 20 // the default --upload-max-file-size
+)
+
+// startS3Bench starts a store and a bridge on it, with more flags.
+func startS3Bench(b *testing.B, more ...string) (*S3Store, *Bridge, string) {
+	b.Helper()
+	store := StartS3(b)
+	prefix := "bench"
+	br := StartBridge(b, Options{
+		Args: append([]string{
+			"--log-level", "info",
+			"--staging-url", "s3://" + store.Bucket + "/" + prefix,
+			"--staging-key-file", StagingKey(b),
+		}, more...),
+		Env: store.Env(b),
+	})
+	return store, br, prefix
+}
+
+// s3BenchPartSize and s3BenchPartsInFlight are the bridge's multipart
+// upload's (objstage): 8 MiB parts, two in flight.
+const (
+	s3BenchPartSize      = 8 << 20
+	s3BenchPartsInFlight = 2
+)
+
+// storePut times the store's own PUT of the file src by a plain client,
+// as a client that uploads a file of this size does it: a multipart
+// upload, here with the bridge's part size and parts in flight, each part
+// read from the file into a buffer of its own (its signature over HTTP
+// hashes each part, as the bridge's must too); then removes the object.
+func storePut(b *testing.B, store *S3Store, src string) time.Duration {
+	b.Helper()
+	f, err := os.Open(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	ctx := context.Background()
+	key := "baseline/" + randomHex(4)
+	start := time.Now()
+	up, err := store.Client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &store.Bucket, Key: &key})
+	if err != nil {
+		b.Fatalf("store PUT: %v", err)
+	}
+	var (
+		mu     sync.Mutex
+		parts  []types.CompletedPart
+		failed error
+		wg     sync.WaitGroup
+	)
+	sem := make(chan struct{}, s3BenchPartsInFlight)
+	for n := int32(1); ; n++ {
+		buf := make([]byte, s3BenchPartSize)
+		m, err := io.ReadFull(f, buf)
+		if m == 0 {
+			break
+		}
+		if err != nil && err != io.ErrUnexpectedEOF {
+			b.Fatal(err)
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			out, err := store.Client.UploadPart(ctx, &s3.UploadPartInput{Bucket: &store.Bucket, Key: &key, UploadId: up.UploadId,
+				PartNumber: aws.Int32(n), Body: bytes.NewReader(buf[:m]), ContentLength: aws.Int64(int64(m))})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = err
+				return
+			}
+			parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n)})
+		})
+	}
+	wg.Wait()
+	if failed != nil {
+		b.Fatalf("store PUT, a part: %v", failed)
+	}
+	slices.SortFunc(parts, func(x, y types.CompletedPart) int { return int(*x.PartNumber - *y.PartNumber) })
+	if _, err := store.Client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: &store.Bucket, Key: &key,
+		UploadId: up.UploadId, MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}}); err != nil {
+		b.Fatalf("store PUT, complete: %v", err)
+	}
+	d := time.Since(start)
+	storeDelete(b, store, key)
+	return d
+}
+
+// storePutObject times one PutObject of the whole file src, the simplest
+// plain client, for information; then removes the object.
+func storePutObject(b *testing.B, store *S3Store, src string) time.Duration {
+	b.Helper()
+	f, err := os.Open(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	key := "baseline/" + randomHex(4)
+	start := time.Now()
+	if _, err := store.Client.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &store.Bucket, Key: &key, Body: f,
+		ContentLength: aws.Int64(s3BenchSize)}); err != nil {
+		b.Fatalf("store PutObject: %v", err)
+	}
+	d := time.Since(start)
+	storeDelete(b, store, key)
+	return d
+}
+
+func storeDelete(b *testing.B, store *S3Store, key string) {
+	b.Helper()
+	if _, err := store.Client.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: &store.Bucket, Key: &key}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// storeGet times the store's own GET of the objects keys by a plain
+// client, one after the other, each saved whole into a file on the local
+// disk as a download is (the delivery's end is a file on the one-off's
+// disk); it returns the time and the bytes, and removes the files.
+func storeGet(b *testing.B, store *S3Store, keys []string) (time.Duration, int64) {
+	b.Helper()
+	ctx := context.Background()
+	dir := b.TempDir()
+	var n int64
+	start := time.Now()
+	for i, k := range keys {
+		out, err := store.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &store.Bucket, Key: &k})
+		if err != nil {
+			b.Fatalf("store GET %s: %v", k, err)
+		}
+		f, err := os.Create(filepath.Join(dir, strconv.Itoa(i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := io.Copy(f, out.Body)
+		out.Body.Close()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			b.Fatalf("store GET %s: %v", k, err)
+		}
+		n += m
+	}
+	d := time.Since(start)
+	for i := range keys {
+		if err := os.Remove(filepath.Join(dir, strconv.Itoa(i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return d, n
+}
+
+// lastDelivered is the duration of the last upload_delivered event of the
+// audit stream in file.
+func lastDelivered(b *testing.B, file string) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var last time.Duration = -1
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var e struct {
+			Event      string  `json:"event"`
+			DurationMS float64 `json:"duration_ms"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Event == "upload_delivered" {
+			last = time.Duration(e.DurationMS * float64(time.Millisecond))
+		}
+	}
+	if last < 0 {
+		b.Fatalf("no upload_delivered event in the audit stream:\n%s", tail(string(raw), 5))
+	}
+	return last
+}
+
+// cpuUse is CPU seconds used so far by the store and the bridge.
+type cpuUse struct{ weed, bridge float64 }
+
+// cpuOf returns a function that reads the CPU time of the store's process
+// and the bridge's (its embedded platform and the one-offs it reaped
+// included), for the figures given for information: on a machine of few
+// cores the store and the bridge share the CPU.
+func cpuOf(b *testing.B, store *S3Store, br *Bridge) func() cpuUse {
+	return func() cpuUse {
+		return cpuUse{weed: cpuSeconds(b, store.cmd.Process.Pid), bridge: cpuSeconds(b, br.cmd.Process.Pid)}
+	}
+}
+
+// BenchmarkS3Upload compares `sftp put` of 100 MiB through a bridge on the
+// S3 staging area (the put returns once the file is stored) with the
+// store's own PUT of the same file by a plain client (storePut), in turns.
+// For information it also times the same put through a bridge on local
+// staging, which does strictly less, and the file as one PutObject.
+func BenchmarkS3Upload(b *testing.B) {
+	store, br, _ := startS3Bench(b)
+	local := StartBridge(b, Options{Args: []string{"--log-level", "info"}})
+	src := bigFile(b, s3BenchSize)
+	s3Args := append(br.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", br.Port, "demo-app@"+br.Host)
+	localArgs := append(local.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", local.Port, "demo-app@"+local.Host)
+	rate := func(d time.Duration) float64 { return s3BenchSize / 1e6 / d.Seconds() }
+	put := fmt.Sprintf("put %s big\n", src)
+	cpu := cpuOf(b, store, br)
+	rates, cpus := map[string][]float64{}, map[string][]float64{}
+	for b.Loop() {
+		for i := range s3BenchRuns {
+			for j := range 4 {
+				switch (i + j) % 4 {
+				case 0:
+					c0 := cpu()
+					rates["bridge"] = append(rates["bridge"], rate(sftpRun(b, s3Args, put)))
+					c1 := cpu()
+					cpus["bridge"] = append(cpus["bridge"], c1.bridge-c0.bridge)
+					cpus["bridge-weed"] = append(cpus["bridge-weed"], c1.weed-c0.weed)
+					sftpRun(b, s3Args, "rm big\n")
+				case 1:
+					c0 := cpu()
+					rates["store"] = append(rates["store"], rate(storePut(b, store, src)))
+					cpus["store-weed"] = append(cpus["store-weed"], cpu().weed-c0.weed)
+				case 2:
+					rates["local"] = append(rates["local"], rate(sftpRun(b, localArgs, put)))
+					sftpRun(b, localArgs, "rm big\n")
+				case 3:
+					rates["putobject"] = append(rates["putobject"], rate(storePutObject(b, store, src)))
+				}
+			}
+		}
+	}
+	bridgeRate, storeRate, localRate := median(rates["bridge"]), median(rates["store"]), median(rates["local"])
+	ratio := bridgeRate / storeRate
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(bridgeRate, "bridge-MB/s")
+	b.ReportMetric(storeRate, "store-put-MB/s")
+	b.ReportMetric(localRate, "local-MB/s")
+	b.ReportMetric(ratio, "ratio")
+	b.Logf("sftp put 100 MiB, median of %d runs: bridge on S3 %.0f MB/s %.0f, the store's own PUT %.0f MB/s %.0f, ratio %.2f (target ≥ %.1f)",
+		len(rates["bridge"]), bridgeRate, rates["bridge"], storeRate, rates["store"], ratio, s3UploadRatioMin)
+	b.Logf("for information, the bridge on local staging: %.0f MB/s %.0f; S3 staging is %.2f of it",
+		localRate, rates["local"], bridgeRate/localRate)
+	b.Logf("for information, the store's PUT as one PutObject: %.0f MB/s %.0f; the bridge is %.2f of it",
+		median(rates["putobject"]), rates["putobject"], bridgeRate/median(rates["putobject"]))
+	b.Logf("for information, CPU seconds per 100 MiB (medians): bridge put: bridge %.2f, weed %.2f; the store's PUT: weed %.2f",
+		median(cpus["bridge"]), median(cpus["bridge-weed"]), median(cpus["store-weed"]))
+	if ratio < s3UploadRatioMin {
+		b.Fatalf("sftp put on S3 staging: %.0f MB/s over the store's PUT %.0f MB/s = %.2f, want at least %.1f",
+			bridgeRate, storeRate, ratio, s3UploadRatioMin)
+	}
+}
+
+// BenchmarkS3Delivery times the delivery of a staged 100 MiB file from the
+// S3 staging area to the one-off (a session's start with the file pending,
+// less the same start with nothing pending, as BenchmarkDelivery does),
+// against the store's own GET of the objects the staged file left in the
+// store, downloaded into a file by a plain client (storeGet), in the same
+// run. For information it
+// also times the same delivery from local staging.
+func BenchmarkS3Delivery(b *testing.B) {
+	auditLog := filepath.Join(b.TempDir(), "audit")
+	store, br, prefix := startS3Bench(b, "--audit-log", auditLog)
+	local := StartBridge(b, Options{Args: []string{"--log-level", "info"}})
+	src := bigFile(b, s3BenchSize)
+	put := fmt.Sprintf("put %s big\n", src)
+	session := func(br *Bridge) time.Duration {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		start := time.Now()
+		r := runCmd(b, br.SSH(ctx, "demo-app", nil, "true"), nil)
+		if r.Code != 0 {
+			b.Fatalf("session: exit %d\n%s", r.Code, r.Stderr)
+		}
+		return time.Since(start)
+	}
+	rate := func(d time.Duration) float64 { return s3BenchSize / 1e6 / d.Seconds() }
+	cpu := cpuOf(b, store, br)
+	rates, cpus := map[string][]float64{}, map[string][]float64{}
+	var stored int64
+	for b.Loop() {
+		for range s3BenchRuns {
+			before := store.Keys(prefix)
+			sftpRun(b, append(br.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", br.Port, "demo-app@"+br.Host), put)
+			var staged []string
+			for _, k := range store.Keys(prefix) {
+				if !slices.Contains(before, k) {
+					staged = append(staged, k)
+				}
+			}
+			c0 := cpu()
+			d, n := storeGet(b, store, staged)
+			cpus["store-weed"] = append(cpus["store-weed"], cpu().weed-c0.weed)
+			if n < s3BenchSize {
+				b.Fatalf("the staged file left %d bytes in the store (%d objects), less than the file", n, len(staged))
+			}
+			stored = n
+			rates["store"] = append(rates["store"], rate(d))
+			c0 = cpu()
+			withFile := session(br)
+			c1 := cpu()
+			empty := session(br)
+			c2 := cpu()
+			cpus["bridge"] = append(cpus["bridge"], (c1.bridge-c0.bridge)-(c2.bridge-c1.bridge))
+			cpus["bridge-weed"] = append(cpus["bridge-weed"], (c1.weed-c0.weed)-(c2.weed-c1.weed))
+			rates["transfer"] = append(rates["transfer"], rate(lastDelivered(b, auditLog)))
+			rates["delivery"] = append(rates["delivery"], rate(withFile-empty))
+
+			sftpRun(b, append(local.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", local.Port, "demo-app@"+local.Host), put)
+			withFile, empty = session(local), session(local)
+			rates["local"] = append(rates["local"], rate(withFile-empty))
+		}
+	}
+	deliveryRate, storeRate, localRate := median(rates["delivery"]), median(rates["store"]), median(rates["local"])
+	ratio := deliveryRate / storeRate
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(deliveryRate, "delivery-MB/s")
+	b.ReportMetric(storeRate, "store-get-MB/s")
+	b.ReportMetric(localRate, "local-MB/s")
+	b.ReportMetric(ratio, "ratio")
+	b.Logf("delivery of 100 MiB, median of %d runs: from S3 %.0f MB/s %.0f, the store's own GET of its %d stored bytes %.0f MB/s %.0f, ratio %.2f (target ≥ %.1f)",
+		len(rates["delivery"]), deliveryRate, rates["delivery"], stored, storeRate, rates["store"], ratio, s3DeliveryRatioMin)
+	b.Logf("for information, delivery from local staging: %.0f MB/s %.0f; S3 staging is %.2f of it",
+		localRate, rates["local"], deliveryRate/localRate)
+	b.Logf("for information, the file's own transfer in the delivery (from the start of its GET to the platform's answer, the audit stream's upload_delivered): %.0f MB/s %.0f, %.2f of the GET; the rest of the delivery (listing, leases, removal after the attach) took the difference",
+		median(rates["transfer"]), rates["transfer"], median(rates["transfer"])/storeRate)
+	b.Logf("for information, CPU seconds per 100 MiB (medians): delivery: bridge with its embedded platform %.2f, weed %.2f; the store's GET: weed %.2f",
+		median(cpus["bridge"]), median(cpus["bridge-weed"]), median(cpus["store-weed"]))
+	if ratio < s3DeliveryRatioMin {
+		b.Fatalf("delivery from S3 staging: %.0f MB/s over the store's GET %.0f MB/s = %.2f, want at least %.1f",
+			deliveryRate, storeRate, ratio, s3DeliveryRatioMin)
+	}
+}
