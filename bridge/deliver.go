@@ -85,6 +85,8 @@ func (sess *session) deliver(ctx context.Context, up Deliverer, o OneOff) (Deliv
 	switch {
 	case ctx.Err() != nil:
 		return nil, err
+	case errors.Is(err, ErrStagingUnavailable) && !errors.As(err, &de):
+		return nil, &exitFailure{ExitInternal, joinSentences("The upload store is unavailable, so your pending files could not be delivered; try again later.", stillPending(pending)), err}
 	case !errors.As(err, &de):
 		return nil, &exitFailure{ExitInternal, joinSentences("The bridge could not read a pending upload.", stillPending(pending)), err}
 	case errors.Is(err, oneoff.ErrUploadRefused):

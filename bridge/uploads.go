@@ -3,6 +3,7 @@ package bridge
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 )
 
@@ -35,6 +36,12 @@ func (f InterceptorFunc) Intercept(command string) ExecHandler { return f(comman
 // ends the session as a failed one-off would (a failure's code and line;
 // any other error is an internal one).
 type ExecHandler func(ctx context.Context, user, app string, rw io.ReadWriter, stderr io.Writer) (int, error)
+
+// ErrStagingUnavailable is a Deliverer's store that failed or could not be
+// reached (an S3 staging area's store down): nothing was delivered, and
+// what is pending stays so. The session's line says so instead of naming a
+// file.
+var ErrStagingUnavailable = errors.New("the upload store is unavailable")
 
 // Deliverer hands the staging area's pending files to the next one-off of
 // the same (user, app).

@@ -384,7 +384,7 @@ func TestS3StoreDown(t *testing.T) {
 
 	st.store.Stop()
 	r := b.sftpBatch(t, dir, "", "demo-app", "put during\n")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "the upload store is unavailable: nothing was staged, try again later") {
+	if r.Code == 0 || !strings.Contains(r.Stderr, "the upload store is unavailable; try again later") {
 		t.Fatalf("put with the store down: exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
 	}
 	r = b.client(t, dir, "", "scp", "during", "demo-app@"+b.Host+":")

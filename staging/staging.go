@@ -3,6 +3,7 @@ package staging
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -249,6 +250,9 @@ func (a *Area) Deliver(ctx context.Context, user, app string,
 	d, err := store.Files(user, app).DeliverFiles(ctx, send, progress)
 	if err != nil {
 		a.done()
+		if errors.Is(err, uploads.ErrStoreUnavailable) {
+			err = fmt.Errorf("%w: %w", bridge.ErrStagingUnavailable, err)
+		}
 		return nil, err // not a typed nil in the interface
 	}
 	return &delivery{Handoff: d, a: a}, nil
