@@ -33,8 +33,9 @@ func TestMain(m *testing.M) {
 }
 
 var (
-	weedCmd *exec.Cmd
-	weedDir string
+	weedCmd   *exec.Cmd
+	weedDir   string
+	weedGRPCs map[string]int // gRPC port by server, for the sockets weed makes in /tmp
 )
 
 func stopWeed() {
@@ -44,6 +45,11 @@ func stopWeed() {
 	}
 	if weedDir != "" {
 		os.RemoveAll(weedDir)
+	}
+	// The Unix sockets weed makes for its gRPC ports, at paths of its own
+	// choosing in /tmp, which a killed weed leaves.
+	for name, port := range weedGRPCs {
+		os.Remove(fmt.Sprintf("/tmp/seaweedfs-%s-grpc-%d.sock", name, port))
 	}
 }
 
@@ -104,7 +110,9 @@ func weed(t testing.TB) string {
 		"-volume.port=" + strconv.Itoa(p[2]), "-volume.port.grpc=" + strconv.Itoa(p[3]),
 		"-filer.port=" + strconv.Itoa(p[4]), "-filer.port.grpc=" + strconv.Itoa(p[5]),
 		"-s3.port=" + strconv.Itoa(p[6]), "-s3.port.grpc=" + strconv.Itoa(p[7]),
-		"-s3.port.iceberg=0", "-s3.port.lance=0"}
+		"-s3.port.iceberg=0", "-s3.port.lance=0",
+		"-filer.localSocket=" + filepath.Join(dir, "filer.sock"), "-s3.localSocket=" + filepath.Join(dir, "s3.sock")}
+	weedGRPCs = map[string]int{"master": p[1], "volume": p[3], "filer": p[5], "s3": p[7]}
 	weedCmd = exec.Command(bin, args...)
 	logf, err := os.Create(filepath.Join(dir, "weed.log"))
 	if err != nil {
