@@ -29,12 +29,8 @@ func (sc *scope) User() string           { return sc.user }
 func (sc *scope) App() string            { return sc.app }
 func (sc *scope) Limits() uploads.Limits { return sc.s.lim }
 
-func perr(name string, err error) error {
-	if name == "" {
-		return fmt.Errorf("/tmp/uploads: %w", err)
-	}
-	return fmt.Errorf("%q: %w", name, err)
-}
+// perr names the file an error is about, as the local staging area does.
+func perr(name string, err error) error { return uploads.PathError(name, err) }
 
 func parentOf(p string) string {
 	if i := strings.LastIndexByte(p, '/'); i >= 0 {
@@ -586,26 +582,9 @@ func (sc *scope) CheckSize(name string, size int64) error {
 	return nil
 }
 
-func (s *Store) quotaErr(name string) error {
-	return perr(name, fmt.Errorf("%w (%s pending per user; deliver or remove files first)",
-		uploads.ErrQuotaExceeded, humanBytes(s.lim.UserQuota)))
-}
+func (s *Store) quotaErr(name string) error { return s.lim.QuotaError(name) }
 
-func (s *Store) tooLargeErr(name string) error {
-	return perr(name, fmt.Errorf("%w (%s)", uploads.ErrFileTooLarge, humanBytes(s.lim.MaxFileSize)))
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%d GiB", n>>30)
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
+func (s *Store) tooLargeErr(name string) error { return s.lim.TooLargeError(name) }
 
 // OpenFile opens a pending file for reading back: its blob is fetched and
 // decrypted into a spool file, which the reader serves.

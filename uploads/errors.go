@@ -40,3 +40,8 @@ func (e *pathErr) Error() string {
 func (e *pathErr) Unwrap() error { return e.err }
 
 func perr(p string, err error) error { return &pathErr{path: p, err: err} }
+
+// PathError is err about the staged file name, as a staging area's errors
+// name it: "NAME": err (Go's quoting), or /tmp/uploads: err for "" (the
+// area itself). errors.Is and As see err.
+func PathError(name string, err error) error { return perr(name, err) }

@@ -42,6 +42,19 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
+// QuotaError refuses name for the user's quota (ErrQuotaExceeded), saying
+// what the quota is.
+func (l Limits) QuotaError(name string) error {
+	return perr(name, fmt.Errorf("%w (%s pending per user; deliver or remove files first)",
+		ErrQuotaExceeded, humanBytes(l.UserQuota)))
+}
+
+// TooLargeError refuses name for the largest file (ErrFileTooLarge),
+// saying what it is.
+func (l Limits) TooLargeError(name string) error {
+	return perr(name, fmt.Errorf("%w (%s)", ErrFileTooLarge, humanBytes(l.MaxFileSize)))
+}
+
 // humanBytes renders a limit for a message a user reads.
 func humanBytes(n int64) string {
 	switch {

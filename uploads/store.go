@@ -181,14 +181,9 @@ func (s *Store) reserveLocked(user string, n int64) bool {
 	return true
 }
 
-func (s *Store) quotaErr(name string) error {
-	return perr(name, fmt.Errorf("%w (%s pending per user; deliver or remove files first)",
-		ErrQuotaExceeded, humanBytes(s.lim.UserQuota)))
-}
+func (s *Store) quotaErr(name string) error { return s.lim.QuotaError(name) }
 
-func (s *Store) tooLargeErr(name string) error {
-	return perr(name, fmt.Errorf("%w (%s)", ErrFileTooLarge, humanBytes(s.lim.MaxFileSize)))
-}
+func (s *Store) tooLargeErr(name string) error { return s.lim.TooLargeError(name) }
 
 // removeBlob unlinks a blob whose entry is already gone from the manifest,
 // and the scope's directories once nothing is left in them.
