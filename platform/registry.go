@@ -45,18 +45,11 @@ func (p *Platform) released(o *oneOff) {
 	p.sessions.Done()
 }
 
-// forget drops an ended one-off from the maps. A Go map keeps the room
-// of its largest size: once the last one-off is forgotten, the maps are
-// made anew, so that a burst of one-offs (thousands retained for
-// retainEnded at a high start rate) does not hold its memory for the
-// platform's life.
+// forget drops an ended one-off from the maps.
 func (p *Platform) forget(o *oneOff) {
 	p.mu.Lock()
 	delete(p.byToken, o.token)
 	delete(p.byOp, o.opID)
-	if len(p.byToken) == 0 && len(p.byOp) == 0 {
-		p.byToken, p.byOp = map[string]*oneOff{}, map[string]*oneOff{}
-	}
 	p.mu.Unlock()
 }
 
