@@ -101,11 +101,7 @@ func BenchmarkLoad(b *testing.B) {
 		}
 		duration = d
 	}
-	tool := filepath.Join(b.TempDir(), "bridge-load")
-	build := exec.Command("go", "build", "-o", tool, "../cmd/bridge-load")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build bridge-load: %v\n%s", err, out)
-	}
+	tool := buildLoadTool(b)
 	br := StartBridge(b, Options{Args: []string{
 		"--log-level", "info",
 		"--debug-listen", "127.0.0.1:0",
@@ -195,6 +191,17 @@ func BenchmarkLoad(b *testing.B) {
 	if !ok {
 		b.Fatalf("not back to the baseline within %v: %v, baseline %v\ngoroutines:\n%s", loadSettle, after, base, debugGet(b, strings.Replace(debugURL, "stats?gc=1", "pprof/goroutine?debug=1", 1)))
 	}
+}
+
+// buildLoadTool builds cmd/bridge-load into a temporary directory.
+func buildLoadTool(t testing.TB) string {
+	t.Helper()
+	tool := filepath.Join(t.TempDir(), "bridge-load")
+	build := exec.Command("go", "build", "-o", tool, "../cmd/bridge-load")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build bridge-load: %v\n%s", err, out)
+	}
+	return tool
 }
 
 // reasons lists failures by count, most first.
