@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -137,7 +138,9 @@ func BenchmarkLoad(b *testing.B) {
 		cmd := exec.CommandContext(ctx, tool, args...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cpuBefore := cpuSeconds(b, br.cmd.Process.Pid)
 		err := cmd.Run()
+		bridgeCPU := cpuSeconds(b, br.cmd.Process.Pid) - cpuBefore
 		var s loadSummary
 		if jerr := json.Unmarshal(stdout.Bytes(), &s); jerr != nil {
 			b.Fatalf("bridge-load: %v, %v\nstdout %s\nstderr %s", err, jerr, stdout.String(), stderr.String())
@@ -145,6 +148,11 @@ func BenchmarkLoad(b *testing.B) {
 		b.Logf("%d sessions with churn, %d uploaders, %v: %d sessions (%d exec, %d shell), at most %d under way and %d open at once; %d uploads (%d MiB) intact; %d failed",
 			sessions, uploads, d, s.Sessions, s.Exec, s.Shell, s.PeakInFlight, s.PeakOpen, s.Uploads, s.UploadedBytes>>20, s.Failures)
 		b.Logf("session set-up, dial to first output: p50 %.0f ms, p99 %.0f ms, max %.0f ms", s.SetupP50Ms, s.SetupP99Ms, s.SetupMaxMs)
+		if cmd.ProcessState != nil {
+			toolCPU := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+			b.Logf("CPU over %.0f s on %d cores: the bridge with its one-offs %.0f s (%.1f ms a session), bridge-load %.0f s; %.0f sessions/s",
+				s.Seconds, runtime.NumCPU(), bridgeCPU, 1000*bridgeCPU/float64(max(s.Sessions+2*s.Uploads, 1)), toolCPU, float64(s.Sessions)/s.Seconds)
+		}
 		if err != nil || s.Failures > 0 {
 			b.Fatalf("bridge-load: %v; failures:\n%s\nstderr %s", err, reasons(s.Reasons), stderr.String())
 		}
