@@ -173,18 +173,18 @@ func BenchmarkLoad(b *testing.B) {
 		if jerr := json.Unmarshal(stdout.Bytes(), &s); jerr != nil {
 			b.Fatalf("bridge-load: %v, %v\nstdout %s\nstderr %s", err, jerr, stdout.String(), stderr.String())
 		}
-		b.Logf("%d sessions with churn, %d uploaders, %v: %d sessions (%d exec, %d shell), at most %d under way and %d open at once; %d uploads (%d MiB) intact; %d failed",
-			sessions, uploads, d, s.Sessions, s.Exec, s.Shell, s.PeakInFlight, s.PeakOpen, s.Uploads, s.UploadedBytes>>20, s.Failures)
-		b.Logf("session set-up, dial to first output: p50 %.0f ms, p99 %.0f ms, max %.0f ms", s.SetupP50Ms, s.SetupP99Ms, s.SetupMaxMs)
+		// Two lines a run: a benchmark's log is cut after 10 lines.
+		b.Logf("%d sessions with churn, %d uploaders, %v: %d sessions (%d exec, %d shell), at most %d under way and %d open at once; %d uploads (%d MiB) intact; %d failed; set-up (dial to first output) p50 %.0f ms, p99 %.0f ms, max %.0f ms",
+			sessions, uploads, d, s.Sessions, s.Exec, s.Shell, s.PeakInFlight, s.PeakOpen, s.Uploads, s.UploadedBytes>>20, s.Failures, s.SetupP50Ms, s.SetupP99Ms, s.SetupMaxMs)
+		toolCPU := 0.0
 		if cmd.ProcessState != nil {
-			toolCPU := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
-			b.Logf("CPU over %.0f s on %d cores: the bridge with its one-offs %.0f s (%.1f ms a session), bridge-load %.0f s; %.0f sessions/s",
-				s.Seconds, runtime.NumCPU(), bridgeCPU, 1000*bridgeCPU/float64(max(s.Sessions+2*s.Uploads, 1)), toolCPU, float64(s.Sessions)/s.Seconds)
+			toolCPU = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 		}
 		if err != nil || s.Failures > 0 {
 			b.Fatalf("bridge-load: %v; failures:\n%s\nstderr %s", err, reasons(s.Reasons), stderr.String())
 		}
-		b.Logf("the bridge's goroutines at most (sampled each second): %d", most)
+		b.Logf("  CPU over %.0f s on %d cores: the bridge with its one-offs %.0f s (%.1f ms a session), bridge-load %.0f s; %.0f sessions/s; the bridge's goroutines at most %d (sampled each second)",
+			s.Seconds, runtime.NumCPU(), bridgeCPU, 1000*bridgeCPU/float64(max(s.Sessions+2*s.Uploads, 1)), toolCPU, float64(s.Sessions)/s.Seconds, most)
 		return s, most
 	}
 	// settled waits until the reading satisfies ok, and at least
@@ -222,14 +222,12 @@ func BenchmarkLoad(b *testing.B) {
 	// stays: that much is allowed on top.
 	kept := perG * uint64(max(runPeak-warmPeak, 0))
 	heapMax := uint64(float64(base.HeapObjectsBytes)*loadHeapRatioMax) + kept
-	b.Logf("allowed on top of %.1f x the baseline's heap: %d goroutines beyond the warm-up's peak x %d bytes (measured in this process) = %.2f MiB",
-		loadHeapRatioMax, max(runPeak-warmPeak, 0), perG, float64(kept)/(1<<20))
 	after, took, ok := settled(0, func(s loadStats) bool {
 		return s.OpenFDs <= base.OpenFDs && s.Goroutines <= base.Goroutines && s.HeapObjectsBytes <= heapMax
 	})
-	b.Logf("right after the run: %v", during)
-	b.Logf("%v after the run: %v; heap %.2f of the baseline (at most %.1f)", took.Round(time.Second), after,
-		float64(after.HeapObjectsBytes)/float64(base.HeapObjectsBytes), loadHeapRatioMax)
+	b.Logf("right after the run: %v; %v after: %v; heap %.2f of the baseline's (at most %.1f, plus %d goroutines beyond the warm-up's peak x %d bytes, measured in this process, = %.2f MiB)",
+		during, took.Round(time.Second), after, float64(after.HeapObjectsBytes)/float64(base.HeapObjectsBytes),
+		loadHeapRatioMax, max(runPeak-warmPeak, 0), perG, float64(kept)/(1<<20))
 	if !ok {
 		b.Fatalf("not back to the baseline within %v: %v, baseline %v\ngoroutines:\n%s", loadSettle, after, base, debugGet(b, strings.Replace(debugURL, "stats?gc=1", "pprof/goroutine?debug=1", 1)))
 	}
