@@ -72,7 +72,7 @@ type endpoint struct {
 }
 
 // serveEndpoint serves h on ln in the background as the endpoint called
-// name ("metrics", "debug"), what logs its start and failure.
+// name ("metrics", "debug"), and logs its start and its failure.
 func (ops *operations) serveEndpoint(name string, ln net.Listener, h http.Handler, log *slog.Logger) {
 	e := &endpoint{name: name, ln: ln, served: make(chan struct{}),
 		srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
