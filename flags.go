@@ -51,6 +51,7 @@ type bridgeFlags struct {
 	logLevel                   slog.Level
 	logFormat                  string
 	metricsListen, auditLog    string
+	debugListen                string
 	bridge                     bridge.Config
 	apiTokenFile               string
 	// Admission, in OpenSSH's syntax; their checks parse them into bridge.
@@ -176,6 +177,13 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 				return nil
 			}
 			return cli.HostPort(&c.metricsListen)()
+		})
+	fs.String(&c.debugListen, "debug-listen", "BRIDGE_DEBUG_LISTEN", "", "address to serve Go's profiles (/debug/pprof/) and the process's file descriptors, goroutines and heap (/debug/stats) on; it exposes internals: bind it to loopback").Arg("ADDR").Default("off").
+		Check(func() error {
+			if c.debugListen == "" {
+				return nil
+			}
+			return cli.HostPort(&c.debugListen)()
 		})
 	fs.String(&c.auditLog, "audit-log", "BRIDGE_AUDIT_LOG", "", "append the audit stream (one JSON object a line) to this file; - for standard error").Arg("FILE").Default("off")
 	return fs

@@ -16,6 +16,7 @@ import (
 
 	"sshbridge/audit"
 	"sshbridge/bridge"
+	"sshbridge/debugserver"
 	"sshbridge/metrics"
 	"sshbridge/oneoff"
 	"sshbridge/staging"
@@ -55,18 +56,44 @@ type operations struct {
 	Observer bridge.Observer
 	health   *metrics.Health
 	audit    *audit.Log
-	ln       net.Listener // the operations listener; nil when off
-	srv      *http.Server
-	served   chan struct{}
-	stopOnce sync.Once
+	// endpoints are the HTTP listeners: metrics and health, debug; the
+	// ones that are on.
+	endpoints []*endpoint
+	stopOnce  sync.Once
+}
+
+// endpoint is one HTTP listener of the operations, with the name under
+// which a handover passes it on.
+type endpoint struct {
+	name   string
+	ln     net.Listener
+	srv    *http.Server
+	served chan struct{}
+}
+
+// serveEndpoint serves h on ln in the background as the endpoint called
+// name ("metrics", "debug"), and logs its start and its failure.
+func (ops *operations) serveEndpoint(name string, ln net.Listener, h http.Handler, log *slog.Logger) {
+	e := &endpoint{name: name, ln: ln, served: make(chan struct{}),
+		srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
+	ops.endpoints = append(ops.endpoints, e)
+	go func() {
+		defer close(e.served)
+		if err := e.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(name+" listener stopped", "err", err)
+		}
+	}()
+	log.Info(name+" listening", "addr", ln.Addr().String())
 }
 
 // startOperations opens the audit stream (--audit-log) and starts the
-// operations listener (--metrics-listen: /metrics, /healthz, /readyz) on
-// inherited when a handover or socket activation passed it on (named
-// "metrics"), else on a new socket; the staging area's events and counts
-// reach them both, from when its store is open.
-func startOperations(cfg *bridgeFlags, log *slog.Logger, client *oneoff.Client, area *staging.Area, inherited net.Listener) (*operations, error) {
+// operations listener (--metrics-listen: /metrics, /healthz, /readyz) and
+// the debug listener (--debug-listen: debugserver), each on the listener
+// a handover or socket activation passed on under its name ("metrics",
+// "debug") in inherited, else on a new socket; the staging area's events
+// and counts reach the audit stream and the metrics, from when its store
+// is open.
+func startOperations(cfg *bridgeFlags, log *slog.Logger, client *oneoff.Client, area *staging.Area, inherited map[string]net.Listener) (*operations, error) {
 	ops := &operations{health: &metrics.Health{
 		Platform: client.Ping,
 		Staging: func() error {
@@ -89,8 +116,7 @@ func startOperations(cfg *bridgeFlags, log *slog.Logger, client *oneoff.Client, 
 		ops.audit = a
 		observers = append(observers, a)
 	}
-	if cfg.metricsListen != "" || inherited != nil {
-		ln := inherited
+	if ln := inherited["metrics"]; cfg.metricsListen != "" || ln != nil {
 		if ln == nil {
 			var err error
 			if ln, err = listen(cfg.metricsListen, "--metrics-listen", "BRIDGE_METRICS_LISTEN"); err != nil {
@@ -98,7 +124,6 @@ func startOperations(cfg *bridgeFlags, log *slog.Logger, client *oneoff.Client, 
 				return nil, err
 			}
 		}
-		ops.ln = ln
 		m := metrics.New(buildVersion(), func() (int, int64) {
 			if store := area.Store(); store != nil {
 				return store.Pending()
@@ -106,16 +131,20 @@ func startOperations(cfg *bridgeFlags, log *slog.Logger, client *oneoff.Client, 
 			return 0, 0
 		})
 		observers = append(observers, m)
-		ops.srv = &http.Server{Handler: metrics.Handler(m, ops.health), ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-		ops.served = make(chan struct{})
-		go func() {
-			defer close(ops.served)
-			if err := ops.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics listener stopped", "err", err)
+		ops.serveEndpoint("metrics", ln, metrics.Handler(m, ops.health), log)
+	}
+	if ln := inherited["debug"]; cfg.debugListen != "" || ln != nil {
+		if ln == nil {
+			var err error
+			if ln, err = listen(cfg.debugListen, "--debug-listen", "BRIDGE_DEBUG_LISTEN"); err != nil {
+				ops.Close()
+				return nil, err
 			}
-		}()
-		log.Info("metrics listening", "addr", ln.Addr().String())
+		}
+		if ip, ok := ln.Addr().(*net.TCPAddr); ok && !ip.IP.IsLoopback() {
+			log.Warn("the debug listener is not on loopback: anyone who reaches it reads the process's memory profiles", "addr", ln.Addr().String())
+		}
+		ops.serveEndpoint("debug", ln, debugserver.Handler(), log)
 	}
 	switch len(observers) {
 	case 0:
@@ -148,30 +177,32 @@ func canCreateIn(dir string) error {
 func (ops *operations) SetDraining() { ops.health.SetDraining() }
 
 // listeners are what a handover passes on to the new process besides the
-// SSH socket: the operations listener, named "metrics".
+// SSH socket: the operations listener, named "metrics", and the debug
+// listener, named "debug".
 func (ops *operations) listeners() []namedListener {
-	if ops.ln == nil {
-		return nil
+	var out []namedListener
+	for _, e := range ops.endpoints {
+		out = append(out, namedListener{e.name, e.ln})
 	}
-	return []namedListener{{"metrics", ops.ln}}
+	return out
 }
 
-// stopServing stops the operations listener: after a handover the new
-// process answers on it. The audit stream stays open for the sessions
-// still running.
+// stopServing stops the operations and debug listeners: after a handover
+// the new process answers on them. The audit stream stays open for the
+// sessions still running.
 func (ops *operations) stopServing() {
-	if ops.srv == nil {
-		return
-	}
 	ops.stopOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		ops.srv.Shutdown(ctx)
-		<-ops.served
+		for _, e := range ops.endpoints {
+			e.srv.Shutdown(ctx)
+			<-e.served
+		}
 	})
 }
 
-// Close stops the operations listener and closes the audit stream.
+// Close stops the operations and debug listeners and closes the audit
+// stream.
 func (ops *operations) Close() {
 	ops.stopServing()
 	if ops.audit != nil {

@@ -120,7 +120,7 @@ func inheritedListeners() (map[string]net.Listener, error) {
 // ownListenerNames are the names, besides "ssh", under which the bridge
 // passes listeners on at a handover (and systemd's FileDescriptorName=
 // may give them).
-var ownListenerNames = []string{"ssh", "metrics"}
+var ownListenerNames = []string{"ssh", "metrics", "debug"}
 
 // namedListener is a listener passed on at a handover under its name.
 type namedListener struct {

@@ -131,7 +131,7 @@ func serveBridge(ctx context.Context, cfg *bridgeFlags, log *slog.Logger) error 
 		return err
 	}
 	defer area.Close()
-	ops, err := startOperations(cfg, log, client, area, inherited["metrics"])
+	ops, err := startOperations(cfg, log, client, area, inherited)
 	if err != nil {
 		return err
 	}

@@ -198,7 +198,8 @@ func (o *oneOff) stopTimersLocked() {
 
 // watchIdle kills the one-off after InactivityTimeout with no data either
 // way; the timer re-arms itself for the time left rather than being reset on
-// every byte, which keeps the stream loops free of timer work.
+// every byte, which keeps the stream loops free of timer work. An ended
+// one-off gets no timer.
 func (o *oneOff) watchIdle(timeout time.Duration) {
 	o.touch()
 	var check func()
@@ -216,7 +217,12 @@ func (o *oneOff) watchIdle(timeout time.Duration) {
 		o.mu.Unlock()
 	}
 	o.mu.Lock()
-	o.idleTimer = time.AfterFunc(timeout, check)
+	// A command may be over before its attach is answered: finish has
+	// then run, and a timer armed now would never be stopped, holding the
+	// ended one-off for timeout.
+	if o.reason == endNone {
+		o.idleTimer = time.AfterFunc(timeout, check)
+	}
 	o.mu.Unlock()
 }
 

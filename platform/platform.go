@@ -35,6 +35,7 @@ type Platform struct {
 	closed   bool
 	byToken  map[string]*oneOff // attach token => one-off
 	byOp     map[string]*oneOff // operation id => one-off
+	mapsPeak int                // most entries byToken held since the maps were made (forget)
 	alive    map[string]int     // app => one-offs not yet ended
 	total    int                // one-offs not yet ended, in all
 	indexes  map[string]int     // app => last type_index given

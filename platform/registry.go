@@ -29,6 +29,7 @@ func (p *Platform) admit(o *oneOff) error {
 	o.index = p.indexes[o.app]
 	p.byToken[o.token] = o
 	p.byOp[o.opID] = o
+	p.mapsPeak = max(p.mapsPeak, len(p.byToken))
 	p.sessions.Add(1) // done by released
 	return nil
 }
@@ -45,13 +46,32 @@ func (p *Platform) released(o *oneOff) {
 	p.sessions.Done()
 }
 
-// forget drops an ended one-off from the maps.
+// forget drops an ended one-off from the maps. A Go map keeps the room
+// of its largest size: once they hold an eighth of their peak or less,
+// the maps are made anew with what they hold, so that a burst of
+// one-offs (thousands retained for retainEnded at a high start rate)
+// does not hold its memory for the platform's life. The copy costs one
+// step per entry, paid once per eight forgotten.
 func (p *Platform) forget(o *oneOff) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	delete(p.byToken, o.token)
 	delete(p.byOp, o.opID)
-	p.mu.Unlock()
+	if n := len(p.byToken); p.mapsPeak > minMapsPeak && n <= p.mapsPeak/8 {
+		byToken, byOp := make(map[string]*oneOff, n), make(map[string]*oneOff, n)
+		for k, v := range p.byToken {
+			byToken[k] = v
+		}
+		for k, v := range p.byOp {
+			byOp[k] = v
+		}
+		p.byToken, p.byOp, p.mapsPeak = byToken, byOp, n
+	}
 }
+
+// minMapsPeak is the peak below which forget leaves the maps as they are:
+// their room is small.
+const minMapsPeak = 256
 
 func (p *Platform) byAttachToken(token string) *oneOff {
 	p.mu.Lock()

@@ -72,3 +72,35 @@ func (tp *testPlatform) byOperationDone(pr *process) bool {
 	}
 	return false
 }
+
+// TestEndedBeforeAttachArmsNoIdleTimer: a command over before its attach
+// is answered leaves no inactivity timer running, which would hold the
+// ended one-off (its process, pipes and connection) for
+// InactivityTimeout and then log it as inactive.
+func TestEndedBeforeAttachArmsNoIdleTimer(t *testing.T) {
+	t.Parallel()
+	tp := startPlatform(t, Config{})
+	tp.hookAfterStart = func(pr *process) {
+		<-pr.done
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) && !tp.byOperationDone(pr) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if out, code := tp.runAndCollect("echo ok", false); strings.TrimSpace(out) != "ok" || code != 0 {
+		t.Fatalf("got %q exit %d", out, code)
+	}
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	if len(tp.byToken) == 0 {
+		t.Fatal("the one-off is not retained")
+	}
+	for _, o := range tp.byToken {
+		o.mu.Lock()
+		armed := o.idleTimer != nil && o.idleTimer.Stop()
+		o.mu.Unlock()
+		if armed {
+			t.Errorf("one-off %s ended before its attach, and its inactivity timer runs", o.id)
+		}
+	}
+}
