@@ -58,7 +58,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "build agent:", err)
 		return 1
 	}
-	defer stopSharedS3() // s3_harness_test.go
+	defer testkit.StopSharedWeed()
 	keysDir = filepath.Join(dir, "keys")
 	if err := os.Mkdir(keysDir, 0o700); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"sshbridge/internal/testkit"
 )
 
 // The S3 staging area's benchmarks (BENCHMARKS.md, "S3 staging") compare
@@ -33,9 +35,9 @@ const (
 )
 
 // startS3Bench starts a store and a bridge on it, with more flags.
-func startS3Bench(b *testing.B, more ...string) (*S3Store, *Bridge, string) {
+func startS3Bench(b *testing.B, more ...string) (*testkit.Weed, *Bridge, string) {
 	b.Helper()
-	store := StartS3(b)
+	store := testkit.StartWeed(b)
 	prefix := "bench"
 	br := StartBridge(b, Options{
 		Args: append([]string{
@@ -60,7 +62,7 @@ const (
 // upload, here with the bridge's part size and parts in flight, each part
 // read from the file into a buffer of its own (its signature over HTTP
 // hashes each part, as the bridge's must too); then removes the object.
-func storePut(b *testing.B, store *S3Store, src string) time.Duration {
+func storePut(b *testing.B, store *testkit.Weed, src string) time.Duration {
 	b.Helper()
 	f, err := os.Open(src)
 	if err != nil {
@@ -120,7 +122,7 @@ func storePut(b *testing.B, store *S3Store, src string) time.Duration {
 
 // storePutObject times one PutObject of the whole file src, the simplest
 // plain client, for information; then removes the object.
-func storePutObject(b *testing.B, store *S3Store, src string) time.Duration {
+func storePutObject(b *testing.B, store *testkit.Weed, src string) time.Duration {
 	b.Helper()
 	f, err := os.Open(src)
 	if err != nil {
@@ -138,7 +140,7 @@ func storePutObject(b *testing.B, store *S3Store, src string) time.Duration {
 	return d
 }
 
-func storeDelete(b *testing.B, store *S3Store, key string) {
+func storeDelete(b *testing.B, store *testkit.Weed, key string) {
 	b.Helper()
 	if _, err := store.Client.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: &store.Bucket, Key: &key}); err != nil {
 		b.Fatal(err)
@@ -149,7 +151,7 @@ func storeDelete(b *testing.B, store *S3Store, key string) {
 // client, one after the other, each saved whole into a file on the local
 // disk as a download is (the delivery's end is a file on the one-off's
 // disk); it returns the time and the bytes, and removes the files.
-func storeGet(b *testing.B, store *S3Store, keys []string) (time.Duration, int64) {
+func storeGet(b *testing.B, store *testkit.Weed, keys []string) (time.Duration, int64) {
 	b.Helper()
 	ctx := context.Background()
 	dir := b.TempDir()
@@ -214,9 +216,9 @@ type cpuUse struct{ weed, bridge float64 }
 // and the bridge's (its embedded platform and the one-offs it reaped
 // included), for the figures given for information: on a machine of few
 // cores the store and the bridge share the CPU.
-func cpuOf(b *testing.B, store *S3Store, br *Bridge) func() cpuUse {
+func cpuOf(b *testing.B, store *testkit.Weed, br *Bridge) func() cpuUse {
 	return func() cpuUse {
-		return cpuUse{weed: cpuSeconds(b, store.cmd.Process.Pid), bridge: cpuSeconds(b, br.cmd.Process.Pid)}
+		return cpuUse{weed: cpuSeconds(b, store.Pid()), bridge: cpuSeconds(b, br.cmd.Process.Pid)}
 	}
 }
 

@@ -18,19 +18,21 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"sshbridge/internal/testkit"
 )
 
 // s3Staging is what several bridges share to behave as one: the store, a
 // prefix in its bucket, the staging key and the host key.
 type s3Staging struct {
-	store      *S3Store
+	store      *testkit.Weed
 	prefix     string
 	stagingKey string
 	hostKey    string
 }
 
 // newS3Staging makes the prefix and the keys bridges on store share.
-func newS3Staging(t *testing.T, store *S3Store) *s3Staging {
+func newS3Staging(t *testing.T, store *testkit.Weed) *s3Staging {
 	t.Helper()
 	st := &s3Staging{store: store, prefix: "staging/" + randomHex(4), stagingKey: StagingKey(t)}
 	st.hostKey = filepath.Join(t.TempDir(), "ssh_host_ed25519_key")
@@ -106,7 +108,7 @@ func listing(t *testing.T, b *Bridge, dir string) string {
 // session through B, hashes equal, once; the client sees one host key on
 // both; the store never holds the files' content in clear.
 func TestS3TwoBridgesOneStagingArea(t *testing.T) {
-	st := newS3Staging(t, SharedS3(t))
+	st := newS3Staging(t, testkit.SharedWeed(t))
 	a, b := st.bridge(t), st.bridge(t)
 	if ka, kb := hostKeySeen(t, a), hostKeySeen(t, b); ka != kb {
 		t.Fatalf("host keys differ:\n%s\n%s", ka, kb)
@@ -162,7 +164,7 @@ func TestS3TwoBridgesOneStagingArea(t *testing.T) {
 // --upload-quota holds across bridges: what is pending through A counts
 // against an upload through B.
 func TestS3QuotaAcrossBridges(t *testing.T) {
-	st := newS3Staging(t, SharedS3(t))
+	st := newS3Staging(t, testkit.SharedWeed(t))
 	a := st.bridge(t, "--upload-quota", "3M")
 	b := st.bridge(t, "--upload-quota", "3M")
 	files := map[string][]byte{"two": randomData(2 << 20), "more": randomData(2 << 20), "half": randomData(512 << 10)}
@@ -213,7 +215,7 @@ func bridgeReadBytes(t *testing.T, b *Bridge) int64 {
 // A bridge killed while a file is uploaded through it leaves nothing
 // pending, on any bridge.
 func TestS3BridgeKilledDuringUpload(t *testing.T) {
-	st := newS3Staging(t, SharedS3(t))
+	st := newS3Staging(t, testkit.SharedWeed(t))
 	a, b := st.bridge(t), st.bridge(t)
 	dir := localTree(t, map[string][]byte{"big": randomData(20 << 20)})
 	for _, program := range []string{"scp", "sftp"} {
@@ -256,7 +258,7 @@ func TestS3BridgeKilledDuringUpload(t *testing.T) {
 // A bridge killed once a file is staged, before any session: another
 // bridge delivers it.
 func TestS3BridgeKilledBeforeDelivery(t *testing.T) {
-	st := newS3Staging(t, SharedS3(t))
+	st := newS3Staging(t, testkit.SharedWeed(t))
 	a, b := st.bridge(t), st.bridge(t)
 	files := map[string][]byte{"staged": randomData(5 << 20), "also": []byte("also\n")}
 	dir := localTree(t, files)
@@ -316,7 +318,7 @@ func startHangingPlatform(t *testing.T) *hangingPlatform {
 // and the one after does not.
 func TestS3BridgeKilledMidDelivery(t *testing.T) {
 	const lease = 30 * time.Second
-	st := newS3Staging(t, SharedS3(t))
+	st := newS3Staging(t, testkit.SharedWeed(t))
 	p := startHangingPlatform(t)
 	opts := st.options(t, "--api-url", p.URL, "--staging-lease", lease.String())
 	opts.Env = append(opts.Env, "ONEOFF_API_TOKEN="+canaryToken)
@@ -376,7 +378,7 @@ func TestS3BridgeKilledMidDelivery(t *testing.T) {
 // delivered; once the store is back, what was pending before is delivered,
 // nothing lost.
 func TestS3StoreDown(t *testing.T) {
-	st := newS3Staging(t, StartS3(t))
+	st := newS3Staging(t, testkit.StartWeed(t))
 	b := st.bridge(t)
 	files := map[string][]byte{"before": randomData(1 << 20), "during": randomData(1 << 20)}
 	dir := localTree(t, files)
@@ -414,7 +416,7 @@ func TestS3StoreDown(t *testing.T) {
 // clear SFTP error, the file does not become pending, and what was pending
 // before is delivered once the store is back.
 func TestS3StoreDownMidUpload(t *testing.T) {
-	st := newS3Staging(t, StartS3(t))
+	st := newS3Staging(t, testkit.StartWeed(t))
 	b := st.bridge(t)
 	files := map[string][]byte{"before": randomData(1 << 20), "cut": randomData(24 << 20)}
 	dir := localTree(t, files)
@@ -456,7 +458,7 @@ func TestS3StoreDownMidUpload(t *testing.T) {
 // area cannot be used as configured: no key file, a key file that is not a
 // key, a bucket that does not exist, credentials the store refuses.
 func TestS3StartRefusals(t *testing.T) {
-	st := newS3Staging(t, SharedS3(t))
+	st := newS3Staging(t, testkit.SharedWeed(t))
 	badKey := filepath.Join(t.TempDir(), "bad.key")
 	if err := os.WriteFile(badKey, []byte("not a key\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -501,7 +503,7 @@ func TestS3StartRefusals(t *testing.T) {
 // A file larger than the spool for uploads in flight is refused with a
 // clear SFTP error and does not become pending.
 func TestS3SpoolFull(t *testing.T) {
-	st := newS3Staging(t, SharedS3(t))
+	st := newS3Staging(t, testkit.SharedWeed(t))
 	b := st.bridge(t, "--staging-spool-size", "1M")
 	files := map[string][]byte{"big": randomData(3 << 20), "small": randomData(100 << 10)}
 	dir := localTree(t, files)

@@ -25,7 +25,7 @@ import (
 func BenchmarkStore(b *testing.B) {
 	ep, bucket := newBucket(b)
 	s := open(b, ep, bucket, opts{lim: uploadsLimits()})
-	c := testClient(ep)
+	c := testClient(b, ep)
 	data := randBytes(b, 100<<20)
 	var up, put, deliver, get []time.Duration
 	for i := 0; i < b.N; i++ {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"sshbridge/internal/testkit"
 	"sshbridge/uploads"
 )
 
@@ -37,7 +38,7 @@ func open(t testing.TB, ep, bucket string, o opts) *Store {
 	}
 	s, err := Open(context.Background(), Config{
 		URL: "s3://" + bucket + "/" + o.prefix, Key: testKey, SpoolDir: t.TempDir(),
-		SpoolSize: o.spool, Lease: o.lease, Limits: o.lim, Client: testClient(ep),
+		SpoolSize: o.spool, Lease: o.lease, Limits: o.lim, Client: testClient(t, ep),
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +109,7 @@ func (c *collect) send(_ context.Context, name string, size int64, r io.Reader) 
 func objects(t testing.TB, ep, bucket string) []string {
 	t.Helper()
 	var keys []string
-	p := s3.NewListObjectsV2Paginator(testClient(ep), &s3.ListObjectsV2Input{Bucket: &bucket})
+	p := s3.NewListObjectsV2Paginator(testClient(t, ep), &s3.ListObjectsV2Input{Bucket: &bucket})
 	for p.HasMorePages() {
 		page, err := p.NextPage(context.Background())
 		if err != nil {
@@ -179,7 +180,7 @@ func TestNoPlaintextInStore(t *testing.T) {
 	data := bytes.Repeat(marker, (9<<20)/len(marker))
 	stage(t, s.Files("alice", "app"), "secret.txt", data)
 	stage(t, s.Files("alice", "app"), "small.txt", marker)
-	c := testClient(ep)
+	c := testClient(t, ep)
 	keys := objects(t, ep, bucket)
 	blobs := 0
 	for _, k := range keys {
@@ -559,15 +560,15 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := ReadKeyFile(filepath.Join(dir, "missing")); err == nil {
 		t.Fatal("missing key file read")
 	}
-	ep := weed(t)
-	_, err := Open(context.Background(), Config{URL: "s3://no-such-bucket-here/p", Key: testKey, SpoolDir: t.TempDir(), Client: testClient(ep)}, nil)
+	ep := testkit.SharedWeed(t).Endpoint
+	_, err := Open(context.Background(), Config{URL: "s3://no-such-bucket-here/p", Key: testKey, SpoolDir: t.TempDir(), Client: testClient(t, ep)}, nil)
 	if err == nil || !strings.Contains(err.Error(), `bucket "no-such-bucket-here" does not exist`) {
 		t.Fatalf("missing bucket: %v", err)
 	}
 	// A store that does not answer at all: one line naming the bucket.
-	l := freePorts(t, 1)[0]
+	l := testkit.FreePorts(t, 1)[0]
 	_, err = Open(context.Background(), Config{URL: "s3://b/p", Key: testKey, SpoolDir: t.TempDir(),
-		Client: testClient("http://127.0.0.1:" + strconv.Itoa(l))}, nil)
+		Client: testClient(t, "http://127.0.0.1:"+strconv.Itoa(l))}, nil)
 	if err == nil || !strings.HasPrefix(err.Error(), `staging store: bucket "b": `) || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("store down: %v", err)
 	}
