@@ -156,7 +156,13 @@ func bridgeFlagSet(c *bridgeFlags, apiTokenFlag *string) *cli.FlagSet {
 			_, _, err := objstage.ParseURL(c.stagingURL)
 			return err
 		})
-	fs.String(&c.stagingKeyFile, "staging-key-file", "BRIDGE_STAGING_KEY_FILE", "", "the 256-bit key, in base64 (openssl rand -base64 32), that encrypts the files kept in the S3 store; required with --staging-url").Arg("FILE")
+	fs.String(&c.stagingKeyFile, "staging-key-file", "BRIDGE_STAGING_KEY_FILE", "", "the 256-bit key, in base64 (openssl rand -base64 32), that encrypts the files kept in the S3 store; required with --staging-url").Arg("FILE").
+		Check(func() error {
+			if c.stagingKeyFile != "" && c.stagingURL == "" {
+				return errors.New("set, but --staging-url is not: the staging area would be this bridge's own disk; give both, or neither")
+			}
+			return nil
+		})
 	fs.Size(&c.stagingSpoolSize, "staging-spool-size", "BRIDGE_STAGING_SPOOL_SIZE", objstage.DefaultSpoolSize, "local disk for uploads in flight to the S3 store, all together").Check(cli.Positive(&c.stagingSpoolSize))
 	fs.Duration(&c.stagingLease, "staging-lease", "BRIDGE_STAGING_LEASE", objstage.DefaultLease, "a delivery's lease on the files in the S3 store: renewed while it runs, taken over by another bridge this long after its bridge died").Check(cli.Positive(&c.stagingLease))
 	defOpen, defTotal := sftp.DefaultHandleLimits()

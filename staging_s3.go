@@ -25,6 +25,8 @@ func openObjectStore(cfg *bridgeFlags, log *slog.Logger) (uploads.Backend, error
 	if err != nil {
 		return nil, err
 	}
+	log.Info("staging area in an S3-compatible store", "url", cfg.stagingURL,
+		"spool", filepath.Join(cfg.dataDir, "spool"), "lease", cfg.stagingLease)
 	return store, nil
 }
 

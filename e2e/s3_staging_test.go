@@ -455,8 +455,10 @@ func TestS3StoreDownMidUpload(t *testing.T) {
 }
 
 // The start fails closed, with a line that says why, when the S3 staging
-// area cannot be used as configured: no key file, a key file that is not a
-// key, a bucket that does not exist, credentials the store refuses.
+// area cannot be used as configured: no key file, a key file with no URL
+// (bridges meant to share a store would each stage on their own disk), a
+// key file that is not a key, a bucket that does not exist, credentials
+// the store refuses.
 func TestS3StartRefusals(t *testing.T) {
 	st := newS3Staging(t, testkit.SharedWeed(t))
 	badKey := filepath.Join(t.TempDir(), "bad.key")
@@ -471,6 +473,8 @@ func TestS3StartRefusals(t *testing.T) {
 		want string
 	}{
 		{"no key file", []string{"--staging-url", url}, nil, "--staging-key-file is required"},
+		{"a key file and no URL", []string{"--staging-key-file", st.stagingKey}, nil,
+			"set, but --staging-url is not"},
 		{"not a key", []string{"--staging-url", url, "--staging-key-file", badKey}, nil,
 			"staging key file " + badKey + ": want a 256-bit key in base64"},
 		{"no bucket", []string{"--staging-url", "s3://no-such-bucket/x", "--staging-key-file", st.stagingKey}, nil,

@@ -4,6 +4,7 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,7 +22,7 @@ const KeySize = 32
 // shows it.
 func ReadKeyFile(path string) ([]byte, error) {
 	if path == "" {
-		return nil, fmt.Errorf("no key file: --staging-key-file is required with an s3:// staging URL")
+		return nil, errors.New("--staging-key-file is required with an s3:// staging URL")
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

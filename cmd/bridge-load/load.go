@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -57,33 +59,35 @@ func newLoad(cfg *config) (*load, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-known-hosts: %w", err)
 	}
-	algs, err := knownAlgorithms(cfg.knownHosts, cfg.addr)
+	algs, err := knownAlgorithms(hk, cfg.knownHosts, cfg.addr)
 	if err != nil {
 		return nil, err
 	}
 	return &load{cfg: cfg, signer: signer, hostKey: hk, algs: algs, reasons: map[string]int{}}, nil
 }
 
-// knownAlgorithms are the host key algorithms of the keys known_hosts
-// has for addr, which the client asks for, so that the server's choice is
-// one the file can check.
-func knownAlgorithms(file, addr string) ([]string, error) {
-	raw, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("-known-hosts: %w", err)
-	}
+// knownAlgorithms are the host key algorithms of the keys the known_hosts
+// callback hk has for addr, which the client asks for, so that the
+// server's choice is one the file can check. The keys are those the
+// callback reports wanting for a key it does not know (knownhosts.KeyError),
+// so hashed lines (OpenSSH's HashKnownHosts, Debian's default) and
+// @cert-authority lines count as ssh does.
+func knownAlgorithms(hk ssh.HostKeyCallback, file, addr string) ([]string, error) {
 	host := knownhosts.Normalize(addr)
+	probe, _, err := ed25519.GenerateKey(crand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	probeKey, err := ssh.NewPublicKey(probe)
+	if err != nil {
+		return nil, err
+	}
+	tcp, _ := net.ResolveTCPAddr("tcp", addr)
 	var algs []string
-	for rest := raw; len(rest) > 0; {
-		_, hosts, key, _, next, err := ssh.ParseKnownHosts(rest)
-		if err != nil {
-			break
-		}
-		rest = next
-		for _, h := range hosts {
-			if knownhosts.Normalize(h) == host {
-				algs = append(algs, key.Type())
-			}
+	var ke *knownhosts.KeyError
+	if err := hk(addr, tcp, probeKey); errors.As(err, &ke) {
+		for _, k := range ke.Want {
+			algs = append(algs, k.Key.Type())
 		}
 	}
 	if len(algs) == 0 {
