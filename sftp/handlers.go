@@ -182,9 +182,16 @@ func (f *fileWriter) ReadAt(p []byte, off int64) (int, error) {
 // open: the transfer is incomplete, so nothing may become pending.
 func (f *fileWriter) TransferError(err error) { f.w.TransferError(err) }
 
+// Close makes the file pending. Its refusal (a store lost during the
+// transfer, say) is explained on stderr as a write's is: OpenSSH's sftp
+// shows only "close remote: Failure".
 func (f *fileWriter) Close() error {
 	defer f.release()
-	return f.h.status("close", f.w.Close())
+	err := f.w.Close()
+	if err != nil {
+		f.explained.Do(func() { f.h.explain(err) })
+	}
+	return f.h.status("close", err)
 }
 
 // Filecmd serves setstat, rename, rmdir, mkdir, remove; links are refused.

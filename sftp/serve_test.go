@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"sort"
@@ -54,7 +56,7 @@ func connectTB(t testing.TB, sc *uploads.Scope, opts ...pkgsftp.ClientOption) *s
 
 // connectWith is connect with the server's options; their Stderr is the
 // session's.
-func connectWith(t testing.TB, sc *uploads.Scope, serverOpts Options, opts ...pkgsftp.ClientOption) *session {
+func connectWith(t testing.TB, sc uploads.Files, serverOpts Options, opts ...pkgsftp.ClientOption) *session {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -523,5 +525,51 @@ func TestBadNameExplainedOnStderr(t *testing.T) {
 	}
 	if !strings.Contains(s.stderr.String(), `upload refused: invalid file name "bad\nname": control characters`) {
 		t.Fatalf("stderr = %q", s.stderr.String())
+	}
+}
+
+// closeFails is a staging area whose files fail at Close with err, as an
+// S3 staging area's does when the store is lost after the last write.
+type closeFails struct {
+	uploads.Files
+	err error
+}
+
+func (c closeFails) CreateFile(name string, flag int, mode fs.FileMode) (uploads.FileWriter, error) {
+	w, err := c.Files.CreateFile(name, flag, mode)
+	if err != nil {
+		return nil, err
+	}
+	return failingClose{w, c.err}, nil
+}
+
+type failingClose struct {
+	uploads.FileWriter
+	err error
+}
+
+func (f failingClose) Close() error {
+	f.FileWriter.Abort(f.err)
+	f.FileWriter.Close()
+	return f.err
+}
+
+// A file refused at its close is explained on stderr as a refused write
+// is: OpenSSH's sftp shows only "close remote: Failure".
+func TestCloseRefusalExplainedOnStderr(t *testing.T) {
+	sc := newStore(t, uploads.Limits{}).Scope("u", "a")
+	s := connectWith(t, closeFails{sc, fmt.Errorf("%q: not staged: %w", "f", uploads.ErrStoreUnavailable)}, Options{})
+	f, err := s.client.Create("f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err == nil {
+		t.Fatal("close succeeded")
+	}
+	if want := `upload refused: "f": not staged: the upload store is unavailable; try again later`; !strings.Contains(s.stderr.String(), want) {
+		t.Fatalf("stderr = %q, want %q", s.stderr.String(), want)
 	}
 }
