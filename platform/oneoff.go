@@ -165,8 +165,12 @@ func (o *oneOff) takeDir() *os.File {
 	return lock
 }
 
+// removeOneOffDir removes an ended one-off's dir (removeTree; tests hold
+// it).
+var removeOneOffDir = removeTree
+
 func (o *oneOff) removeTree(lock *os.File) {
-	if err := removeTree(o.dir); err != nil {
+	if err := removeOneOffDir(o.dir); err != nil {
 		o.log.Warn("remove one-off dir", "err", err)
 	}
 	lock.Close()
