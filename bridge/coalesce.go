@@ -1,8 +1,11 @@
 package bridge
 
 import (
+	"io"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -10,49 +13,86 @@ import (
 // writes packets through.
 const xcryptoBufSize = 4096
 
-// coalescingConn turns the three writes in which x/crypto sends one large
-// packet under a stream cipher (AES-CTR with an encrypt-then-MAC MAC, what
-// OpenSSH's client picks here) into one writev. x/crypto writes the packet
-// through a 4 KiB bufio.Writer: the first 4 KiB go when the buffer fills,
-// the rest of the payload goes straight to the connection, and the padding
-// and MAC go at the final flush. Each write is a syscall, and syscalls are
-// what bulk transfers spend most of their time on.
+// coalescingConn cuts the syscalls of a bulk transfer, which is what the
+// bridge spends most of a transfer's time on besides the ciphers, in three
+// ways.
 //
-// A write of exactly 4 KiB is held, and so is a large write right after
-// it; the next write sends all of them at once. Packets of AEAD ciphers are
-// single writes and pass straight through, as do small packets, so
-// interactive traffic is never held. Should a held write be the last for a
-// while (a packet that happens to end on the 4 KiB boundary), a timer sends
-// it after heldFor.
+// A large packet under a stream cipher (AES-CTR with an encrypt-then-MAC
+// MAC, what OpenSSH's client picks here) leaves in one writev, not three.
+// x/crypto writes such a packet through a 4 KiB bufio.Writer: the first
+// 4 KiB go when the buffer fills, the rest of the payload goes straight to
+// the connection, and the padding and MAC go at the final flush. A write of
+// exactly 4 KiB is held, and so is a large write right after it; the write
+// that ends the packet sends all of them at once. Packets of AEAD ciphers
+// are single writes.
 //
-// What is held is copied into a buffer taken from heldBuffers for the time
-// it is held, so that a connection holds no buffer between packets: an idle
-// connection costs none (see BENCHMARKS.md, "Idle connections").
+// Small packets written while the connection's reader is busy with what it
+// read (an SFTP status or a window adjust for each packet of an upload)
+// are held until the reader is about to read again, then leave together:
+// one syscall for several packets, as OpenSSH's event loop writes what it
+// produced in one go. A packet written while the reader waits for the
+// client leaves at once, so interactive traffic is never held; nor is a
+// download, whose reader waits for the client nearly all the time. At most
+// maxHeld bytes are held, and a timer sends what is held after heldFor
+// should the reader not come back to read in time.
+//
+// Reads on a TCP socket go through a buffer of readBufSize taken from
+// readBuffers, so that a read syscall takes several packets of an upload
+// at once rather than a 4 KiB piece and then the rest of one packet. The
+// buffer is taken only once data is there (a non-blocking read on the raw
+// socket) and given back as soon as it is drained: a connection waiting
+// for its client holds none.
+//
+// Held writes and read-ahead alike live in buffers shared by all
+// connections, so that an idle connection costs none (see BENCHMARKS.md,
+// "Idle connections").
 type coalescingConn struct {
 	net.Conn
 	// out is where writes go: Conn, or the socket under a PROXY protocol
 	// connection whose header is read, so that net.Buffers keeps its writev.
 	out net.Conn
+	// raw is the TCP socket's raw connection, for reads through a shared
+	// buffer; nil otherwise (reads then go straight to Conn).
+	raw syscall.RawConn
 
 	// end, when set, ends the connection's context: at Close, and at a
 	// network error reading or writing (a client gone), so that its
 	// sessions learn of it at once.
 	end func()
 
-	mu    sync.Mutex
-	buf   *[]byte     // the held bytes, from heldBuffers; nil when none are held
-	held  int         // 0: nothing; 1: the 4 KiB write; 2: and the large write after it
-	timer *time.Timer // sends what is held after heldFor; made at the first write held
-	err   error
+	mu      sync.Mutex
+	buf     *[]byte     // the held bytes, from heldBuffers; nil when none are held
+	held    int         // 0: nothing of a large packet; 1: its first 4 KiB; 2: and the large write after it
+	reading bool        // the reader is in a read: a packet written now leaves at once
+	timer   *time.Timer // sends what is held after heldFor; made at the first write held
+	heldFor time.Duration
+	err     error
+
+	// Read side: one reader at a time (x/crypto's read loop).
+	rbuf *[]byte // bytes read and not yet returned, from readBuffers; nil when none
+	roff int     // what of *rbuf is returned
 }
 
-const heldFor = time.Millisecond
+const (
+	heldFor = time.Millisecond
+	// maxHeld bounds the bytes held while the reader is busy.
+	maxHeld = 64 << 10
+	// readBufSize is the size of a read-ahead buffer: eight packets of
+	// OpenSSH's 32 KiB.
+	readBufSize = 256 << 10
+)
 
 // heldBuffers are the buffers of held writes, shared by all connections. A
-// buffer grows to the size of the largest packet it held (32 KiB and a
-// little for channel data at OpenSSH's packet size).
+// buffer grows to the size of the largest run of writes it held (32 KiB and
+// a little for channel data at OpenSSH's packet size).
 var heldBuffers = sync.Pool{New: func() any {
 	b := make([]byte, 0, xcryptoBufSize)
+	return &b
+}}
+
+// readBuffers are the read-ahead buffers, shared by all connections.
+var readBuffers = sync.Pool{New: func() any {
+	b := make([]byte, readBufSize)
 	return &b
 }}
 
@@ -60,17 +100,98 @@ var heldBuffers = sync.Pool{New: func() any {
 // proxyprotocol.Conn) must have had its header read: writes then go to
 // the socket.
 func newCoalescingConn(c net.Conn) *coalescingConn {
-	cc := &coalescingConn{Conn: c, out: c}
+	cc := &coalescingConn{Conn: c, out: c, heldFor: heldFor}
 	if s, ok := c.(interface{ Socket() net.Conn }); ok {
 		cc.out = s.Socket()
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		cc.raw, _ = tc.SyscallConn()
 	}
 	return cc
 }
 
+// Read returns what the read-ahead buffer holds, or else sends what is
+// held and reads: a socket's data through a buffer from readBuffers, taken
+// only once data is there.
 func (c *coalescingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.failed(err)
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if c.rbuf != nil {
+		return c.fromBuffer(p), nil
+	}
+	c.mu.Lock()
+	if c.buf != nil && c.err == nil {
+		c.timer.Stop()
+		c.sendHeld(nil)
+	}
+	c.reading = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.reading = false
+		c.mu.Unlock()
+	}()
+	if c.raw == nil || len(p) >= readBufSize {
+		n, err := c.Conn.Read(p)
+		c.failed(err)
+		return n, err
+	}
+	n, err := c.readAhead()
+	if err != nil {
+		c.failed(err)
+		return 0, err
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return c.fromBuffer(p), nil
+}
+
+// readAhead reads what the socket has into a buffer from readBuffers,
+// waiting for data first without one. It returns the bytes read, 0 at the
+// end of the stream; the buffer is c.rbuf when it holds any.
+func (c *coalescingConn) readAhead() (int, error) {
+	var n int
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		b := readBuffers.Get().(*[]byte)
+		for {
+			n, rerr = syscall.Read(int(fd), *b)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			readBuffers.Put(b)
+			return false // wait until the socket is readable
+		}
+		if n > 0 {
+			*b = (*b)[:n]
+			c.rbuf, c.roff = b, 0
+		} else {
+			readBuffers.Put(b)
+			n = 0
+		}
+		return true
+	})
+	if err == nil && rerr != nil {
+		err = &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	}
 	return n, err
+}
+
+// fromBuffer copies from the read-ahead buffer into p and gives the buffer
+// back once it is drained.
+func (c *coalescingConn) fromBuffer(p []byte) int {
+	n := copy(p, (*c.rbuf)[c.roff:])
+	c.roff += n
+	if c.roff == len(*c.rbuf) {
+		*c.rbuf = (*c.rbuf)[:cap(*c.rbuf)]
+		readBuffers.Put(c.rbuf)
+		c.rbuf = nil
+	}
+	return n
 }
 
 // failed ends the connection's context at a network error.
@@ -95,11 +216,20 @@ func (c *coalescingConn) write(p []byte) (int, error) {
 	switch {
 	case c.held == 0 && len(p) == xcryptoBufSize:
 		c.hold(p)
+		c.held = 1
 		return len(p), nil
 	case c.held == 1 && len(p) > xcryptoBufSize:
 		c.hold(p)
+		c.held = 2
 		return len(p), nil
-	case c.held == 0:
+	}
+	// p ends a packet, or is one.
+	c.held = 0
+	if !c.reading && c.heldBytes()+len(p) <= maxHeld {
+		c.hold(p)
+		return len(p), nil
+	}
+	if c.buf == nil {
 		return c.out.Write(p)
 	}
 	c.timer.Stop()
@@ -109,19 +239,26 @@ func (c *coalescingConn) write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// hold copies p after what is held and arms the timer. c.mu is held.
+func (c *coalescingConn) heldBytes() int {
+	if c.buf == nil {
+		return 0
+	}
+	return len(*c.buf)
+}
+
+// hold copies p after what is held; the first byte held arms the timer,
+// so that nothing is held longer than heldFor. c.mu is held.
 func (c *coalescingConn) hold(p []byte) {
 	if c.buf == nil {
 		c.buf = heldBuffers.Get().(*[]byte)
 		*c.buf = (*c.buf)[:0]
+		if c.timer == nil {
+			c.timer = time.AfterFunc(c.heldFor, c.flushHeld)
+		} else {
+			c.timer.Reset(c.heldFor)
+		}
 	}
 	*c.buf = append(*c.buf, p...)
-	c.held++
-	if c.timer == nil {
-		c.timer = time.AfterFunc(heldFor, c.flushHeld)
-	} else {
-		c.timer.Reset(heldFor)
-	}
 }
 
 // sendHeld sends what is held, then tail (which may be nil), in one writev,
@@ -133,7 +270,7 @@ func (c *coalescingConn) sendHeld(tail []byte) error {
 	}
 	_, err := bufs.WriteTo(c.out)
 	heldBuffers.Put(c.buf)
-	c.buf, c.held = nil, 0
+	c.buf = nil
 	if err != nil {
 		c.err = err
 	}
@@ -144,7 +281,7 @@ func (c *coalescingConn) sendHeld(tail []byte) error {
 func (c *coalescingConn) flushHeld() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.held == 0 || c.err != nil {
+	if c.buf == nil || c.err != nil {
 		return
 	}
 	c.sendHeld(nil)
@@ -156,7 +293,7 @@ func (c *coalescingConn) Close() error {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
-	if c.held != 0 && c.err == nil {
+	if c.buf != nil && c.err == nil {
 		c.sendHeld(nil)
 	}
 	c.mu.Unlock()

@@ -86,42 +86,186 @@ func TestCoalescingOrderAndFlush(t *testing.T) {
 	}
 }
 
-// Over TCP the three writes of a packet leave as one writev.
-func TestCoalescingOneSyscallPerPacket(t *testing.T) {
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	got := make(chan []byte, 1)
+	accepted := make(chan net.Conn, 1)
 	go func() {
-		s, err := ln.Accept()
-		if err != nil {
-			got <- nil
-			return
-		}
-		b, _ := io.ReadAll(s)
-		got <- b
+		s, _ := ln.Accept()
+		accepted <- s
 	}()
 	conn, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newCoalescingConn(conn)
+	s := <-accepted
+	if s == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { conn.Close(); s.Close() })
+	return s.(*net.TCPConn), conn.(*net.TCPConn)
+}
+
+// waitReading waits until c's reader is in a read.
+func waitReading(t *testing.T, c *coalescingConn) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		r := c.reading
+		c.mu.Unlock()
+		if r {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reader never started its read")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// Over TCP, while the reader waits for the client, the three writes of a
+// packet leave as one writev at the packet's last write.
+func TestCoalescingOneSyscallPerPacket(t *testing.T) {
+	server, client := tcpPair(t)
+	c := newCoalescingConn(server)
+	readDone := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		readDone <- err
+	}()
+	waitReading(t, c)
 	var want []byte
 	for i, n := range []int{4096, 28000, 40} {
 		p := pattern(n, byte(i))
 		want = append(want, p...)
 		c.Write(p)
 	}
-	if c.held != 0 {
+	c.mu.Lock()
+	held, buf := c.held, c.buf
+	c.mu.Unlock()
+	if held != 0 {
 		t.Fatal("the packet's tail should have sent everything held")
 	}
-	if c.buf != nil {
+	if buf != nil {
 		t.Fatal("the held buffer should be given back once sent: an idle connection holds none")
 	}
-	c.Close()
-	if b := <-got; !bytes.Equal(b, want) {
-		t.Fatalf("received %d bytes, want %d in order", len(b), len(want))
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("received %v, want %d bytes in order", err, len(want))
 	}
+	client.Write([]byte{1})
+	if err := <-readDone; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Small packets written while the reader is busy with what it read leave
+// together, in one write, when it reads again; one written while it waits
+// for the client leaves at once.
+func TestCoalescingHoldsWhileTheReaderIsBusy(t *testing.T) {
+	server, client := tcpPair(t)
+	rec := &recordingConn{Conn: server} // not a *net.TCPConn: reads go straight to it
+	c := newCoalescingConn(rec)
+	c.heldFor = time.Hour // what is held leaves at the read, not by the timer
+	client.Write([]byte("request"))
+	if _, err := io.ReadFull(c, make([]byte, 7)); err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	for i, n := range []int{28, 52, 28} { // two SFTP statuses and a window adjust, say
+		p := pattern(n, byte(i))
+		want = append(want, p...)
+		c.Write(p)
+	}
+	if _, n := rec.all(); n != 0 {
+		t.Fatalf("%d writes sent while the reader is busy, want them held until it reads", n)
+	}
+	readDone := make(chan error, 1)
+	go func() {
+		_, err := io.ReadFull(c, make([]byte, 4))
+		readDone <- err
+	}()
+	waitReading(t, c)
+	got, n := rec.all()
+	if n != 1 || !bytes.Equal(got, want) {
+		t.Fatalf("sent %d bytes in %d writes at the read, want %d in one", len(got), n, len(want))
+	}
+	// The reader now waits for the client: a packet leaves at once.
+	late := pattern(36, 9)
+	c.Write(late)
+	if got, n := rec.all(); n != 2 || !bytes.Equal(got, append(want, late...)) {
+		t.Fatalf("a packet written while the reader waits: %d writes, want it sent at once", n)
+	}
+	client.Write([]byte("next"))
+	if err := <-readDone; err != nil {
+		t.Fatal(err)
+	}
+	// However busy the reader, no more than maxHeld bytes wait.
+	big := pattern(maxHeld, 3)
+	c.Write(big[:maxHeld/2])
+	c.Write(big[maxHeld/2:])
+	c.Write(big[:1])
+	if got, _ := rec.all(); len(got) < len(want)+len(late)+maxHeld {
+		t.Fatalf("%d bytes sent, want everything beyond maxHeld sent", len(got))
+	}
+}
+
+// Reads on a TCP socket go through a shared buffer that returns the
+// client's bytes in order across reads of any size, is given back once
+// drained, and ends at the client's close with io.EOF.
+func TestReadAheadKeepsOrderAndGivesTheBufferBack(t *testing.T) {
+	server, client := tcpPair(t)
+	c := newCoalescingConn(server)
+	if c.raw == nil {
+		t.Fatal("a TCP connection should read through the read-ahead buffer")
+	}
+	want := pattern(3*readBufSize+1234, 7)
+	go func() {
+		client.Write(want)
+		client.Close()
+	}()
+	var got []byte
+	sizes := []int{5, 4096, 28000, readBufSize, 1}
+	for i := 0; ; i++ {
+		p := make([]byte, sizes[i%len(sizes)])
+		n, err := c.Read(p)
+		got = append(got, p[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == len(want) && c.rbuf != nil {
+			t.Fatal("everything is returned, yet the connection keeps its read-ahead buffer")
+		}
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, want %d in order", len(got), len(want))
+	}
+}
+
+// A reset connection's read error is a net.Error, which ends the
+// connection's context (failed).
+func TestReadAheadErrorIsANetError(t *testing.T) {
+	server, client := tcpPair(t)
+	c := newCoalescingConn(server)
+	ended := make(chan struct{})
+	c.end = func() { close(ended) }
+	client.SetLinger(0)
+	client.Close() // sends a reset
+	var err error
+	for err == nil {
+		_, err = c.Read(make([]byte, 10))
+	}
+	if _, ok := err.(net.Error); !ok {
+		t.Fatalf("read after a reset: %T %v, want a net.Error", err, err)
+	}
+	<-ended
 }
