@@ -92,9 +92,12 @@ func (s *Server) subsystemSupported(name string) bool {
 }
 
 func (s *Server) serveSubsystem(sess *session, name string) (int, error) {
-	// Buffered reads: x/crypto sends a window adjustment for every read of
-	// a channel, and the SFTP server reads each packet in two small pieces.
-	ch := keepOpen{bufio.NewReaderSize(sess.ch, 64<<10), sess.ch}
+	// Buffered reads, for the small pieces the SFTP server reads a packet
+	// in (its length, then its body, in as many reads as sftp.inflight
+	// lets through). A body of a write (32 KiB from OpenSSH's sftp) is
+	// larger than the buffer, so bufio reads most of it straight from the
+	// channel rather than copying it once more.
+	ch := keepOpen{bufio.NewReaderSize(sess.ch, 8<<10), sess.ch}
 	if err := s.deps.Subsystems[name](sess.ctx, sess.identity(), sess.app, ch, sess.ch.Stderr()); err != nil {
 		if sess.ctx.Err() != nil {
 			return 0, context.Cause(sess.ctx)
