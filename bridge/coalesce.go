@@ -36,12 +36,14 @@ const xcryptoBufSize = 4096
 // maxHeld bytes are held, and a timer sends what is held after heldFor
 // should the reader not come back to read in time.
 //
-// Reads on a TCP socket go through a buffer of readBufSize taken from
-// readBuffers, so that a read syscall takes several packets of an upload
-// at once rather than a 4 KiB piece and then the rest of one packet. The
-// buffer is taken only once data is there (a non-blocking read on the raw
-// socket) and given back as soon as it is drained: a connection waiting
-// for its client holds none.
+// Reads on a TCP socket, once one has filled what it read into (a bulk
+// transfer), go through a buffer of readBufSize taken from readBuffers, so
+// that a read syscall takes several packets of an upload at once rather
+// than a 4 KiB piece and then the rest of one packet. The buffer is taken
+// only once data is there (a non-blocking read on the raw socket) and
+// given back as soon as it is drained: a connection waiting for its client
+// holds none. Small reads (a handshake, keystrokes) go straight to the
+// socket and take no buffer at all.
 //
 // Held writes and read-ahead alike live in buffers shared by all
 // connections, so that an idle connection costs none (see BENCHMARKS.md,
@@ -63,7 +65,7 @@ type coalescingConn struct {
 	mu      sync.Mutex
 	buf     *[]byte     // the held bytes, from heldBuffers; nil when none are held
 	held    int         // 0: nothing of a large packet; 1: its first 4 KiB; 2: and the large write after it
-	reading bool        // the reader is in a read: a packet written now leaves at once
+	reading bool        // the reader waits for the client: a packet written now leaves at once
 	timer   *time.Timer // sends what is held after heldFor; made at the first write held
 	heldFor time.Duration
 	err     error
@@ -71,6 +73,7 @@ type coalescingConn struct {
 	// Read side: one reader at a time (x/crypto's read loop).
 	rbuf *[]byte // bytes read and not yet returned, from readBuffers; nil when none
 	roff int     // what of *rbuf is returned
+	bulk bool    // the last read filled what it read into: read ahead
 }
 
 const (
@@ -121,24 +124,24 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 	if c.rbuf != nil {
 		return c.fromBuffer(p), nil
 	}
-	c.mu.Lock()
-	if c.buf != nil && c.err == nil {
-		c.timer.Stop()
-		c.sendHeld(nil)
-	}
-	c.reading = true
-	c.mu.Unlock()
+	direct := c.raw == nil || len(p) >= readBufSize || !c.bulk
+	// A direct read may wait for the client: it counts as waiting from
+	// the start. A read ahead checks first and counts as waiting only
+	// once the socket turns out empty (readAhead).
+	c.sendHeldFor(direct)
 	defer func() {
 		c.mu.Lock()
 		c.reading = false
 		c.mu.Unlock()
 	}()
-	if c.raw == nil || len(p) >= readBufSize {
+	if direct {
 		n, err := c.Conn.Read(p)
+		c.bulk = n == len(p) // filled: more is likely waiting
 		c.failed(err)
 		return n, err
 	}
 	n, err := c.readAhead()
+	c.bulk = n > xcryptoBufSize
 	if err != nil {
 		c.failed(err)
 		return 0, err
@@ -147,6 +150,18 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return c.fromBuffer(p), nil
+}
+
+// sendHeldFor sends what is held, before a read, and sets whether the
+// reader now counts as waiting for the client.
+func (c *coalescingConn) sendHeldFor(waiting bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.buf != nil && c.err == nil {
+		c.timer.Stop()
+		c.sendHeld(nil)
+	}
+	c.reading = waiting
 }
 
 // readAhead reads what the socket has into a buffer from readBuffers,
@@ -165,6 +180,7 @@ func (c *coalescingConn) readAhead() (int, error) {
 		}
 		if rerr == syscall.EAGAIN {
 			readBuffers.Put(b)
+			c.sendHeldFor(true)
 			return false // wait until the socket is readable
 		}
 		if n > 0 {

@@ -232,6 +232,7 @@ func TestReadAheadKeepsOrderAndGivesTheBufferBack(t *testing.T) {
 	}()
 	var got []byte
 	sizes := []int{5, 4096, 28000, readBufSize, 1}
+	aheadSeen := false
 	for i := 0; ; i++ {
 		p := make([]byte, sizes[i%len(sizes)])
 		n, err := c.Read(p)
@@ -242,12 +243,16 @@ func TestReadAheadKeepsOrderAndGivesTheBufferBack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		aheadSeen = aheadSeen || c.rbuf != nil
 		if len(got) == len(want) && c.rbuf != nil {
 			t.Fatal("everything is returned, yet the connection keeps its read-ahead buffer")
 		}
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("read %d bytes, want %d in order", len(got), len(want))
+	}
+	if !aheadSeen {
+		t.Fatal("a bulk transfer never went through the read-ahead buffer")
 	}
 }
 
