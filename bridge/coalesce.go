@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -28,9 +29,10 @@ const xcryptoBufSize = 4096
 //
 // Small packets written while the connection's reader is busy with what it
 // read (an SFTP status or a window adjust for each packet of an upload)
-// are held until the reader is about to read again, then leave together:
-// one syscall for several packets, as OpenSSH's event loop writes what it
-// produced in one go. A packet written while the reader waits for the
+// are held until the reader is about to read again, then leave together
+// (sent by the timer's goroutine, so that the reader never blocks on a
+// write): one syscall for several packets, as OpenSSH's event loop writes
+// what it produced in one go. A packet written while the reader waits for the
 // client leaves at once, so interactive traffic is never held; nor is a
 // download, whose reader waits for the client nearly all the time. At most
 // maxHeld bytes are held, and a timer sends what is held after heldFor
@@ -65,7 +67,7 @@ type coalescingConn struct {
 	mu      sync.Mutex
 	buf     *[]byte     // the held bytes, from heldBuffers; nil when none are held
 	held    int         // 0: nothing of a large packet; 1: its first 4 KiB; 2: and the large write after it
-	reading bool        // the reader waits for the client: a packet written now leaves at once
+	reading atomic.Bool // the reader waits for the client: a packet written now leaves at once
 	timer   *time.Timer // sends what is held after heldFor; made at the first write held
 	heldFor time.Duration
 	err     error
@@ -128,12 +130,8 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 	// A direct read may wait for the client: it counts as waiting from
 	// the start. A read ahead checks first and counts as waiting only
 	// once the socket turns out empty (readAhead).
-	c.sendHeldFor(direct)
-	defer func() {
-		c.mu.Lock()
-		c.reading = false
-		c.mu.Unlock()
-	}()
+	c.beforeRead(direct)
+	defer c.reading.Store(false)
 	if direct {
 		n, err := c.Conn.Read(p)
 		c.bulk = n == len(p) // filled: more is likely waiting
@@ -152,16 +150,22 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 	return c.fromBuffer(p), nil
 }
 
-// sendHeldFor sends what is held, before a read, and sets whether the
-// reader now counts as waiting for the client.
-func (c *coalescingConn) sendHeldFor(waiting bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.buf != nil && c.err == nil {
-		c.timer.Stop()
-		c.sendHeld(nil)
+// beforeRead has what is held sent, before a read, and sets whether the
+// reader now counts as waiting for the client. The reader itself never
+// writes, nor waits for a writer: a write blocks while the client reads
+// nothing (a client that reads only once its own writes are through), and
+// the reader must go on reading then, or both sides wait for each other.
+// What is held is sent by the timer's goroutine at once; when a write is
+// under way (c.mu is taken), by that goroutine within heldFor.
+func (c *coalescingConn) beforeRead(waiting bool) {
+	c.reading.Store(waiting)
+	if !c.mu.TryLock() {
+		return
 	}
-	c.reading = waiting
+	if c.buf != nil && c.err == nil {
+		c.timer.Reset(0)
+	}
+	c.mu.Unlock()
 }
 
 // readAhead reads what the socket has into a buffer from readBuffers,
@@ -180,7 +184,7 @@ func (c *coalescingConn) readAhead() (int, error) {
 		}
 		if rerr == syscall.EAGAIN {
 			readBuffers.Put(b)
-			c.sendHeldFor(true)
+			c.beforeRead(true)
 			return false // wait until the socket is readable
 		}
 		if n > 0 {
@@ -242,7 +246,7 @@ func (c *coalescingConn) write(p []byte) (int, error) {
 	}
 	// p ends a packet, or is one.
 	c.held = 0
-	if !c.reading && c.heldBytes()+len(p) <= maxHeld {
+	if !c.reading.Load() && c.heldBytes()+len(p) <= maxHeld {
 		c.hold(p)
 		return len(p), nil
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -116,10 +117,7 @@ func waitReading(t *testing.T, c *coalescingConn) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c.mu.Lock()
-		r := c.reading
-		c.mu.Unlock()
-		if r {
+		if c.reading.Load() {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -192,7 +190,13 @@ func TestCoalescingHoldsWhileTheReaderIsBusy(t *testing.T) {
 		readDone <- err
 	}()
 	waitReading(t, c)
+	// Sent by the timer's goroutine, at once.
+	deadline := time.Now().Add(5 * time.Second)
 	got, n := rec.all()
+	for n == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Microsecond)
+		got, n = rec.all()
+	}
 	if n != 1 || !bytes.Equal(got, want) {
 		t.Fatalf("sent %d bytes in %d writes at the read, want %d in one", len(got), n, len(want))
 	}
@@ -273,4 +277,57 @@ func TestReadAheadErrorIsANetError(t *testing.T) {
 		t.Fatalf("read after a reset: %T %v, want a net.Error", err, err)
 	}
 	<-ended
+}
+
+// The reader goes on reading while a write is blocked on a client that
+// reads nothing until its own writes are through: were the reader to wait
+// for the writer, both sides would wait for each other.
+func TestReaderGoesOnWhileAWriteIsBlocked(t *testing.T) {
+	server, client := tcpPair(t)
+	c := newCoalescingConn(server)
+	var written atomic.Int64
+	go func() {
+		big := make([]byte, 1<<20)
+		for {
+			n, err := c.Write(big)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	// The client reads nothing: the socket's buffers fill and the write
+	// blocks, holding the connection's lock.
+	last, still := int64(-1), 0
+	for deadline := time.Now().Add(10 * time.Second); still < 20; {
+		if time.Now().After(deadline) {
+			t.Fatal("the writes never blocked")
+		}
+		time.Sleep(5 * time.Millisecond)
+		if w := written.Load(); w == last {
+			still++
+		} else {
+			last, still = w, 0
+		}
+	}
+	if c.mu.TryLock() {
+		c.mu.Unlock()
+		t.Fatal("the writes stopped, yet no write holds the lock")
+	}
+	client.Write([]byte("window adjust"))
+	got := make(chan error, 1)
+	go func() {
+		_, err := io.ReadFull(c, make([]byte, 13))
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader waits for a blocked writer")
+	}
+	client.Close()
+	server.Close()
 }
