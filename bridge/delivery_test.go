@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -128,9 +129,13 @@ func TestDelivery(t *testing.T) {
 			wantEvents: []string{"upload a=1", "upload b/c=22"}, wantOutcome: "released"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var o *fakeOneOff
+			// Made on the session's goroutine, read here once the session
+			// is over: the TCP connection between is no synchronisation the
+			// race detector sees.
+			var made atomic.Pointer[fakeOneOff]
 			p := &fakePlatform{oneOff: func() *fakeOneOff {
-				o = &fakeOneOff{prog: echo(0), uploadErr: tc.uploadErr, attachErr: tc.attachErr}
+				o := &fakeOneOff{prog: echo(0), uploadErr: tc.uploadErr, attachErr: tc.attachErr}
+				made.Store(o)
 				return o
 			}}
 			up := tc.up
@@ -138,7 +143,7 @@ func TestDelivery(t *testing.T) {
 			if got := b.run(t, "demo", "cat", "in", nil); got != tc.want {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
-			if got := o.log(); !slices.Equal(got, tc.wantEvents) {
+			if got := made.Load().log(); !slices.Equal(got, tc.wantEvents) {
 				t.Errorf("one-off saw %q, want %q", got, tc.wantEvents)
 			}
 			if got := up.ended(); got != tc.wantOutcome {

@@ -50,11 +50,17 @@ func (sess *session) printLine(message string) {
 
 // announce tells a line that may come while the command's output is on
 // the screen: on a terminal it starts on a line of its own. Safe to call
-// from outside the session's goroutines.
+// from outside the session's goroutines; once the session's channel is
+// ending (finish), it tells nothing.
 func (sess *session) announce(message string) {
 	sess.mu.Lock()
 	pty := sess.pty != nil
 	sess.mu.Unlock()
+	sess.announceMu.Lock()
+	defer sess.announceMu.Unlock()
+	if sess.ended {
+		return
+	}
 	if pty {
 		fmt.Fprint(sess.stderr(), "\r\n"+message+"\r\n")
 	} else {

@@ -90,6 +90,12 @@ type session struct {
 	mu      sync.Mutex
 	started bool // the work runs (set by the request loop)
 	stopped bool // the bridge's stop ended the session: no work may start
+
+	// announceMu keeps an announcement from outside the session's
+	// goroutines (announce) apart from the channel's end (finish): x/crypto
+	// does not guard a write against a concurrent CloseWrite.
+	announceMu sync.Mutex
+	ended      bool // finish has begun: nothing more is announced
 }
 
 func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx ssh.Context) {
@@ -325,6 +331,9 @@ func (sess *session) finish(code int) {
 	} else {
 		sess.ch.SendRequest("exit-status", false, gossh.Marshal(&exitStatusMsg{Status: uint32(code)}))
 	}
+	sess.announceMu.Lock()
+	sess.ended = true
+	sess.announceMu.Unlock()
 	sess.ch.CloseWrite()
 	sess.ch.Close()
 }
