@@ -386,8 +386,14 @@ func TestS3StoreDown(t *testing.T) {
 
 	st.store.Stop()
 	r := b.sftpBatch(t, dir, "", "demo-app", "put during\n")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "the upload store is unavailable; try again later") {
-		t.Fatalf("put with the store down: exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+	if r.Code == 0 || strings.Count(r.Stderr, "the upload store is unavailable; try again later") != 1 {
+		t.Fatalf("put with the store down: exit %d, want the reason once on stderr\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+	}
+	// A listing too says why: OpenSSH's sftp itself shows only
+	// "Failure", or nothing at all for the start directory's.
+	r = b.sftpBatch(t, dir, "", "demo-app", "ls\n")
+	if !strings.Contains(r.Stderr, "the upload store is unavailable; try again later") {
+		t.Fatalf("ls with the store down: exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
 	}
 	r = b.client(t, dir, "", "scp", "during", "demo-app@"+b.Host+":")
 	if r.Code == 0 || !strings.Contains(r.Stderr, "the upload store is unavailable") {

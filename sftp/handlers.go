@@ -2,6 +2,7 @@ package sftp
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -27,6 +28,9 @@ type handlers struct {
 	// limitTold: a refusal for the handle limits is logged and told once
 	// per session, however many opens a client tries past it.
 	limitTold sync.Once
+	// storeTold: the object store's absence is told once per session,
+	// whatever the operation (a listing, a stat, an upload).
+	storeTold sync.Once
 }
 
 var (
@@ -46,6 +50,10 @@ func (h *handlers) explain(err error) {
 		return
 	}
 	h.log.Info("sftp: refused", "reason", err.Error())
+	if errors.Is(err, uploads.ErrStoreUnavailable) {
+		h.storeTold.Do(func() { h.printStderr("upload refused: " + err.Error()) })
+		return
+	}
 	h.printStderr("upload refused: " + err.Error())
 }
 

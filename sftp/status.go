@@ -71,6 +71,11 @@ func (h *handlers) status(op string, err error) error {
 		{uploads.ErrStoreUnavailable, pkgsftp.ErrSSHFxFailure},
 	} {
 		if errors.Is(err, m.err) {
+			if m.err == uploads.ErrStoreUnavailable {
+				// OpenSSH's sftp shows a failure's code, "Failure", not
+				// its message: the reason goes on stderr too, once.
+				h.storeTold.Do(func() { h.printStderr(err.Error()) })
+			}
 			return &statusError{code: m.code, msg: err.Error(), cause: err}
 		}
 	}
