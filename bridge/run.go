@@ -46,8 +46,11 @@ func (sess *session) runSession(kind, arg string) {
 		sess.printLine(f.message)
 	}
 	log.Info("session end", "duration", time.Since(start), "exit_code", code)
-	sess.finish(code)
+	// Reported before the channel ends: once the client has its exit
+	// status it may close the connection, and the session's end comes
+	// before its connection's close (audit, metrics).
 	sess.observeEnd(kind, start, code, sessionOutcome(code, err != nil))
+	sess.finish(code)
 }
 
 // runCommand answers a shell, exec or subsystem request: the bridge's own

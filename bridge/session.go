@@ -350,9 +350,9 @@ func (sess *session) recoverPanic() {
 	if r := recover(); r != nil {
 		sess.log.Error("session panicked", "panic", r, "stack", string(debug.Stack()))
 		sess.printLine("The bridge failed to run the session; the cause is in its log.")
-		sess.finish(ExitInternal)
 		if sess.startSeen && !sess.endSeen {
 			sess.observeEnd(sess.startKind, sess.began, ExitInternal, ExitCodeName(ExitInternal))
 		}
+		sess.finish(ExitInternal)
 	}
 }
