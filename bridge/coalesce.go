@@ -28,15 +28,17 @@ const xcryptoBufSize = 4096
 // are single writes.
 //
 // Small packets written while the connection's reader is busy with what it
-// read (an SFTP status or a window adjust for each packet of an upload)
-// are held until the reader is about to read again, then leave together
-// (sent by the timer's goroutine, so that the reader never blocks on a
-// write): one syscall for several packets, as OpenSSH's event loop writes
-// what it produced in one go. A packet written while the reader waits for the
-// client leaves at once, so interactive traffic is never held; nor is a
-// download, whose reader waits for the client nearly all the time. At most
-// maxHeld bytes are held, and a timer sends what is held after heldFor
-// should the reader not come back to read in time.
+// read from a client sending in bulk (an SFTP status or a window adjust for
+// each packet of an upload) are held until the reader is about to read
+// again, then leave together (sent by the timer's goroutine, so that the
+// reader never blocks on a write): one syscall for several packets, as
+// OpenSSH's event loop writes what it produced in one go. A packet written
+// while the reader waits for the client leaves at once, and nothing is held
+// while the client sends little (a handshake, keystrokes), so interactive
+// traffic is never held; nor is a download, whose reader waits for the
+// client nearly all the time. At most maxHeld bytes are held, and a timer
+// sends what is held after heldFor should the reader not come back to read
+// in time.
 //
 // Reads on a TCP socket, once one has filled what it read into (a bulk
 // transfer), go through a buffer of readBufSize taken from readBuffers, so
@@ -75,7 +77,11 @@ type coalescingConn struct {
 	// Read side: one reader at a time (x/crypto's read loop).
 	rbuf *[]byte // bytes read and not yet returned, from readBuffers; nil when none
 	roff int     // what of *rbuf is returned
-	bulk bool    // the last read filled what it read into: read ahead
+	// bulk: the last read filled what it read into (or, reading ahead,
+	// took more than 4 KiB): the client is sending in bulk. Reads then go
+	// ahead, and small writes are held while the reader is busy; at other
+	// times (a handshake, keystrokes) nothing is held for the reader.
+	bulk atomic.Bool
 }
 
 const (
@@ -126,7 +132,7 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 	if c.rbuf != nil {
 		return c.fromBuffer(p), nil
 	}
-	direct := c.raw == nil || len(p) >= readBufSize || !c.bulk
+	direct := c.raw == nil || len(p) >= readBufSize || !c.bulk.Load()
 	// A direct read may wait for the client: it counts as waiting from
 	// the start. A read ahead checks first and counts as waiting only
 	// once the socket turns out empty (readAhead).
@@ -134,12 +140,12 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 	defer c.reading.Store(false)
 	if direct {
 		n, err := c.Conn.Read(p)
-		c.bulk = n == len(p) // filled: more is likely waiting
+		c.bulk.Store(n == len(p)) // filled: more is likely waiting
 		c.failed(err)
 		return n, err
 	}
 	n, err := c.readAhead()
-	c.bulk = n > xcryptoBufSize
+	c.bulk.Store(n > xcryptoBufSize)
 	if err != nil {
 		c.failed(err)
 		return 0, err
@@ -246,7 +252,7 @@ func (c *coalescingConn) write(p []byte) (int, error) {
 	}
 	// p ends a packet, or is one.
 	c.held = 0
-	if !c.reading.Load() && c.heldBytes()+len(p) <= maxHeld {
+	if c.bulk.Load() && !c.reading.Load() && c.heldBytes()+len(p) <= maxHeld {
 		c.hold(p)
 		return len(p), nil
 	}

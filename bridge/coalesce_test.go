@@ -163,14 +163,29 @@ func TestCoalescingOneSyscallPerPacket(t *testing.T) {
 	}
 }
 
-// Small packets written while the reader is busy with what it read leave
-// together, in one write, when it reads again; one written while it waits
-// for the client leaves at once.
+// Small packets written while the reader is busy with what a client sending
+// in bulk sent leave together, in one write, when it reads again; one
+// written while it waits for the client, or after a client sent little,
+// leaves at once.
 func TestCoalescingHoldsWhileTheReaderIsBusy(t *testing.T) {
 	server, client := tcpPair(t)
 	rec := &recordingConn{Conn: server} // not a *net.TCPConn: reads go straight to it
 	c := newCoalescingConn(rec)
 	c.heldFor = time.Hour // what is held leaves at the read, not by the timer
+	// A client sending little (a keystroke): the answer leaves at once.
+	client.Write([]byte("k"))
+	if n, err := c.Read(make([]byte, 100)); n != 1 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	echo := pattern(36, 8)
+	c.Write(echo)
+	if got, n := rec.all(); n != 1 || !bytes.Equal(got, echo) {
+		t.Fatalf("%d writes after a keystroke, want the echo sent at once", n)
+	}
+	rec.mu.Lock()
+	rec.writes = nil
+	rec.mu.Unlock()
+	// A client sending in bulk: a read fills what it reads into.
 	client.Write([]byte("request"))
 	if _, err := io.ReadFull(c, make([]byte, 7)); err != nil {
 		t.Fatal(err)
