@@ -306,6 +306,10 @@ func startEmbeddedPlatform(cfg *bridgeFlags, ownKeys []string, log *slog.Logger)
 		Protect:           protect,
 		RequireIsolation:  ownKeys == nil,
 		Logger:            log.With("component", "platform"),
+		// The platform takes every file the bridge stages: otherwise, under a
+		// raised --upload-max-file-size, a file staged would be refused at
+		// delivery (413) and hold up every file pending after it.
+		MaxUploadBytes: cfg.uploadMaxFile,
 	})
 	if errors.Is(err, platform.ErrNoIsolation) {
 		ln.Close()

@@ -85,6 +85,10 @@ func (sess *session) deliver(ctx context.Context, up Deliverer, o OneOff) (Deliv
 	switch {
 	case ctx.Err() != nil:
 		return nil, err
+	case errors.Is(err, ErrStagingUnavailable) && !errors.As(err, &de) && len(pending) == 0:
+		// The store could not even list the files: whether any is pending
+		// is not known, and a session with none must not be told it has.
+		return nil, &exitFailure{ExitInternal, "The upload store is unavailable, so the bridge cannot tell whether files are pending for you, and runs nothing before it can; try again later.", err}
 	case errors.Is(err, ErrStagingUnavailable) && !errors.As(err, &de):
 		return nil, &exitFailure{ExitInternal, joinSentences("The upload store is unavailable, so your pending files could not be delivered; try again later.", stillPending(pending)), err}
 	case !errors.As(err, &de):

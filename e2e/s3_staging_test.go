@@ -407,6 +407,13 @@ func TestS3StoreDown(t *testing.T) {
 	if !b.LogHas("session failed") {
 		t.Fatalf("the session's cause is not in the log:\n%s", tail(b.Log(), 20))
 	}
+	// With the store down the bridge cannot list what is pending: a
+	// session is not told of pending files it may not have (here an app
+	// with none).
+	r = b.Run("other-app", nil, "echo ran")
+	if r.Code != 248 || r.Stdout != "" || !strings.Contains(r.Stderr, "The upload store is unavailable, so the bridge cannot tell whether files are pending for you") || strings.Contains(r.Stderr, "your pending files") {
+		t.Fatalf("a session with nothing pending, the store down: %+v", r)
+	}
 
 	st.store.Start()
 	if got := listing(t, b, dir); got != "before" {
