@@ -28,14 +28,13 @@ import (
 //
 //	go test -run '^$' -bench 'S3' -benchtime 1x -timeout 20m ./e2e/
 const (
-	s3UploadRatioMin = 0.8 // bridge sftp put MB/s over the store's own PUT's (issue 16; reported)
-	// The gate while the issue's target is missed: the bridge's sftp put on
-	// S3 over the serial composition of its two parts measured in the same
-	// run, the same bridge's put on local staging and the store's own PUT
-	// (1 / (1/local + 1/store)): the path may not cost more than a fifth
-	// over doing the two one after the other (BENCHMARKS.md, S3 staging).
-	s3UploadCompositionMin = 0.8
-	s3DeliveryRatioMin     = 0.8 // delivery MB/s over the store's own GET's (issue 16; reported)
+	s3UploadRatioMin = 0.8 // bridge sftp put MB/s over the store's own PUT's (issue 16)
+	// The gate when a run shows the issue's target out of reach (the
+	// ceiling, ceilingPut, under s3UploadRatioMin of the store's PUT): the
+	// bridge's sftp put over the ceiling, the least any SSH bridge on this
+	// store and machine can take (BENCHMARKS.md, S3 staging).
+	s3UploadCeilingMin = 0.8
+	s3DeliveryRatioMin = 0.8 // delivery MB/s over the store's own GET's (issue 16; reported)
 	// The same for the delivery: over the serial composition of the
 	// store's own GET and the same bridge's delivery from local staging
 	// (1 / (1/get + 1/local)).
@@ -232,25 +231,58 @@ func cpuOf(b *testing.B, store *testkit.Weed, br *Bridge) func() cpuUse {
 	}
 }
 
+// ceilingPut times the least any SSH bridge on this store can take for
+// the file src on this machine: the store's own PUT of it (storePut) while,
+// at the same time, OpenSSH's sftp sends it through sshd to sftp-server,
+// which drops it (/dev/null). That is the SSH work every bridge has (as
+// cheap as OpenSSH does it) and the store's own work, at once, with
+// nothing else and neither waiting on the other; on a machine of few cores
+// they share the CPU. It returns the time until both are done.
+func ceilingPut(b *testing.B, store *testkit.Weed, src string, sshArgs []string) time.Duration {
+	b.Helper()
+	start := time.Now()
+	wait := sftpStart(b, sshArgs, fmt.Sprintf("put %s /dev/null\n", src))
+	var (
+		sshTime time.Duration
+		sshErr  error
+		done    = make(chan struct{})
+	)
+	go func() {
+		sshErr = wait()
+		sshTime = time.Since(start)
+		close(done)
+	}()
+	put := storePut(b, store, src)
+	<-done
+	if sshErr != nil {
+		b.Fatal(sshErr)
+	}
+	return max(put, sshTime)
+}
+
 // BenchmarkS3Upload compares `sftp put` of 100 MiB through a bridge on the
 // S3 staging area (the put returns once the file is stored) with the
-// store's own PUT of the same file by a plain client (storePut), in turns.
-// For information it also times the same put through a bridge on local
+// store's own PUT of the same file by a plain client (storePut), and with
+// the ceiling (ceilingPut), in rounds of one of each, in turns. For
+// information it also times the same put through a bridge on local
 // staging, which does strictly less, and the file as one PutObject.
 func BenchmarkS3Upload(b *testing.B) {
 	store, br, _ := startS3Bench(b)
 	local := StartBridge(b, Options{Args: []string{"--log-level", "info"}})
+	sshd := StartSSHD(b, br.Key)
 	src := bigFile(b, s3BenchSize)
 	s3Args := append(br.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", br.Port, "demo-app@"+br.Host)
 	localArgs := append(local.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", local.Port, "demo-app@"+local.Host)
+	sshdArgs := sftpServerArgs(b, sshd)
 	rate := func(d time.Duration) float64 { return s3BenchSize / 1e6 / d.Seconds() }
 	put := fmt.Sprintf("put %s big\n", src)
 	cpu := cpuOf(b, store, br)
-	rates, cpus := map[string][]float64{}, map[string][]float64{}
+	rates, cpus, ratios := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	last := func(k string) float64 { return rates[k][len(rates[k])-1] }
 	for b.Loop() {
 		for i := range s3BenchRuns {
-			for j := range 4 {
-				switch (i + j) % 4 {
+			for j := range 5 {
+				switch (i + j) % 5 {
 				case 0:
 					c0 := cpu()
 					rates["bridge"] = append(rates["bridge"], rate(sftpRun(b, s3Args, put)))
@@ -263,30 +295,51 @@ func BenchmarkS3Upload(b *testing.B) {
 					rates["store"] = append(rates["store"], rate(storePut(b, store, src)))
 					cpus["store-weed"] = append(cpus["store-weed"], cpu().weed-c0.weed)
 				case 2:
+					rates["ceiling"] = append(rates["ceiling"], rate(ceilingPut(b, store, src, sshdArgs)))
+				case 3:
 					rates["local"] = append(rates["local"], rate(sftpRun(b, localArgs, put)))
 					sftpRun(b, localArgs, "rm big\n")
-				case 3:
+				case 4:
 					rates["putobject"] = append(rates["putobject"], rate(storePutObject(b, store, src)))
 				}
 			}
+			ratios["store"] = append(ratios["store"], last("bridge")/last("store"))
+			ratios["ceiling"] = append(ratios["ceiling"], last("ceiling")/last("store"))
+			ratios["to-ceiling"] = append(ratios["to-ceiling"], last("bridge")/last("ceiling"))
 		}
 	}
-	bridgeRate, storeRate, localRate := median(rates["bridge"]), median(rates["store"]), median(rates["local"])
-	ratio := bridgeRate / storeRate
+	bridgeRate, storeRate, localRate, ceilingRate := median(rates["bridge"]), median(rates["store"]), median(rates["local"]), median(rates["ceiling"])
+	ratio, ceiling, toCeiling := median(ratios["store"]), median(ratios["ceiling"]), median(ratios["to-ceiling"])
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(bridgeRate, "bridge-MB/s")
 	b.ReportMetric(storeRate, "store-put-MB/s")
+	b.ReportMetric(ceilingRate, "ceiling-MB/s")
 	b.ReportMetric(localRate, "local-MB/s")
 	b.ReportMetric(ratio, "ratio")
-	b.Logf("sftp put 100 MiB, median of %d runs: bridge on S3 %.0f MB/s %.0f, the store's own PUT %.0f MB/s %.0f, ratio %.2f (target ≥ %.1f)",
-		len(rates["bridge"]), bridgeRate, rates["bridge"], storeRate, rates["store"], ratio, s3UploadRatioMin)
+	b.ReportMetric(toCeiling, "ratio-to-ceiling")
+	b.Logf("sftp put 100 MiB, %d rounds: bridge on S3 %.0f MB/s %.0f, the store's own PUT %.0f MB/s %.0f; ratio (median of the rounds' %.2f) %.2f (target ≥ %.1f)",
+		len(rates["bridge"]), bridgeRate, rates["bridge"], storeRate, rates["store"], ratios["store"], ratio, s3UploadRatioMin)
+	b.Logf("the ceiling (the store's PUT while sshd and sftp-server take the same file at the same time): %.0f MB/s %.0f, of the store's PUT (median of the rounds' %.2f) %.2f; the bridge over it (%.2f) %.2f",
+		ceilingRate, rates["ceiling"], ratios["ceiling"], ceiling, ratios["to-ceiling"], toCeiling)
 	b.Logf("for information, the bridge on local staging: %.0f MB/s %.0f; S3 staging is %.2f of it",
 		localRate, rates["local"], bridgeRate/localRate)
 	b.Logf("for information, the store's PUT as one PutObject: %.0f MB/s %.0f; the bridge is %.2f of it",
 		median(rates["putobject"]), rates["putobject"], bridgeRate/median(rates["putobject"]))
 	b.Logf("for information, CPU seconds per 100 MiB (medians): bridge put: bridge %.2f, weed %.2f; the store's PUT: weed %.2f",
 		median(cpus["bridge"]), median(cpus["bridge-weed"]), median(cpus["store-weed"]))
-	s3Gate(b, "sftp put on S3 staging", bridgeRate, storeRate, localRate, "the store's PUT", "local staging", s3UploadRatioMin, s3UploadCompositionMin)
+	switch {
+	case ratio >= s3UploadRatioMin:
+		b.Logf("issue target ≥ %.1f of the store's PUT: met (%.2f)", s3UploadRatioMin, ratio)
+	case ceiling >= s3UploadRatioMin:
+		b.Fatalf("sftp put on S3 staging: %.2f of the store's PUT, want at least %.1f, which the ceiling (%.2f) shows within reach in this run",
+			ratio, s3UploadRatioMin, ceiling)
+	default:
+		b.Logf("issue target ≥ %.1f of the store's PUT: out of reach in this run, the ceiling is %.2f of it; gate: the bridge over the ceiling %.2f (want ≥ %.1f)",
+			s3UploadRatioMin, ceiling, toCeiling, s3UploadCeilingMin)
+		if toCeiling < s3UploadCeilingMin {
+			b.Fatalf("sftp put on S3 staging: %.2f of the ceiling, want at least %.1f", toCeiling, s3UploadCeilingMin)
+		}
+	}
 }
 
 // BenchmarkS3Delivery times the delivery of a staged 100 MiB file from the

@@ -461,18 +461,48 @@ func bigFile(b *testing.B, size int64) string {
 
 func sftpRun(b *testing.B, args []string, batch string) time.Duration {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	f := filepath.Join(b.TempDir(), "batch")
-	os.WriteFile(f, []byte(batch), 0o644)
-	cmd := exec.CommandContext(ctx, need(b, "sftp"), append(append([]string{}, args[:len(args)-1]...), "-b", f, args[len(args)-1])...)
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	d := time.Since(start)
-	if err != nil {
-		b.Fatalf("sftp %q: %v\n%s", args, err, out)
+	wait := sftpStart(b, args, batch)
+	if err := wait(); err != nil {
+		b.Fatal(err)
 	}
-	return d
+	return time.Since(start)
+}
+
+// sftpStart starts OpenSSH's sftp with args (the destination last) on the
+// commands of batch; the function returned waits for it and says how it
+// failed, if it did. It may be called from any goroutine.
+func sftpStart(b *testing.B, args []string, batch string) (wait func() error) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	f := filepath.Join(b.TempDir(), "batch")
+	if err := os.WriteFile(f, []byte(batch), 0o644); err != nil {
+		cancel()
+		b.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, need(b, "sftp"), append(append([]string{}, args[:len(args)-1]...), "-b", f, args[len(args)-1])...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		b.Fatalf("sftp %q: %v", args, err)
+	}
+	return func() error {
+		defer cancel()
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("sftp %q: %v\n%s", args, err, out.String())
+		}
+		return nil
+	}
+}
+
+// sftpServerArgs are the sftp arguments of an upload to d through
+// OpenSSH's sftp-server run as a command (-s), a process of its own, rather
+// than the internal-sftp of sshd's configuration.
+func sftpServerArgs(b *testing.B, d *SSHD) []string {
+	return []string{"-F", "/dev/null", "-i", d.Key, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + d.KnownHosts,
+		"-o", "LogLevel=ERROR", "-P", d.Port, "-s", sftpServerPath(b), d.User + "@" + d.Host}
 }
 
 // BenchmarkUploadSftp compares `sftp put` of 1 GiB through the bridge with
@@ -484,11 +514,7 @@ func BenchmarkUploadSftp(b *testing.B) {
 	src := bigFile(b, uploadSize)
 	sshdDir := b.TempDir()
 	bridgeArgs := append(br.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", br.Port, "demo-app@"+br.Host)
-	// -s runs OpenSSH's sftp-server as a command, a process of its own writing
-	// to disk, rather than the internal-sftp of sshd's configuration.
-	sshdArgs := []string{"-F", "/dev/null", "-i", d.Key, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
-		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + d.KnownHosts,
-		"-o", "LogLevel=ERROR", "-P", d.Port, "-s", sftpServerPath(b), d.User + "@" + d.Host}
+	sshdArgs := sftpServerArgs(b, d)
 	pid := br.cmd.Process.Pid
 	idle := settledRSS(b, pid)
 	peak := 0

@@ -28,8 +28,9 @@ const (
 	// DefaultLease is how long a delivery's lease lasts past its last
 	// renewal.
 	DefaultLease = time.Minute
-	// partSize is the plaintext bytes of one part of a multipart upload
-	// (S3 wants at least 5 MiB but for the last).
+	// partSize is the bytes of one part of a multipart upload, the
+	// ciphertext cut at this size whatever DARE's package boundaries (S3
+	// wants at least 5 MiB but for the last).
 	partSize = 8 << 20
 )
 

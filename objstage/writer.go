@@ -616,19 +616,46 @@ func (s *Store) newStream(key, id string) (*stream, error) {
 	return st, nil
 }
 
-// partWriter collects the ciphertext into parts.
+// partWriter collects the ciphertext into parts of partSize bytes.
 type partWriter struct{ st *stream }
 
 func (p partWriter) Write(b []byte) (int, error) {
-	st := p.st
-	st.buf = append(st.buf, b...)
-	if len(st.buf) >= partSize {
-		if err := st.sendPart(st.buf); err != nil {
-			return 0, err
+	st, n := p.st, len(b)
+	for len(b) > 0 {
+		if st.buf == nil {
+			st.buf = getPartBuf()
 		}
-		st.buf = make([]byte, 0, partSize+(64<<10))
+		k := min(len(b), partSize-len(st.buf))
+		st.buf = append(st.buf, b[:k]...)
+		b = b[k:]
+		if len(st.buf) == partSize {
+			if err := st.sendPart(st.buf); err != nil {
+				return 0, err
+			}
+			st.buf = nil
+		}
 	}
-	return len(b), nil
+	return n, nil
+}
+
+// partBufs holds the part buffers of the uploads, each of partSize
+// bytes' capacity, so that a stream fills a buffer a part sent before
+// left instead of a new one (a fresh 8 MiB is zeroed, then collected); a
+// buffer idle over two garbage collections is dropped.
+var partBufs sync.Pool
+
+func getPartBuf() []byte {
+	if b, ok := partBufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, partSize)
+}
+
+// putPartBuf gives b back once no request reads it any more.
+func putPartBuf(b []byte) {
+	if cap(b) == partSize {
+		partBufs.Put(&b)
+	}
 }
 
 func (st *stream) failed() error {
@@ -662,6 +689,12 @@ func (st *stream) sendPart(b []byte) error {
 		defer cancel()
 		out, err := s.c.UploadPart(ctx, &s3.UploadPartInput{Bucket: &s.bucket, Key: &st.key, UploadId: st.uploadID,
 			PartNumber: aws.Int32(n), Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b)))})
+		if err == nil {
+			// The store answered once it had the whole body: no one
+			// reads b any more. After a failure the transport may still
+			// be sending it, so b is left to the collector.
+			putPartBuf(b)
+		}
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		if err != nil {
@@ -687,6 +720,9 @@ func (st *stream) finish() error {
 	if st.uploadID == nil {
 		_, err := s.c.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &st.key,
 			Body: bytes.NewReader(st.buf), ContentLength: aws.Int64(int64(len(st.buf)))})
+		if err == nil {
+			putPartBuf(st.buf)
+		}
 		return err
 	}
 	if len(st.buf) > 0 {
