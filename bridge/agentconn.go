@@ -206,10 +206,11 @@ func (s *Server) launchAgent(sess *session, ag *Agent) (*agentConn, error) {
 			return fail(f)
 		}
 	}
-	stream, err := sess.deliverAndAttach(startCtx, o)
+	stream, committed, err := sess.deliverAndAttach(startCtx, o)
 	if err != nil {
 		return fail(err)
 	}
+	committed()
 	obs.StartPhase(PhaseAttached, time.Since(t0))
 	stop := context.AfterFunc(ctx, func() { stream.Close() })
 	// The agent's first bytes (its SSH identification) are the one-off's.

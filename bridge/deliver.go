@@ -26,38 +26,48 @@ func (e *deliverError) Unwrap() error { return e.err }
 // that never attached never ran the command, and whatever it took is lost
 // with it. When either step fails, the user's line names every file, all
 // still pending for the next session.
-func (sess *session) deliverAndAttach(ctx context.Context, o OneOff) (Stream, error) {
+//
+// The delivered files leave the staging area while the command starts
+// (removing them from an object store takes several requests); committed
+// waits until they have, and the session calls it before it reports its
+// end, so that a client that saw the session end never finds a delivered
+// file still pending.
+func (sess *session) deliverAndAttach(ctx context.Context, o OneOff) (stream Stream, committed func(), err error) {
 	up := sess.srv.deps.Deliverer
 	if up == nil {
 		stream, err := o.Attach(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("attach: %w", err)
+			return nil, nil, fmt.Errorf("attach: %w", err)
 		}
-		return stream, nil
+		return stream, func() {}, nil
 	}
 	d, err := sess.deliver(ctx, up, o)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	stream, err := o.Attach(ctx)
+	stream, err = o.Attach(ctx)
 	if err != nil {
 		files := d.Files()
 		d.Release()
 		err = fmt.Errorf("attach: %w", err)
 		if len(files) == 0 {
-			return nil, err
+			return nil, nil, err
 		}
 		f := classify(sess.app, err)
-		return nil, &exitFailure{f.code, f.message + " " + stillPending(files), err}
+		return nil, nil, &exitFailure{f.code, f.message + " " + stillPending(files), err}
 	}
-	if err := d.Commit(); err != nil {
-		// They were delivered and the one-off runs: the next session gets
-		// them again, which beats losing them.
-		sess.log.Warn("delivered uploads stay pending", "files", len(d.Files()), "err", err)
-	} else {
-		sess.reportDelivered()
-	}
-	return stream, nil
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := d.Commit(); err != nil {
+			// They were delivered and the one-off runs: the next session
+			// gets them again, which beats losing them.
+			sess.log.Warn("delivered uploads stay pending", "files", len(d.Files()), "err", err)
+		} else {
+			sess.reportDelivered()
+		}
+	}()
+	return stream, func() { <-done }, nil
 }
 
 // deliver sends the pending files. A failure stops the session with a

@@ -163,10 +163,11 @@ func (sess *session) runOneOff(req oneoff.RunRequest) (int, error) {
 	if sess.pty != nil {
 		sess.win.sendEarly(ctx, o.Resize, sess.log)
 	}
-	stream, err := sess.deliverAndAttach(ctx, o)
+	stream, committed, err := sess.deliverAndAttach(ctx, o)
 	if err != nil {
 		return 0, err
 	}
+	defer committed()
 	obs.StartPhase(PhaseAttached, time.Since(t0))
 	rec := sess.startRecording(req.Command)
 	defer rec.close()

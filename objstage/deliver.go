@@ -37,6 +37,14 @@ func (sc *scope) DeliverFiles(ctx context.Context, send uploads.SendFunc, progre
 		return nil, &uploads.DeliveryError{Err: s.storeErr("list", "", err)}
 	}
 	todo := pendingOf(v)
+	// The first file's read starts with the leases: the store answers its
+	// GET while they are taken and the entries read again. It is sent only
+	// once leased and still current; else it is dropped unread.
+	var ahead *prefetch
+	if len(todo) > 0 {
+		ahead = sc.s.prefetch(ctx, sc.key, v.files[todo[0].Name])
+		defer ahead.drop()
+	}
 	// Lease every file first, so that the renewals cover the whole
 	// delivery; a file leased elsewhere is another bridge's to deliver.
 	var leased []*fileEnt
@@ -74,7 +82,7 @@ func (sc *scope) DeliverFiles(ctx context.Context, send uploads.SendFunc, progre
 		if cur == nil || cur.id != f.id {
 			continue
 		}
-		if err := sc.deliverOne(ctx, cur, send, progress); err != nil {
+		if err := sc.deliverOne(ctx, cur, ahead.take(cur), send, progress); err != nil {
 			d.release()
 			return nil, &uploads.DeliveryError{File: f.name, Pending: d.pendingNames(leased[i:]), Err: err}
 		}
@@ -123,8 +131,14 @@ func (s *Store) leaveTurn(k scopeKey, t *turn) {
 }
 
 // deliverOne streams one file from the store, decrypted, through send.
-func (sc *scope) deliverOne(ctx context.Context, f *fileEnt, send uploads.SendFunc, progress uploads.ProgressFunc) error {
-	r, err := sc.s.getPlain(ctx, sc.key, f)
+func (sc *scope) deliverOne(ctx context.Context, f *fileEnt, ahead *prefetch, send uploads.SendFunc, progress uploads.ProgressFunc) error {
+	var r io.ReadCloser
+	var err error
+	if ahead != nil {
+		r, err = ahead.r, ahead.err
+	} else {
+		r, err = sc.s.getPlain(ctx, sc.key, f)
+	}
 	if err != nil {
 		return sc.s.storeErr("read", f.name, err)
 	}
@@ -144,6 +158,48 @@ func (sc *scope) deliverOne(ctx context.Context, f *fileEnt, send uploads.SendFu
 	}
 	progress(f.name, f.size, f.size, true)
 	return nil
+}
+
+// prefetch is the read of a file started before its lease is known.
+type prefetch struct {
+	f     *fileEnt
+	done  chan struct{}
+	r     io.ReadCloser
+	err   error
+	taken bool
+}
+
+// prefetch starts reading f (getPlain) in the background.
+func (s *Store) prefetch(ctx context.Context, k scopeKey, f *fileEnt) *prefetch {
+	p := &prefetch{f: f, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.r, p.err = s.getPlain(ctx, k, f)
+	}()
+	return p
+}
+
+// take returns p, its read done, when it is of f's blob; else nil (and
+// deliverOne reads f itself). Only the first call for f returns p.
+func (p *prefetch) take(f *fileEnt) *prefetch {
+	if p == nil || p.taken || p.f.id != f.id {
+		return nil
+	}
+	<-p.done
+	p.taken = true
+	return p
+}
+
+// drop closes the read unless it was taken.
+func (p *prefetch) drop() {
+	if p.taken {
+		return
+	}
+	p.taken = true
+	<-p.done
+	if p.err == nil {
+		p.r.Close()
+	}
 }
 
 type progressReader struct {
