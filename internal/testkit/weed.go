@@ -212,7 +212,12 @@ func launchWeed(t testing.TB, dir string) *Weed {
 			// A restarted master waits for an election; alone, it wins at
 			// the first.
 			"-master.electionTimeout=1s",
-			"-master.volumeSizeLimitMB=256",
+			// The store grows 7 volumes at a time, once the ones it has
+			// are full: with 1 GiB volumes that is every 7 GiB written, so
+			// no growth (a stall of a second or more) lands inside a
+			// benchmark's rounds (each of the S3 benchmarks writes about
+			// 2 GiB).
+			"-master.volumeSizeLimitMB=1024",
 			"-volume.max=0", "-volume.preStopSeconds=0",
 			"-master.port=" + p(1), "-master.port.grpc=" + p(2),
 			"-volume.port=" + p(3), "-volume.port.grpc=" + p(4),
