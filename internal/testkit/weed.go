@@ -212,13 +212,16 @@ func launchWeed(t testing.TB, dir string) *Weed {
 			// A restarted master waits for an election; alone, it wins at
 			// the first.
 			"-master.electionTimeout=1s",
-			// The store grows 7 volumes at a time, once the ones it has
-			// are full: with 1 GiB volumes that is every 7 GiB written, so
-			// no growth (a stall of a second or more) lands inside a
-			// benchmark's rounds (each of the S3 benchmarks writes about
-			// 2 GiB).
+			// A bucket gets 7 volumes at its first write and 7 more once
+			// all are full, its writes waiting meanwhile (a stall of up to
+			// a second): with 1 GiB volumes that is every 7 GiB written, so
+			// that no growth lands inside a benchmark's rounds (each S3
+			// benchmark writes about 2 GiB to a store of its own).
 			"-master.volumeSizeLimitMB=1024",
-			"-volume.max=0", "-volume.preStopSeconds=0",
+			// Volume slots: a fixed number, as the tests make a bucket
+			// (7 volumes) each; "0" would allow free disk / 1 GiB, a few
+			// dozen buckets on a small disk. Volume files grow as written.
+			"-volume.max=1000", "-volume.preStopSeconds=0",
 			"-master.port=" + p(1), "-master.port.grpc=" + p(2),
 			"-volume.port=" + p(3), "-volume.port.grpc=" + p(4),
 			"-filer", "-filer.port=" + p(5), "-filer.port.grpc=" + p(6),
