@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,30 +20,34 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/minio/sio"
 
 	"sshbridge/internal/testkit"
 	"sshbridge/oneoff"
 )
 
 // The S3 staging area's benchmarks (BENCHMARKS.md, "S3 staging") compare
-// the bridge with the store's own cost in the same run: a PUT and a GET of
-// the same bytes by a plain client of the store. Run them with
+// the bridge with the store's own cost in the same run, a PUT and a GET of
+// the same bytes by a plain client of the store, and with their ceilings,
+// the most any bridge can reach on the same store and machine (ceilingPut,
+// deliveryCeiling). Run them with
 //
 //	go test -run '^$' -bench 'S3' -benchtime 1x -timeout 20m ./e2e/
 const (
 	s3UploadRatioMin = 0.8 // bridge sftp put MB/s over the store's own PUT's (issue 16)
 	// The gate when a run shows the issue's target out of reach (the
 	// ceiling, ceilingPut, under s3UploadRatioMin of the store's PUT): the
-	// bridge's sftp put over the ceiling, the least any SSH bridge on this
-	// store and machine can take (BENCHMARKS.md, S3 staging).
+	// bridge's sftp put over the ceiling, the most any SSH bridge on this
+	// store and machine can reach (BENCHMARKS.md, S3 staging).
 	s3UploadCeilingMin = 0.8
 	s3DeliveryRatioMin = 0.8 // delivery MB/s over the store's own GET's (issue 16)
 	// The gate while the delivery's target is missed, whether or not the
-	// run shows it within reach (its ceiling, deliveryCeiling, is about
-	// the target on this machine): the delivery over the ceiling, which
-	// it reached 0.77 to 0.86 of (BENCHMARKS.md, S3 staging). A guard
-	// against losing ground, not the issue's target.
-	s3DeliveryCeilingMin = 0.7
+	// run's ceiling (deliveryCeiling) shows it within reach: the delivery
+	// over the ceiling. The ceiling straddles the target on this machine
+	// (0.71-0.87 of the GET) and the delivery runs at 0.92-1.03 of it, so
+	// a miss the ceiling shows within reach is reported, not failed, and
+	// the issue's target is not claimed from this gate (BENCHMARKS.md).
+	s3DeliveryCeilingMin = 0.8
 	s3BenchRuns          = 5
 	s3BenchSize          = 100 << 20 // the default --upload-max-file-size
 )
@@ -75,7 +80,7 @@ const (
 func storePut(b *testing.B, store *testkit.Weed, src string) time.Duration {
 	b.Helper()
 	start := time.Now()
-	key, err := storeUpload(store, src)
+	key, err := storeUpload(store, src, nil)
 	d := time.Since(start)
 	if err != nil {
 		b.Fatalf("store PUT: %v", err)
@@ -88,14 +93,21 @@ func storePut(b *testing.B, store *testkit.Weed, src string) time.Duration {
 // a client that uploads a file of this size does it: a multipart upload,
 // here with the bridge's part size and parts in flight, each part read
 // from the file into a buffer of its own (its signature over HTTP hashes
-// each part, as the bridge's must too). It returns the object's key, and
-// may be called from any goroutine.
-func storeUpload(store *testkit.Weed, src string) (string, error) {
+// each part, as the bridge's must too); with seal, the file is encrypted
+// on the way, as the bridge stores files (sealing). It returns the
+// object's key, and may be called from any goroutine.
+func storeUpload(store *testkit.Weed, src string, seal *sio.Config) (string, error) {
 	f, err := os.Open(src)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
+	var r io.Reader = f
+	if seal != nil {
+		if r, err = sio.EncryptReader(f, *seal); err != nil {
+			return "", err
+		}
+	}
 	ctx := context.Background()
 	key := "baseline/" + randomHex(4)
 	up, err := store.Client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &store.Bucket, Key: &key})
@@ -111,7 +123,7 @@ func storeUpload(store *testkit.Weed, src string) (string, error) {
 	sem := make(chan struct{}, s3BenchPartsInFlight)
 	for n := int32(1); ; n++ {
 		buf := make([]byte, s3BenchPartSize)
-		m, err := io.ReadFull(f, buf)
+		m, err := io.ReadFull(r, buf)
 		if m == 0 {
 			break
 		}
@@ -143,6 +155,26 @@ func storeUpload(store *testkit.Weed, src string) (string, error) {
 		return "", fmt.Errorf("complete: %w", err)
 	}
 	return key, nil
+}
+
+// sealing is a DARE configuration as the bridge's (DARE 2.0), with a key
+// of its own: the ceilings encrypt and decrypt with it the bytes they move,
+// since every bridge must (issue 16: the store holds no file in clear).
+func sealing() *sio.Config {
+	cfg := &sio.Config{MinVersion: sio.Version20, MaxVersion: sio.Version20, Key: make([]byte, 32)}
+	rand.Read(cfg.Key)
+	return cfg
+}
+
+// sealedObject stores the file src encrypted with seal, as the bridge
+// stores a file, and returns its key.
+func sealedObject(b *testing.B, store *testkit.Weed, src string, seal *sio.Config) string {
+	b.Helper()
+	key, err := storeUpload(store, src, seal)
+	if err != nil {
+		b.Fatalf("store a sealed copy: %v", err)
+	}
+	return key
 }
 
 // storePutObject times one PutObject of the whole file src, the simplest
@@ -178,15 +210,30 @@ func storeDelete(b *testing.B, store *testkit.Weed, key string) {
 // disk); it returns the time and the bytes, and removes the files.
 func storeGet(b *testing.B, store *testkit.Weed, keys []string) (time.Duration, int64) {
 	b.Helper()
+	ctx := context.Background()
 	dir := b.TempDir()
+	var n int64
 	start := time.Now()
-	n, err := storeRead(store, keys, func(i int) (io.WriteCloser, error) {
-		return os.Create(filepath.Join(dir, strconv.Itoa(i)))
-	})
-	d := time.Since(start)
-	if err != nil {
-		b.Fatal(err)
+	for i, k := range keys {
+		out, err := store.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &store.Bucket, Key: &k})
+		if err != nil {
+			b.Fatalf("store GET %s: %v", k, err)
+		}
+		f, err := os.Create(filepath.Join(dir, strconv.Itoa(i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := io.Copy(f, out.Body)
+		out.Body.Close()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			b.Fatalf("store GET %s: %v", k, err)
+		}
+		n += m
 	}
+	d := time.Since(start)
 	for i := range keys {
 		if err := os.Remove(filepath.Join(dir, strconv.Itoa(i))); err != nil {
 			b.Fatal(err)
@@ -195,48 +242,17 @@ func storeGet(b *testing.B, store *testkit.Weed, keys []string) (time.Duration, 
 	return d, n
 }
 
-// storeRead GETs the objects keys one after the other, each into the
-// writer sink opens for it, and returns the bytes read. It may be called
-// from any goroutine.
-func storeRead(store *testkit.Weed, keys []string, sink func(i int) (io.WriteCloser, error)) (int64, error) {
-	ctx := context.Background()
-	var n int64
-	for i, k := range keys {
-		out, err := store.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &store.Bucket, Key: &k})
-		if err != nil {
-			return n, fmt.Errorf("store GET %s: %w", k, err)
-		}
-		w, err := sink(i)
-		if err != nil {
-			out.Body.Close()
-			return n, err
-		}
-		m, err := io.Copy(w, out.Body)
-		out.Body.Close()
-		if cerr := w.Close(); err == nil {
-			err = cerr
-		}
-		n += m
-		if err != nil {
-			return n, fmt.Errorf("store GET %s: %w", k, err)
-		}
-	}
-	return n, nil
-}
-
-type discardCloser struct{ io.Writer }
-
-func (discardCloser) Close() error { return nil }
-
 // deliveryCeiling times the most any bridge can reach for a delivery of
-// the file src staged as the objects keys, on this store, platform and
-// machine: the store's GET of the objects (into nothing: the platform
-// writes the file) while, at the same time, the platform takes the file
-// from the bridge's local disk through its upload API (PROTOCOL.md), into
-// a one-off started before. That is the store's work and the platform's at
-// once, with nothing else (not even the decryption at rest) and neither
-// waiting on the other. It returns the time until both are done.
-func deliveryCeiling(b *testing.B, store *testkit.Weed, keys []string, c *oneoff.Client, src string, size int64) time.Duration {
+// the file src, stored sealed (encrypted with seal) as the object sealed,
+// on this store, platform and machine: the store's GET of the object,
+// decrypted on the way into nothing (the platform writes the file), while,
+// at the same time, the platform takes the file from the bridge's local
+// disk through its upload API (PROTOCOL.md), into a one-off started
+// before. That is the work every bridge has, the decryption at rest
+// included, and the store's and the platform's own, at once, with nothing
+// else and neither waiting on the other. It returns the time until both
+// are done.
+func deliveryCeiling(b *testing.B, store *testkit.Weed, sealed string, seal *sio.Config, c *oneoff.Client, src string, size int64) time.Duration {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -252,8 +268,19 @@ func deliveryCeiling(b *testing.B, store *testkit.Weed, keys []string, c *oneoff
 	d, err := atOnce(
 		func() error { return o.Upload(ctx, "big", size, f) },
 		func() error {
-			_, err := storeRead(store, keys, func(int) (io.WriteCloser, error) { return discardCloser{io.Discard}, nil })
-			return err
+			out, err := store.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &store.Bucket, Key: &sealed})
+			if err != nil {
+				return fmt.Errorf("store GET %s: %w", sealed, err)
+			}
+			defer out.Body.Close()
+			plain, err := sio.DecryptReader(out.Body, *seal)
+			if err != nil {
+				return err
+			}
+			if n, err := io.Copy(io.Discard, plain); err != nil || n != size {
+				return fmt.Errorf("store GET %s, decrypted: %d bytes, %v", sealed, n, err)
+			}
+			return nil
 		})
 	if err != nil {
 		b.Fatalf("ceiling: %v", err)
@@ -323,19 +350,20 @@ func atOnce(work ...func() error) (time.Duration, error) {
 }
 
 // ceilingPut times the most any SSH bridge on this store can reach for
-// the file src on this machine: the store's own PUT of it (storeUpload,
-// its parts as the bridge's) while, at the same time, OpenSSH's sftp sends
-// it through sshd to sftp-server, which drops it (/dev/null). That is the
-// work every bridge has, its SSH as cheap as OpenSSH makes it, and the
-// store's own, at once, with nothing else (not even the encryption at
-// rest) and neither waiting on the other; on a machine of few cores they
-// share the CPU. It returns the time until both are done.
-func ceilingPut(b *testing.B, store *testkit.Weed, src string, sshArgs []string) time.Duration {
+// the file src on this machine: the store's own PUT of it, encrypted on
+// the way with seal (storeUpload, its parts as the bridge's), while, at the
+// same time, OpenSSH's sftp sends it through sshd to sftp-server, which
+// drops it (/dev/null). That is the work every bridge has, its SSH as
+// cheap as OpenSSH makes it and the encryption at rest, and the store's
+// own, at once, with nothing else and neither waiting on the other; on a
+// machine of few cores they share the CPU. It returns the time until both
+// are done.
+func ceilingPut(b *testing.B, store *testkit.Weed, src string, sshArgs []string, seal *sio.Config) time.Duration {
 	b.Helper()
 	wait := sftpStart(b, sshArgs, fmt.Sprintf("put %s /dev/null\n", src))
 	var key string
 	d, err := atOnce(wait, func() (err error) {
-		key, err = storeUpload(store, src)
+		key, err = storeUpload(store, src, seal)
 		return err
 	})
 	if err != nil {
@@ -359,6 +387,7 @@ func BenchmarkS3Upload(b *testing.B) {
 	s3Args := append(br.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", br.Port, "demo-app@"+br.Host)
 	localArgs := append(local.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", local.Port, "demo-app@"+local.Host)
 	sshdArgs := sftpServerArgs(b, sshd)
+	seal := sealing()
 	rate := func(d time.Duration) float64 { return s3BenchSize / 1e6 / d.Seconds() }
 	put := fmt.Sprintf("put %s big\n", src)
 	cpu := cpuOf(b, store, br)
@@ -380,7 +409,7 @@ func BenchmarkS3Upload(b *testing.B) {
 					rates["store"] = append(rates["store"], rate(storePut(b, store, src)))
 					cpus["store-weed"] = append(cpus["store-weed"], cpu().weed-c0.weed)
 				case 2:
-					rates["ceiling"] = append(rates["ceiling"], rate(ceilingPut(b, store, src, sshdArgs)))
+					rates["ceiling"] = append(rates["ceiling"], rate(ceilingPut(b, store, src, sshdArgs, seal)))
 				case 3:
 					rates["local"] = append(rates["local"], rate(sftpRun(b, localArgs, put)))
 					sftpRun(b, localArgs, "rm big\n")
@@ -404,7 +433,7 @@ func BenchmarkS3Upload(b *testing.B) {
 	b.ReportMetric(toCeiling, "ratio-to-ceiling")
 	b.Logf("sftp put 100 MiB, %d rounds: bridge on S3 %.0f MB/s %.0f, the store's own PUT %.0f MB/s %.0f; ratio (median of the rounds' %.2f) %.2f (target ≥ %.1f)",
 		len(rates["bridge"]), bridgeRate, rates["bridge"], storeRate, rates["store"], ratios["store"], ratio, s3UploadRatioMin)
-	b.Logf("the ceiling (the store's PUT while sshd and sftp-server take the same file at the same time): %.0f MB/s %.0f, of the store's PUT (median of the rounds' %.2f) %.2f; the bridge over it (%.2f) %.2f",
+	b.Logf("the ceiling (the store's PUT of the file, encrypted on the way, while sshd and sftp-server take it at the same time): %.0f MB/s %.0f, of the store's PUT (median of the rounds' %.2f) %.2f; the bridge over it (%.2f) %.2f",
 		ceilingRate, rates["ceiling"], ratios["ceiling"], ceiling, ratios["to-ceiling"], toCeiling)
 	b.Logf("for information, the bridge on local staging: %.0f MB/s %.0f; S3 staging is %.2f of it",
 		localRate, rates["local"], bridgeRate/localRate)
@@ -431,6 +460,8 @@ func BenchmarkS3Delivery(b *testing.B) {
 		b.Fatal(err)
 	}
 	src := bigFile(b, s3BenchSize)
+	seal := sealing()
+	sealed := sealedObject(b, store, src, seal)
 	put := fmt.Sprintf("put %s big\n", src)
 	session := func(br *Bridge) time.Duration {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -464,7 +495,7 @@ func BenchmarkS3Delivery(b *testing.B) {
 			}
 			stored = n
 			rates["store"] = append(rates["store"], rate(d))
-			rates["ceiling"] = append(rates["ceiling"], rate(deliveryCeiling(b, store, staged, platform, src, s3BenchSize)))
+			rates["ceiling"] = append(rates["ceiling"], rate(deliveryCeiling(b, store, sealed, seal, platform, src, s3BenchSize)))
 			c0 = cpu()
 			withFile := session(br)
 			c1 := cpu()
@@ -495,7 +526,7 @@ func BenchmarkS3Delivery(b *testing.B) {
 	b.ReportMetric(toCeiling, "ratio-to-ceiling")
 	b.Logf("delivery of 100 MiB, %d rounds: from S3 %.0f MB/s %.0f, the store's own GET of its %d stored bytes %.0f MB/s %.0f; ratio (median of the rounds' %.2f) %.2f (target ≥ %.1f)",
 		len(rates["delivery"]), deliveryRate, rates["delivery"], stored, storeRate, rates["store"], ratios["store"], ratio, s3DeliveryRatioMin)
-	b.Logf("the ceiling (the store's GET while the platform takes the same file from disk at the same time): %.0f MB/s %.0f, of the store's GET (median of the rounds' %.2f) %.2f; the delivery over it (%.2f) %.2f",
+	b.Logf("the ceiling (the store's GET of a sealed copy, decrypted, while the platform takes the file from disk at the same time): %.0f MB/s %.0f, of the store's GET (median of the rounds' %.2f) %.2f; the delivery over it (%.2f) %.2f",
 		ceilingRate, rates["ceiling"], ratios["ceiling"], ceiling, ratios["to-ceiling"], toCeiling)
 	b.Logf("for information, delivery from local staging: %.0f MB/s %.0f; S3 staging is %.2f of it",
 		localRate, rates["local"], deliveryRate/localRate)
@@ -507,8 +538,12 @@ func BenchmarkS3Delivery(b *testing.B) {
 		b.Logf("issue target ≥ %.1f of the store's GET: met (%.2f)", s3DeliveryRatioMin, ratio)
 		return
 	}
-	b.Logf("issue target ≥ %.1f of the store's GET: MISSED (%.2f; the ceiling is %.2f of it); gate: the delivery over the ceiling %.2f (want ≥ %.1f)",
-		s3DeliveryRatioMin, ratio, ceiling, toCeiling, s3DeliveryCeilingMin)
+	reach := "out of reach in this run"
+	if ceiling >= s3DeliveryRatioMin {
+		reach = "MISSED, within reach in this run"
+	}
+	b.Logf("issue target ≥ %.1f of the store's GET: %s, the ceiling is %.2f of it; gate: the delivery over the ceiling %.2f (want ≥ %.1f)",
+		s3DeliveryRatioMin, reach, ceiling, toCeiling, s3DeliveryCeilingMin)
 	if toCeiling < s3DeliveryCeilingMin {
 		b.Fatalf("delivery from S3 staging: %.2f of the ceiling, want at least %.1f", toCeiling, s3DeliveryCeilingMin)
 	}
