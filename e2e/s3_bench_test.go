@@ -161,17 +161,6 @@ func sealing() *sio.Config {
 	return cfg
 }
 
-// sealedObject stores the file src encrypted with seal, as the bridge
-// stores a file, and returns its key.
-func sealedObject(b *testing.B, store *testkit.Weed, src string, seal *sio.Config) string {
-	b.Helper()
-	key, err := storeUpload(store, src, seal)
-	if err != nil {
-		b.Fatalf("store a sealed copy: %v", err)
-	}
-	return key
-}
-
 // storePutObject times one PutObject of the whole file src, the simplest
 // plain client, for information; then removes the object.
 func storePutObject(b *testing.B, store *testkit.Weed, src string) time.Duration {
@@ -461,7 +450,11 @@ func BenchmarkS3Delivery(b *testing.B) {
 	}
 	src := bigFile(b, s3BenchSize)
 	seal := sealing()
-	sealed := sealedObject(b, store, src, seal)
+	// The ceiling's copy of the file, stored encrypted as the bridge stores it.
+	sealed, err := storeUpload(store, src, seal)
+	if err != nil {
+		b.Fatalf("store a sealed copy: %v", err)
+	}
 	put := fmt.Sprintf("put %s big\n", src)
 	session := func(br *Bridge) time.Duration {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

@@ -717,16 +717,19 @@ func (st *stream) finish() error {
 	s := st.s
 	ctx, cancel := context.WithTimeout(s.ctx, partTimeout)
 	defer cancel()
+	// The last buffer leaves the stream here, as partWriter's full ones do.
+	last := st.buf
+	st.buf = nil
 	if st.uploadID == nil {
 		_, err := s.c.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &st.key,
-			Body: bytes.NewReader(st.buf), ContentLength: aws.Int64(int64(len(st.buf)))})
+			Body: bytes.NewReader(last), ContentLength: aws.Int64(int64(len(last)))})
 		if err == nil {
-			putPartBuf(st.buf)
+			putPartBuf(last)
 		}
 		return err
 	}
-	if len(st.buf) > 0 {
-		if err := st.sendPart(st.buf); err != nil {
+	if len(last) > 0 {
+		if err := st.sendPart(last); err != nil {
 			return err
 		}
 	}
