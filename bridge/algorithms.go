@@ -16,9 +16,10 @@ import gossh "golang.org/x/crypto/ssh"
 // No chacha20-poly1305: x/crypto's ChaCha20 has no amd64 assembly and
 // runs at a fraction of AES's speed on the same core, and OpenSSH's client
 // asks for it first, so offering it would cap every transfer. Without it,
-// OpenSSH picks aes128-ctr (with hmac-sha2-256-etm), which AES-NI and the
-// SHA extensions make several times faster; AES-CTR stays for clients
-// without GCM.
+// OpenSSH's own order would pick aes128-ctr (with hmac-sha2-256-etm); the
+// bridge proposes AES-GCM alone to a client that offers it (kexinit.go),
+// so OpenSSH gets aes128-gcm@openssh.com, whose authentication x/crypto
+// runs in assembly too. AES-CTR stays for clients without GCM.
 var (
 	keyExchanges = []string{
 		gossh.KeyExchangeMLKEM768X25519,

@@ -55,8 +55,9 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
-// handleConn admits conn (onConn), runs its handshake and, once the
-// client is authenticated, hands the connection to serveConn on a fresh
+// handleConn admits conn (onConn), reads the client's KEXINIT ahead to
+// choose the ciphers it proposes (kexinit.go), runs the handshake and,
+// once the client is authenticated, hands the connection to serveConn on a fresh
 // goroutine and returns.
 func (s *Server) handleConn(raw net.Conn) {
 	ctx := newConnContext()
@@ -66,7 +67,19 @@ func (s *Server) handleConn(raw net.Conn) {
 		ctx.end()
 		return
 	}
-	sc, chans, reqs, err := gossh.NewServerConn(conn, s.connConfig(ctx))
+	cfg := s.connConfig(ctx)
+	version := cfg.ServerVersion
+	if version == "" {
+		version = "SSH-2.0-Go" // x/crypto's own
+		cfg.ServerVersion = version
+	}
+	hc, proposed, err := readClientKexInit(conn, version)
+	if err != nil {
+		conn.Close()
+		return
+	}
+	cfg.Ciphers = proposed
+	sc, chans, reqs, err := gossh.NewServerConn(hc, cfg)
 	if err != nil {
 		conn.Close()
 		return

@@ -51,23 +51,33 @@ func TestDropbearClient(t *testing.T) {
 	}
 }
 
-// OpenSSH's client keeps aes128-ctr with hmac-sha2-256-etm both ways: the
+// OpenSSH's client, which lists AES-CTR before AES-GCM, gets aes128-gcm
+// both ways: the bridge proposes AES-GCM alone to a client that offers it
+// (bridge/kexinit.go). Asked for AES-CTR, it keeps hmac-sha2-256-etm: the
 // MAC added for Dropbear comes after the ETM MACs in OpenSSH's own order.
-func TestOpenSSHNegotiatesAESCTRWithETM(t *testing.T) {
+func TestOpenSSHNegotiatesAESGCM(t *testing.T) {
 	b := StartBridge(t, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	r := runCmd(t, b.SSH(ctx, "demo-app", []string{"-v"}, "true"), nil)
-	if r.Code != 0 {
-		t.Fatalf("ssh -v: %+v", r)
-	}
 	re := regexp.MustCompile(`kex: (client->server|server->client) cipher: (\S+) MAC: (\S+) compression`)
-	got := map[string]string{}
-	for _, m := range re.FindAllStringSubmatch(r.Stderr, -1) {
-		got[m[1]] = m[2] + " " + m[3]
-	}
-	want := "aes128-ctr hmac-sha2-256-etm@openssh.com"
-	if got["client->server"] != want || got["server->client"] != want {
-		t.Fatalf("negotiated %v, want %q both ways; ssh -v said:\n%s", got, want, r.Stderr)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-v"}, "aes128-gcm@openssh.com <implicit>"},
+		{[]string{"-v", "-c", "aes128-ctr"}, "aes128-ctr hmac-sha2-256-etm@openssh.com"},
+		{[]string{"-v", "-c", "aes256-ctr,aes256-gcm@openssh.com"}, "aes256-gcm@openssh.com <implicit>"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		r := runCmd(t, b.SSH(ctx, "demo-app", tc.args, "true"), nil)
+		cancel()
+		if r.Code != 0 {
+			t.Fatalf("ssh %v: %+v", tc.args, r)
+		}
+		got := map[string]string{}
+		for _, m := range re.FindAllStringSubmatch(r.Stderr, -1) {
+			got[m[1]] = m[2] + " " + m[3]
+		}
+		if got["client->server"] != tc.want || got["server->client"] != tc.want {
+			t.Errorf("ssh %v negotiated %v, want %q both ways; ssh -v said:\n%s", tc.args, got, tc.want, r.Stderr)
+		}
 	}
 }
