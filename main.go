@@ -45,10 +45,10 @@ func main() {
 // with unless the environment sets GOGC: an upload's SSH packets are
 // garbage the moment they are written, and at Go's default of 100 the heap
 // grows by as much again as what is live before each collection. Measured
-// on a 1 GiB `sftp put` (BENCHMARKS.md, "sftp put: memory"): at 100 the
-// bridge's RSS grew by 16.0-19.9 MiB, at 75 by 12.9-13.8 MiB at 0.97-1.10
-// of sftp-server's speed, at 50 by 11.0 MiB but at 0.88 of it.
-const gcPercent = 75
+// on a 1 GiB `sftp put` under AES-GCM (BENCHMARKS.md, "sftp put: the
+// cipher"): at 75 the bridge's RSS grew by 13.1-16.9 MiB, at 60 by
+// 11.3-13.3 MiB at about 6% less speed (1.31-1.39 of sftp-server's).
+const gcPercent = 60
 
 // setGCPercent applies gcPercent, leaving an operator's GOGC alone.
 func setGCPercent() {
