@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,18 +24,27 @@ import (
 // KEXINIT before sending its own: when the client offers an AES-GCM cipher
 // both ways, the bridge offers only its AES-GCM ciphers, and the client's
 // first of those is taken; otherwise it offers its whole list. A client
-// that asks for AES-CTR alone (Dropbear's dbclient, Paramiko, `ssh -c
-// aes128-ctr`) gets it as before.
+// that asks for AES-CTR alone (Dropbear's dbclient, Paramiko before 3.5,
+// `ssh -c aes128-ctr`) gets it as before.
 //
 // RFC 4253 section 7.1 has each side send its KEXINIT without waiting for
 // the other's, and OpenSSH, PuTTY, Dropbear, Paramiko, AsyncSSH and
-// x/crypto all do. A client that waits for the server's KEXINIT first is
-// waited for at most clientKexInitWait, then gets the whole list.
+// x/crypto all do. A client that waits for the server's KEXINIT first
+// (SSH.NET before 2023.0.1) is waited for at most clientKexInitWait, then
+// gets the whole list.
+//
+// The price is one round trip per connection: OpenSSH's client sends its
+// KEXINIT once it has the server's version line, and the server's KEXINIT
+// now leaves only once the client's has come, where before the two
+// crossed.
 
 // clientKexInitWait is how long the bridge waits, after its version line,
 // for the client's version line and KEXINIT before it proposes its whole
-// list of ciphers without having seen the client's.
-var clientKexInitWait = time.Second
+// list of ciphers without having seen the client's (nanoseconds; an
+// atomic, so that tests may change it while other handshakes run).
+var clientKexInitWait atomic.Int64
+
+func init() { clientKexInitWait.Store(int64(500 * time.Millisecond)) }
 
 const (
 	// maxSniffedVersion bounds what is read before the client's version
@@ -62,9 +72,11 @@ type kexInitConn struct {
 }
 
 func (c *kexInitConn) Read(p []byte) (int, error) {
-	if len(c.ahead) > 0 {
+	if c.ahead != nil {
 		n := copy(p, c.ahead)
-		c.ahead = c.ahead[n:]
+		if c.ahead = c.ahead[n:]; len(c.ahead) == 0 {
+			c.ahead = nil // the connection keeps none of it
+		}
 		return n, nil
 	}
 	return c.Conn.Read(p)
@@ -99,7 +111,7 @@ func readClientKexInit(cc *coalescingConn, version string) (net.Conn, []string, 
 	}
 	kc := &kexInitConn{Conn: cc, version: line}
 	// Read below cc: a read deadline there is not a failed connection.
-	if err := cc.Conn.SetReadDeadline(time.Now().Add(clientKexInitWait)); err != nil {
+	if err := cc.Conn.SetReadDeadline(time.Now().Add(time.Duration(clientKexInitWait.Load()))); err != nil {
 		return nil, nil, err
 	}
 	buf := make([]byte, 0, 2048)
@@ -126,7 +138,9 @@ func readClientKexInit(cc *coalescingConn, version string) (net.Conn, []string, 
 	if err := cc.Conn.SetReadDeadline(time.Time{}); err != nil {
 		return nil, nil, err
 	}
-	kc.ahead = buf
+	if len(buf) > 0 {
+		kc.ahead = slices.Clone(buf) // what was read, not the buffer grown for it
+	}
 	c2s, s2c, ok := kexInitCiphers(payload)
 	if ok && offersAny(c2s, aeadCiphers) && offersAny(s2c, aeadCiphers) {
 		return kc, aeadCiphers, nil
