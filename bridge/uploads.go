@@ -97,7 +97,10 @@ func (s *Server) serveSubsystem(sess *session, name string) (int, error) {
 	// lets through). A body of a write (32 KiB from OpenSSH's sftp) is
 	// larger than the buffer, so bufio reads most of it straight from the
 	// channel rather than copying it once more.
-	ch := keepOpen{bufio.NewReaderSize(sess.ch, 8<<10), sess.ch}
+	ch := keepOpen{Reader: bufio.NewReaderSize(sess.ch, 8<<10), Writer: sess.ch}
+	if st, _ := sess.ctx.Value(connStateKey{}).(*connState); st != nil {
+		ch.conn, _ = st.conn.(*coalescingConn)
+	}
 	if err := s.deps.Subsystems[name](sess.ctx, sess.identity(), sess.app, ch, sess.ch.Stderr()); err != nil {
 		if sess.ctx.Err() != nil {
 			return 0, context.Cause(sess.ctx)
@@ -110,9 +113,19 @@ func (s *Server) serveSubsystem(sess *session, name string) (int, error) {
 
 // keepOpen hides Close from a subsystem's handler: the channel must stay
 // open for the exit status that follows the end of the subsystem.
+//
+// Its Flush sends what the connection holds (coalescingConn.Flush), for an
+// SFTP server whose client waits for the answer it just wrote.
 type keepOpen struct {
 	io.Reader
 	io.Writer
+	conn *coalescingConn // nil: Flush does nothing
 }
 
 func (keepOpen) Close() error { return nil }
+
+func (k keepOpen) Flush() {
+	if k.conn != nil {
+		k.conn.Flush()
+	}
+}

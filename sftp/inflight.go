@@ -5,7 +5,14 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 )
+
+// waitedAfter: a request whose first byte the server had only this long
+// after asking for it was not in the SSH channel yet; one that was comes
+// within a microsecond or two.
+const waitedAfter = 5 * time.Microsecond
 
 // requestsInFlight is how many requests a session's server holds at once
 // (read, not yet answered). pkg/sftp gives each one a packet buffer of its
@@ -28,6 +35,17 @@ const requestsInFlight = 2
 // with SSH_FX_OP_UNSUPPORTED), so the count cannot drift. A failed write
 // (the channel is gone) or Close ends it: a read waiting for a slot then
 // returns that error.
+//
+// It also tells a client that waits for each answer from one that keeps
+// requests in flight, for the connection (a channel with a Flush method:
+// the bridge's, which holds small packets for up to a millisecond while the
+// client sends in bulk). An answer written when no other request is under
+// way, to a request the server had to wait for (it came only after the
+// answers before it had left: pkg/sftp's client without concurrent writes,
+// Paramiko without pipelining), is one the client waits for: Flush sends
+// it at once. A client with requests waiting in the channel (OpenSSH's
+// sftp keeps 64 in flight) gets its answers and window adjusts within the
+// millisecond, which its pipeline absorbs.
 type inflight struct {
 	rw    io.ReadWriteCloser
 	slots chan struct{} // one element per unanswered request
@@ -36,18 +54,28 @@ type inflight struct {
 	endOnce sync.Once
 	err     error // set before end is closed
 
+	// started counts the requests whose first byte the server has read;
+	// waited is the count at the latest one it had to wait for
+	// (waitedAfter).
+	started, waited atomic.Int64
+	flusher         interface{ Flush() } // rw's, if it has one
+	waitedAfter     time.Duration
+
 	// Read side: the server reads from one goroutine.
 	in   framing
 	held bool // the request being read has its slot
 
 	// Write side: pkg/sftp writes an answer under its own lock; wmu keeps
 	// the framing right whoever writes.
-	wmu sync.Mutex
-	out framing
+	wmu      sync.Mutex
+	out      framing
+	answered int64 // answers whose last byte was written
 }
 
 func newInflight(rw io.ReadWriteCloser, max int) *inflight {
-	return &inflight{rw: rw, slots: make(chan struct{}, max), end: make(chan struct{})}
+	c := &inflight{rw: rw, slots: make(chan struct{}, max), end: make(chan struct{}), waitedAfter: waitedAfter}
+	c.flusher, _ = rw.(interface{ Flush() })
+	return c
 }
 
 // Read reads at most up to the end of the current packet's length or body,
@@ -64,7 +92,18 @@ func (c *inflight) Read(p []byte) (int, error) {
 			return 0, c.err
 		}
 	}
+	first := c.in.hn == 0 && c.in.left == 0
+	var asked time.Time
+	if first {
+		asked = time.Now()
+	}
 	n, err := c.rw.Read(p[:c.in.want(len(p))])
+	if first && n > 0 {
+		k := c.started.Add(1)
+		if time.Since(asked) >= c.waitedAfter {
+			c.waited.Store(k)
+		}
+	}
 	if c.in.consume(p[:n]) > 0 {
 		// A read never goes past one packet, so at most one ends here.
 		c.held = false
@@ -73,7 +112,8 @@ func (c *inflight) Read(p []byte) (int, error) {
 }
 
 // Write writes an answer or part of one; each answer completed gives its
-// request's slot back.
+// request's slot back, and one the client waits for is flushed (see
+// inflight).
 func (c *inflight) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -82,11 +122,16 @@ func (c *inflight) Write(p []byte) (int, error) {
 		c.fail(err)
 		return n, err
 	}
-	for range c.out.consume(p[:n]) {
+	ended := c.out.consume(p[:n])
+	for range ended {
 		select {
 		case <-c.slots:
 		default: // an answer with no request: nothing to give back
 		}
+	}
+	c.answered += int64(ended)
+	if ended > 0 && c.flusher != nil && c.started.Load() == c.answered && c.waited.Load() == c.answered {
+		c.flusher.Flush()
 	}
 	return n, nil
 }

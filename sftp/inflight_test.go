@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -165,6 +166,63 @@ func TestInflightWriteFailureEndsWaitingRead(t *testing.T) {
 	case got := <-pkts:
 		t.Fatalf("packet %q read after the failure", got)
 	default:
+	}
+}
+
+// flushRW is a channel whose reads come from r, whose writes go nowhere,
+// and which counts its Flush calls.
+type flushRW struct {
+	r       io.Reader
+	flushes atomic.Int64
+}
+
+func (w *flushRW) Read(p []byte) (int, error)  { return w.r.Read(p) }
+func (w *flushRW) Write(p []byte) (int, error) { return len(p), nil }
+func (w *flushRW) Close() error                { return nil }
+func (w *flushRW) Flush()                      { w.flushes.Add(1) }
+
+// An answer is flushed when the client waits for it: no other request is
+// under way and the server had to wait for the request it answers. The
+// answers of a client with requests waiting in the channel are not.
+func TestInflightFlushesWhatTheClientWaitsFor(t *testing.T) {
+	req := func(id uint32) []byte { return rawPacket(6, id, "payload") }
+	status := func(id uint32) []byte { return rawPacket(101, id, uint32(0), "", "") }
+	in, feed := io.Pipe()
+	rw := &flushRW{r: in}
+	c := newInflight(rw, 2)
+	// Waited for: more than 50 ms after the server asked. Requests fed
+	// 200 ms late are; requests fed at once are not.
+	c.waitedAfter = 50 * time.Millisecond
+	late := func(b []byte) { time.AfterFunc(200*time.Millisecond, func() { feed.Write(b) }) }
+	pkts, _ := readPackets(c)
+
+	// A client that waits for each answer.
+	for id := uint32(1); id < 4; id++ {
+		late(req(id))
+		expectPacket(t, pkts, req(id))
+		c.Write(status(id))
+		if got := rw.flushes.Load(); got != int64(id) {
+			t.Fatalf("request %d waited for and answered: %d flushes, want %d", id, got, id)
+		}
+	}
+	// A client with requests waiting: 4 and 5 come at once, then 6 once
+	// its answers are through (OpenSSH's sftp keeps 64 in flight).
+	go feed.Write(append(req(4), req(5)...))
+	expectPacket(t, pkts, req(4))
+	expectPacket(t, pkts, req(5))
+	c.Write(status(4)) // 5 is under way
+	c.Write(status(5)) // 5 was there at once
+	if got := rw.flushes.Load(); got != 3 {
+		t.Fatalf("answers to requests in flight: %d flushes, want none beyond the 3 before", got)
+	}
+	// An answer in two writes is flushed once, when it ends.
+	late(req(6))
+	expectPacket(t, pkts, req(6))
+	answer := status(6)
+	c.Write(answer[:9])
+	c.Write(answer[9:])
+	if got := rw.flushes.Load(); got != 4 {
+		t.Fatalf("after the answer to a request waited for: %d flushes, want 4", got)
 	}
 }
 
