@@ -47,7 +47,7 @@ func main() {
 // grows by as much again as what is live before each collection. Measured
 // on a 1 GiB `sftp put` under AES-GCM (BENCHMARKS.md, "sftp put: the
 // cipher"): at 75 the bridge's RSS grew by 13.1-16.9 MiB, at 60 by
-// 11.3-14.0 MiB at about 6% less speed (1.30-1.59 of sftp-server's).
+// 11.3-13.6 MiB at about 6% less speed (1.25-1.59 of sftp-server's).
 const gcPercent = 60
 
 // setGCPercent applies gcPercent, leaving an operator's GOGC alone.

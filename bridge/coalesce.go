@@ -28,22 +28,31 @@ const xcryptoBufSize = 4096
 // that ends the packet sends all of them at once. Packets of AEAD ciphers
 // are single writes.
 //
-// Small packets written while the client sends in bulk (an SFTP status or
-// a window adjust for each packet of an upload) are held for at most
-// heldFor, then leave together, sent by the timer's goroutine: one syscall
-// for a millisecond's answers rather than one for each, as OpenSSH's event
-// loop writes what it produced in one go. Nothing is held while the client
-// sends little (a handshake, keystrokes, the requests of a download), so
-// interactive traffic and downloads are never held, and at most maxHeld
-// bytes are held. The answers an upload's client waits for are thereby a
-// millisecond later, which its pipeline of requests (OpenSSH's sftp keeps
-// 64 in flight) absorbs; meanwhile fewer of those requests wait in the
-// bridge's memory, in x/crypto's channel buffer, and more in the client's
-// (BENCHMARKS.md, "sftp put: the cipher"). A session that knows its client
-// waits for what it just wrote calls Flush (the SFTP server, for a client
-// that waits for each answer: sftp.inflight). A client that keeps only a
-// few requests in flight pays for the hold: OpenSSH's `sftp -R 1` (two in
-// flight) puts at about a third of its speed without it on loopback.
+// Small packets written while the connection's reader is busy with what it
+// read from a client sending in bulk (an SFTP status or a window adjust for
+// each packet of an upload) are held until the reader is about to read
+// again, then leave together (sent by the timer's goroutine, so that the
+// reader never blocks on a write): one syscall for several packets, as
+// OpenSSH's event loop writes what it produced in one go. A packet written
+// while the reader waits for the client leaves at once, and nothing is held
+// while the client sends little (a handshake, keystrokes), so interactive
+// traffic is never held; nor is a download, whose reader waits for the
+// client nearly all the time. At most maxHeld bytes are held, and a timer
+// sends what is held after heldFor should the reader not come back to read
+// in time.
+//
+// While the bridge serves an SFTP session on the connection itself
+// (HoldWhileBulk), packets are held while the client sends in bulk even
+// when the reader waits, and the reader's next read does not send them:
+// they leave after heldFor, or at Flush, which the SFTP server calls after
+// an answer its client waits for (sftp.inflight). With AES-GCM the reader
+// waits for the client nearly all the time, so otherwise each SFTP status
+// of an upload would leave in a write of its own; held, the answers and
+// window adjusts come up to a millisecond later, which a client's pipeline
+// of requests (OpenSSH's sftp keeps 64 in flight) absorbs, and fewer of
+// its requests wait in the bridge's memory, in x/crypto's channel buffer
+// (BENCHMARKS.md, "sftp put: the cipher"). A client with only a few
+// requests in flight pays for the hold (README, Uploads).
 //
 // Reads on a TCP socket, once one has filled what it read into (a bulk
 // transfer), go through a buffer of readBufSize taken from readBuffers, so
@@ -72,9 +81,11 @@ type coalescingConn struct {
 	end func()
 
 	mu      sync.Mutex
-	buf     *[]byte     // the held bytes, from heldBuffers; nil when none are held
-	held    int         // 0: nothing of a large packet; 1: its first 4 KiB; 2: and the large write after it
-	timer   *time.Timer // sends what is held after heldFor; made at the first write held
+	buf     *[]byte      // the held bytes, from heldBuffers; nil when none are held
+	held    int          // 0: nothing of a large packet; 1: its first 4 KiB; 2: and the large write after it
+	reading atomic.Bool  // the reader waits for the client: a packet written now leaves at once, unless sftp > 0
+	sftp    atomic.Int32 // SFTP sessions the bridge serves on the connection (HoldWhileBulk)
+	timer   *time.Timer  // sends what is held after heldFor; made at the first write held
 	heldFor time.Duration
 	err     error
 
@@ -83,14 +94,14 @@ type coalescingConn struct {
 	roff int     // what of *rbuf is returned
 	// bulk: the last read filled what it read into (or, reading ahead,
 	// took more than 4 KiB): the client is sending in bulk. Reads then go
-	// ahead, and small writes are held; at other times (a handshake,
-	// keystrokes) nothing is held.
+	// ahead, and small writes are held while the reader is busy; at other
+	// times (a handshake, keystrokes) nothing is held for the reader.
 	bulk atomic.Bool
 }
 
 const (
 	heldFor = time.Millisecond
-	// maxHeld bounds the bytes held while the reader is busy.
+	// maxHeld bounds the bytes held.
 	maxHeld = 64 << 10
 	// readBufSize is the size of a read-ahead buffer: four packets of
 	// OpenSSH's 32 KiB. 64, 128 and 256 KiB gave the same upload speed
@@ -126,12 +137,9 @@ func newCoalescingConn(c net.Conn) *coalescingConn {
 	return cc
 }
 
-// Read returns what the read-ahead buffer holds, or else reads: a
-// socket's data through a buffer from readBuffers, taken only once data is
-// there. The reader never writes, nor waits for a writer: a write blocks
-// while the client reads nothing (a client that reads only once its own
-// writes are through), and the reader must go on reading then, or both
-// sides wait for each other.
+// Read returns what the read-ahead buffer holds, or else sends what is
+// held and reads: a socket's data through a buffer from readBuffers, taken
+// only once data is there.
 func (c *coalescingConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -139,7 +147,13 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 	if c.rbuf != nil {
 		return c.fromBuffer(p), nil
 	}
-	if c.raw == nil || len(p) >= readBufSize || !c.bulk.Load() {
+	direct := c.raw == nil || len(p) >= readBufSize || !c.bulk.Load()
+	// A direct read may wait for the client: it counts as waiting from
+	// the start. A read ahead checks first and counts as waiting only
+	// once the socket turns out empty (readAhead).
+	c.beforeRead(direct)
+	defer c.reading.Store(false)
+	if direct {
 		n, err := c.Conn.Read(p)
 		c.bulk.Store(n == len(p)) // filled: more is likely waiting
 		c.failed(err)
@@ -155,6 +169,27 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return c.fromBuffer(p), nil
+}
+
+// beforeRead has what is held sent, before a read, and sets whether the
+// reader now counts as waiting for the client. The reader itself never
+// writes, nor waits for a writer: a write blocks while the client reads
+// nothing (a client that reads only once its own writes are through), and
+// the reader must go on reading then, or both sides wait for each other.
+// What is held is sent by the timer's goroutine at once; when a write is
+// under way (c.mu is taken), by that goroutine within heldFor.
+func (c *coalescingConn) beforeRead(waiting bool) {
+	c.reading.Store(waiting)
+	if c.sftp.Load() > 0 {
+		return // held for heldFor, or until Flush
+	}
+	if !c.mu.TryLock() {
+		return
+	}
+	if c.buf != nil && c.err == nil {
+		c.timer.Reset(0)
+	}
+	c.mu.Unlock()
 }
 
 // readAhead reads what the socket has into a buffer from readBuffers,
@@ -173,6 +208,7 @@ func (c *coalescingConn) readAhead() (int, error) {
 		}
 		if rerr == syscall.EAGAIN {
 			readBuffers.Put(b)
+			c.beforeRead(true)
 			return false // wait until the socket is readable
 		}
 		if n > 0 {
@@ -234,7 +270,7 @@ func (c *coalescingConn) write(p []byte) (int, error) {
 	}
 	// p ends a packet, or is one.
 	c.held = 0
-	if c.bulk.Load() && c.heldBytes()+len(p) <= maxHeld {
+	if c.bulk.Load() && (!c.reading.Load() || c.sftp.Load() > 0) && c.heldBytes()+len(p) <= maxHeld {
 		c.hold(p)
 		return len(p), nil
 	}
@@ -286,9 +322,20 @@ func (c *coalescingConn) sendHeld(tail []byte) error {
 	return err
 }
 
-// Flush sends what is held now: a session whose client waits for what it
-// just wrote (an SFTP answer with no other request under way) asks for it
-// rather than leave it to the timer.
+// HoldWhileBulk holds packets while the client sends in bulk, whatever the
+// reader does, while an SFTP session the bridge serves runs (on), until it
+// ends (off, which sends what is held). Each on is matched by one off.
+func (c *coalescingConn) HoldWhileBulk(on bool) {
+	if on {
+		c.sftp.Add(1)
+		return
+	}
+	c.sftp.Add(-1)
+	c.flushHeld()
+}
+
+// Flush sends what is held now: the SFTP server's client waits for the
+// answer just written.
 func (c *coalescingConn) Flush() { c.flushHeld() }
 
 // flushHeld sends what was held when no write followed in time.

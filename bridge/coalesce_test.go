@@ -112,11 +112,32 @@ func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
 	return s.(*net.TCPConn), conn.(*net.TCPConn)
 }
 
-// Over TCP, the three writes of a stream cipher's packet leave as one
-// writev at the packet's last write.
+// waitReading waits until c's reader is in a read.
+func waitReading(t *testing.T, c *coalescingConn) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if c.reading.Load() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reader never started its read")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// Over TCP, while the reader waits for the client, the three writes of a
+// packet leave as one writev at the packet's last write.
 func TestCoalescingOneSyscallPerPacket(t *testing.T) {
 	server, client := tcpPair(t)
 	c := newCoalescingConn(server)
+	readDone := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		readDone <- err
+	}()
+	waitReading(t, c)
 	var want []byte
 	for i, n := range []int{4096, 28000, 40} {
 		p := pattern(n, byte(i))
@@ -136,17 +157,21 @@ func TestCoalescingOneSyscallPerPacket(t *testing.T) {
 	if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("received %v, want %d bytes in order", err, len(want))
 	}
+	client.Write([]byte{1})
+	if err := <-readDone; err != nil {
+		t.Fatal(err)
+	}
 }
 
-// Small packets written while a client sends in bulk are held, whatever
-// the reader does, and leave together in one write: at Flush, or once
-// heldFor has passed. One written after a client sent little leaves at
-// once, and no more than maxHeld bytes wait.
-func TestCoalescingHoldsWhileTheClientSendsInBulk(t *testing.T) {
+// Small packets written while the reader is busy with what a client sending
+// in bulk sent leave together, in one write, when it reads again; one
+// written while it waits for the client, or after a client sent little,
+// leaves at once.
+func TestCoalescingHoldsWhileTheReaderIsBusy(t *testing.T) {
 	server, client := tcpPair(t)
 	rec := &recordingConn{Conn: server} // not a *net.TCPConn: reads go straight to it
 	c := newCoalescingConn(rec)
-	c.heldFor = time.Hour // sent by Flush, not by the timer
+	c.heldFor = time.Hour // what is held leaves at the read, not by the timer
 	// A client sending little (a keystroke): the answer leaves at once.
 	client.Write([]byte("k"))
 	if n, err := c.Read(make([]byte, 100)); n != 1 || err != nil {
@@ -165,12 +190,6 @@ func TestCoalescingHoldsWhileTheClientSendsInBulk(t *testing.T) {
 	if _, err := io.ReadFull(c, make([]byte, 7)); err != nil {
 		t.Fatal(err)
 	}
-	// The reader waits for the client again: what is held still waits.
-	readDone := make(chan error, 1)
-	go func() {
-		_, err := io.ReadFull(c, make([]byte, 4))
-		readDone <- err
-	}()
 	var want []byte
 	for i, n := range []int{28, 52, 28} { // two SFTP statuses and a window adjust, say
 		p := pattern(n, byte(i))
@@ -178,40 +197,60 @@ func TestCoalescingHoldsWhileTheClientSendsInBulk(t *testing.T) {
 		c.Write(p)
 	}
 	if _, n := rec.all(); n != 0 {
-		t.Fatalf("%d writes while the client sends in bulk, want them held", n)
+		t.Fatalf("%d writes sent while the reader is busy, want them held until it reads", n)
 	}
-	c.Flush()
-	if got, n := rec.all(); n != 1 || !bytes.Equal(got, want) {
-		t.Fatalf("sent %d bytes in %d writes at Flush, want %d in one", len(got), n, len(want))
+	readDone := make(chan error, 1)
+	go func() {
+		_, err := io.ReadFull(c, make([]byte, 4))
+		readDone <- err
+	}()
+	waitReading(t, c)
+	// Sent by the timer's goroutine, at once.
+	deadline := time.Now().Add(5 * time.Second)
+	got, n := rec.all()
+	for n == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Microsecond)
+		got, n = rec.all()
 	}
-	// Without Flush, the timer sends them after heldFor.
-	c.heldFor = 20 * time.Millisecond
-	start := time.Now()
-	late := pattern(40, 9)
+	if n != 1 || !bytes.Equal(got, want) {
+		t.Fatalf("sent %d bytes in %d writes at the read, want %d in one", len(got), n, len(want))
+	}
+	// The reader now waits for the client: a packet leaves at once.
+	late := pattern(36, 9)
 	c.Write(late)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, n := rec.all(); n == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the timer never sent what was held")
-		}
-	}
-	if waited := time.Since(start); waited < c.heldFor {
-		t.Fatalf("a held packet left after %v, before heldFor (%v)", waited, c.heldFor)
+	if got, n := rec.all(); n != 2 || !bytes.Equal(got, append(want, late...)) {
+		t.Fatalf("a packet written while the reader waits: %d writes, want it sent at once", n)
 	}
 	want = append(want, late...)
+	// While the bridge serves an SFTP session, packets wait even while the
+	// reader waits, until Flush, or the session's end.
+	c.HoldWhileBulk(true)
+	a, b := pattern(28, 10), pattern(28, 11)
+	c.Write(a)
+	if _, n := rec.all(); n != 2 {
+		t.Fatalf("serving SFTP, a packet written while the reader waits: %d writes, want it held", n)
+	}
+	c.Flush()
+	if got, n := rec.all(); n != 3 || !bytes.Equal(got, append(want, a...)) {
+		t.Fatalf("after Flush: %d writes, want the held packet sent", n)
+	}
+	c.Write(b)
+	c.HoldWhileBulk(false)
+	if got, n := rec.all(); n != 4 || !bytes.Equal(got, bytes.Join([][]byte{want, a, b}, nil)) {
+		t.Fatalf("after the SFTP session: %d writes, want the held packet sent", n)
+	}
+	want = bytes.Join([][]byte{want, a, b}, nil)
+	late = nil
 	client.Write([]byte("next"))
 	if err := <-readDone; err != nil {
 		t.Fatal(err)
 	}
-	// However long the timer, no more than maxHeld bytes wait.
-	c.heldFor = time.Hour
+	// However busy the reader, no more than maxHeld bytes wait.
 	big := pattern(maxHeld, 3)
 	c.Write(big[:maxHeld/2])
 	c.Write(big[maxHeld/2:])
 	c.Write(big[:1])
-	if got, _ := rec.all(); len(got) < len(want)+maxHeld {
+	if got, _ := rec.all(); len(got) < len(want)+len(late)+maxHeld {
 		t.Fatalf("%d bytes sent, want everything beyond maxHeld sent", len(got))
 	}
 }

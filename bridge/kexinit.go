@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	gossh "golang.org/x/crypto/ssh"
 )
 
 // The bridge proposes AES-GCM alone to a client that offers it.
@@ -59,7 +61,7 @@ const (
 
 // aeadCiphers are the bridge's ciphers proposed alone to a client that
 // offers one of them both ways.
-var aeadCiphers = []string{ciphers[0], ciphers[1]}
+var aeadCiphers = []string{gossh.CipherAES128GCM, gossh.CipherAES256GCM}
 
 // kexInitConn is the connection x/crypto's server runs on once the bridge
 // has sent its version line and read ahead the client's version line and

@@ -135,12 +135,13 @@ func TestClientWaitingForTheServersKexInit(t *testing.T) {
 	wait := clientKexInitWait.Swap(int64(300 * time.Millisecond))
 	t.Cleanup(func() { clientKexInitWait.Store(wait) })
 	b := startBridge(t, Config{}, &fakePlatform{oneOff: func() *fakeOneOff { return &fakeOneOff{prog: echo(3)} }}, nil, "")
+	start := time.Now()
 	conn, err := net.Dial("tcp", b.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second)) // a bridge that never sends its KEXINIT fails the test
 	wc := &waitingClientConn{Conn: conn, seen: make(chan struct{})}
-	start := time.Now()
 	sc, chans, reqs, err := gossh.NewClientConn(wc, b.addr, &gossh.ClientConfig{
 		User:            "demo-app",
 		Auth:            []gossh.AuthMethod{gossh.PublicKeys(b.userKey)},
@@ -151,6 +152,7 @@ func TestClientWaitingForTheServersKexInit(t *testing.T) {
 	}
 	c := gossh.NewClient(sc, chans, reqs)
 	defer c.Close()
+	conn.SetDeadline(time.Time{})
 	if took, waited := time.Since(start), time.Duration(clientKexInitWait.Load()); took < waited {
 		t.Fatalf("the handshake took %v: the client's KEXINIT cannot have been waited for %v", took, waited)
 	}

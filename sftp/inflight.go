@@ -36,16 +36,18 @@ const requestsInFlight = 2
 // (the channel is gone) or Close ends it: a read waiting for a slot then
 // returns that error.
 //
-// It also tells a client that waits for each answer from one that keeps
-// requests in flight, for the connection (a channel with a Flush method:
-// the bridge's, which holds small packets for up to a millisecond while the
-// client sends in bulk). An answer written when no other request is under
-// way, to a request the server had to wait for (it came only after the
+// It also tells when the client waits for an answer, for the connection
+// (a channel with a Flush method: the bridge's, which holds packets for up
+// to a millisecond while the client sends in bulk). An answer written when
+// no other request is under way is one the client waits for when the
+// server had to wait for the request it answers (it came only after the
 // answers before it had left: pkg/sftp's client without concurrent writes,
-// Paramiko without pipelining), is one the client waits for: Flush sends
-// it at once. A client with requests waiting in the channel (OpenSSH's
-// sftp keeps 64 in flight) gets its answers and window adjusts within the
-// millisecond, which its pipeline absorbs.
+// Paramiko without pipelining), or when the server has been waiting for
+// the next request for waitedAfter already (the last write of a file,
+// whose CLOSE the client sends only once every write is answered): Flush
+// sends it at once. A client with requests waiting in the channel
+// (OpenSSH's sftp keeps 64 in flight) gets its answers and window adjusts
+// within the millisecond, which its pipeline absorbs.
 type inflight struct {
 	rw    io.ReadWriteCloser
 	slots chan struct{} // one element per unanswered request
@@ -56,10 +58,11 @@ type inflight struct {
 
 	// started counts the requests whose first byte the server has read;
 	// waited is the count at the latest one it had to wait for
-	// (waitedAfter).
-	started, waited atomic.Int64
-	flusher         interface{ Flush() } // rw's, if it has one
-	waitedAfter     time.Duration
+	// (waitedAfter); asking is when the server began to ask for the next
+	// request's first byte (UnixNano), 0 when it is not asking.
+	started, waited, asking atomic.Int64
+	flusher                 interface{ Flush() } // rw's, if it has one
+	waitedAfter             time.Duration
 
 	// Read side: the server reads from one goroutine.
 	in   framing
@@ -96,12 +99,16 @@ func (c *inflight) Read(p []byte) (int, error) {
 	var asked time.Time
 	if first {
 		asked = time.Now()
+		c.asking.Store(asked.UnixNano())
 	}
 	n, err := c.rw.Read(p[:c.in.want(len(p))])
-	if first && n > 0 {
-		k := c.started.Add(1)
-		if time.Since(asked) >= c.waitedAfter {
-			c.waited.Store(k)
+	if first {
+		c.asking.Store(0)
+		if n > 0 {
+			k := c.started.Add(1)
+			if time.Since(asked) >= c.waitedAfter {
+				c.waited.Store(k)
+			}
 		}
 	}
 	if c.in.consume(p[:n]) > 0 {
@@ -130,10 +137,20 @@ func (c *inflight) Write(p []byte) (int, error) {
 		}
 	}
 	c.answered += int64(ended)
-	if ended > 0 && c.flusher != nil && c.started.Load() == c.answered && c.waited.Load() == c.answered {
+	if ended > 0 && c.flusher != nil && c.started.Load() == c.answered && c.waitsFor() {
 		c.flusher.Flush()
 	}
 	return n, nil
+}
+
+// waitsFor says whether the client waits for the answer just written, no
+// other request being under way (see inflight).
+func (c *inflight) waitsFor() bool {
+	if c.waited.Load() == c.answered {
+		return true
+	}
+	a := c.asking.Load()
+	return a != 0 && time.Now().UnixNano()-a >= c.waitedAfter.Nanoseconds()
 }
 
 // Close closes the channel and ends a read waiting for a slot with

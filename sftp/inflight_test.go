@@ -224,6 +224,24 @@ func TestInflightFlushesWhatTheClientWaitsFor(t *testing.T) {
 	if got := rw.flushes.Load(); got != 4 {
 		t.Fatalf("after the answer to a request waited for: %d flushes, want 4", got)
 	}
+	// A request waited for, but another under way when it is answered:
+	// not flushed.
+	late(req(7))
+	expectPacket(t, pkts, req(7))
+	go feed.Write(req(8))
+	expectPacket(t, pkts, req(8))
+	c.Write(status(7))
+	if got := rw.flushes.Load(); got != 4 {
+		t.Fatalf("answer to 7 with 8 under way: %d flushes, want 4", got)
+	}
+	// The last request of a burst (the last write of a file): not waited
+	// for, but once the server has been asking for the next one for
+	// waitedAfter, its answer is what the client waits for.
+	time.Sleep(3 * c.waitedAfter)
+	c.Write(status(8))
+	if got := rw.flushes.Load(); got != 5 {
+		t.Fatalf("answer to the last request of a burst, the server asking for more: %d flushes, want 5", got)
+	}
 }
 
 func TestFraming(t *testing.T) {
