@@ -98,11 +98,9 @@ func (s *Server) serveSubsystem(sess *session, name string) (int, error) {
 	// larger than the buffer, so bufio reads most of it straight from the
 	// channel rather than copying it once more.
 	ch := keepOpen{Reader: bufio.NewReaderSize(sess.ch, 8<<10), Writer: sess.ch}
-	if st, _ := sess.ctx.Value(connStateKey{}).(*connState); st != nil {
-		if ch.conn, _ = st.conn.(*coalescingConn); ch.conn != nil {
-			ch.conn.HoldWhileBulk(true)
-			defer ch.conn.HoldWhileBulk(false)
-		}
+	if ch.conn, _ = sess.st.conn.(*coalescingConn); ch.conn != nil {
+		ch.conn.HoldWhileBulk(true)
+		defer ch.conn.HoldWhileBulk(false)
 	}
 	if err := s.deps.Subsystems[name](sess.ctx, sess.identity(), sess.app, ch, sess.ch.Stderr()); err != nil {
 		if sess.ctx.Err() != nil {
