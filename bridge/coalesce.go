@@ -338,18 +338,30 @@ func (c *coalescingConn) HoldWhileBulk(on bool) {
 // answer just written.
 func (c *coalescingConn) Flush() { c.flushHeld() }
 
-// flushHeld sends what was held when no write followed in time.
+// flushHeld sends what was held when no write followed in time; a network
+// error ends the connection's context, as one in Write does.
 func (c *coalescingConn) flushHeld() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.buf == nil || c.err != nil {
+		c.mu.Unlock()
 		return
 	}
-	c.sendHeld(nil)
+	err := c.sendHeld(nil)
+	c.mu.Unlock()
+	c.failed(err)
 }
 
-// Close sends what is held, then closes.
+// closeWriteGrace is how long Close lets a write under way, and what is
+// held, take to reach the client before it cuts them off.
+const closeWriteGrace = time.Second
+
+// Close sends what is held, then closes. A write under way, or what is
+// held, that the client does not take within closeWriteGrace (a client
+// that reads nothing, whose socket buffers are full) fails, so that Close
+// never waits on the client: the keepalive's and the server's shutdown's
+// Close end such a connection too.
 func (c *coalescingConn) Close() error {
+	c.out.SetWriteDeadline(time.Now().Add(closeWriteGrace))
 	c.mu.Lock()
 	if c.timer != nil {
 		c.timer.Stop()

@@ -26,6 +26,8 @@ func (r *recordingConn) Write(p []byte) (int, error) {
 
 func (r *recordingConn) Close() error { return nil }
 
+func (r *recordingConn) SetWriteDeadline(time.Time) error { return nil }
+
 func (r *recordingConn) all() ([]byte, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -317,22 +319,25 @@ func TestReadAheadErrorIsANetError(t *testing.T) {
 // The reader goes on reading while a write is blocked on a client that
 // reads nothing until its own writes are through: were the reader to wait
 // for the writer, both sides would wait for each other.
-func TestReaderGoesOnWhileAWriteIsBlocked(t *testing.T) {
-	server, client := tcpPair(t)
-	c := newCoalescingConn(server)
+// writeUntilBlocked writes to c from a goroutine of its own until a write
+// blocks, the client reading nothing, so that the socket's buffers fill
+// and the write holds the connection's lock. The writes' first error
+// comes on the channel returned.
+func writeUntilBlocked(t *testing.T, c *coalescingConn) <-chan error {
+	t.Helper()
 	var written atomic.Int64
+	failed := make(chan error, 1)
 	go func() {
 		big := make([]byte, 1<<20)
 		for {
 			n, err := c.Write(big)
 			written.Add(int64(n))
 			if err != nil {
+				failed <- err
 				return
 			}
 		}
 	}()
-	// The client reads nothing: the socket's buffers fill and the write
-	// blocks, holding the connection's lock.
 	last, still := int64(-1), 0
 	for deadline := time.Now().Add(10 * time.Second); still < 20; {
 		if time.Now().After(deadline) {
@@ -349,6 +354,13 @@ func TestReaderGoesOnWhileAWriteIsBlocked(t *testing.T) {
 		c.mu.Unlock()
 		t.Fatal("the writes stopped, yet no write holds the lock")
 	}
+	return failed
+}
+
+func TestReaderGoesOnWhileAWriteIsBlocked(t *testing.T) {
+	server, client := tcpPair(t)
+	c := newCoalescingConn(server)
+	writeUntilBlocked(t, c)
 	client.Write([]byte("window adjust"))
 	got := make(chan error, 1)
 	go func() {
@@ -365,4 +377,41 @@ func TestReaderGoesOnWhileAWriteIsBlocked(t *testing.T) {
 	}
 	client.Close()
 	server.Close()
+}
+
+// TestCloseCutsOffAWriteBlockedOnTheClient: a client that reads nothing
+// holds a write, and with it the connection's lock; Close (the keepalive's,
+// the shutdown's) still closes the connection, within closeWriteGrace, and
+// the blocked write fails, ending the connection's context.
+func TestCloseCutsOffAWriteBlockedOnTheClient(t *testing.T) {
+	server, _ := tcpPair(t)
+	c := newCoalescingConn(server)
+	ended := make(chan struct{})
+	var once sync.Once
+	c.end = func() { once.Do(func() { close(ended) }) }
+	failed := writeUntilBlocked(t, c)
+	closed := make(chan error, 1)
+	start := time.Now()
+	go func() { closed <- c.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(closeWriteGrace + 5*time.Second):
+		t.Fatal("Close waits for a write blocked on a client that reads nothing")
+	}
+	if d := time.Since(start); d < closeWriteGrace/2 {
+		t.Errorf("Close cut the write off after %v, before its grace of %v", d, closeWriteGrace)
+	}
+	select {
+	case err := <-failed:
+		if err == nil {
+			t.Fatal("the blocked write succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the blocked write never returned")
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection's context did not end")
+	}
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -148,6 +150,66 @@ func TestDeadClientDropped(t *testing.T) {
 	close(fc.frozen)
 	waitFor(t, 10*time.Second, "bridge drops the silent client", func() bool {
 		return strings.Contains(b.Log(), "connection closed: no answer to keepalives")
+	})
+}
+
+// A client that stops reading while its sessions stream output (its
+// socket's buffers full, the bridge's writes blocked) is dropped by the
+// keepalives all the same: its sessions end and the connection closes,
+// rather than waiting on the client for ever.
+func TestClientThatStopsReadingDropped(t *testing.T) {
+	b := StartBridge(t, Options{Args: []string{"--client-alive-interval", "500ms", "--client-alive-count-max", "2",
+		"--metrics-listen", "127.0.0.1:0"}})
+	// A small receive buffer, so that the bridge's writes block soon.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return errors.Join(err, serr)
+	}}
+	raw, err := d.Dial("tcp", b.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := &freezingConn{Conn: raw, frozen: make(chan struct{})}
+	c, chans, reqs, err := gossh.NewClientConn(fc, b.Addr, &gossh.ClientConfig{
+		User: "demo-app", Auth: []gossh.AuthMethod{gossh.PublicKeys(loadSigner(t, b.Key))}, HostKeyCallback: gossh.FixedHostKey(knownHostKey(t, b)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := gossh.NewClient(c, chans, reqs)
+	defer client.Close()
+	const sessions = 4
+	for range sessions {
+		sess, err := client.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := sess.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sess.Start("cat /dev/zero"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(out, make([]byte, 64<<10)); err != nil {
+			t.Fatal(err)
+		}
+		// What the client took in before it froze is read on: its window
+		// adjusts let the bridge send more than the socket can hold.
+		go io.Copy(io.Discard, out)
+	}
+	close(fc.frozen)
+	waitFor(t, 10*time.Second, "the keepalives give up on the client", func() bool {
+		return strings.Contains(b.Log(), "connection closed: no answer to keepalives")
+	})
+	waitFor(t, 10*time.Second, "the sessions end", func() bool {
+		return strings.Count(b.Log(), `msg="session end"`) == sessions
+	})
+	// The connection itself is gone, not only its sessions.
+	addr := b.metricsAddr(t)
+	waitFor(t, 10*time.Second, "the connection closed", func() bool {
+		return getMetrics(t, addr).value("sshbridge_connections_open") == 0
 	})
 }
 
