@@ -352,14 +352,14 @@ func (c *coalescingConn) flushHeld() {
 }
 
 // closeWriteGrace is how long Close lets a write under way, and what is
-// held, take to reach the client before it cuts them off.
+// held, take to be accepted by the socket before it cuts them off.
 const closeWriteGrace = time.Second
 
 // Close sends what is held, then closes. A write under way, or what is
-// held, that the client does not take within closeWriteGrace (a client
+// held, that the socket does not accept within closeWriteGrace (a client
 // that reads nothing, whose socket buffers are full) fails, so that Close
-// never waits on the client: the keepalive's and the server's shutdown's
-// Close end such a connection too.
+// waits on the client at most closeWriteGrace: the keepalive's and the
+// server's shutdown's Close end such a connection too.
 func (c *coalescingConn) Close() error {
 	c.out.SetWriteDeadline(time.Now().Add(closeWriteGrace))
 	c.mu.Lock()

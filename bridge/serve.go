@@ -353,7 +353,11 @@ func (a *authConns) closeAll() {
 		conns = append(conns, sc)
 	}
 	a.mu.Unlock()
+	// At once: each Close may give a write blocked on a client that reads
+	// nothing its closeWriteGrace.
+	var wg sync.WaitGroup
 	for _, sc := range conns {
-		sc.Close()
+		wg.Go(func() { sc.Close() })
 	}
+	wg.Wait()
 }
