@@ -316,9 +316,6 @@ func TestReadAheadErrorIsANetError(t *testing.T) {
 	<-ended
 }
 
-// The reader goes on reading while a write is blocked on a client that
-// reads nothing until its own writes are through: were the reader to wait
-// for the writer, both sides would wait for each other.
 // writeUntilBlocked writes to c from a goroutine of its own until a write
 // blocks, the client reading nothing, so that the socket's buffers fill
 // and the write holds the connection's lock. The writes' first error
@@ -357,6 +354,9 @@ func writeUntilBlocked(t *testing.T, c *coalescingConn) <-chan error {
 	return failed
 }
 
+// The reader goes on reading while a write is blocked on a client that
+// reads nothing until its own writes are through: were the reader to wait
+// for the writer, both sides would wait for each other.
 func TestReaderGoesOnWhileAWriteIsBlocked(t *testing.T) {
 	server, client := tcpPair(t)
 	c := newCoalescingConn(server)

@@ -130,23 +130,30 @@ func (c *freezingConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// freezingClient logs in as demo-app over raw, a connection to b, which
+// stops reading once the freezingConn returned is frozen. The client is
+// closed when the test ends.
+func freezingClient(t *testing.T, b *Bridge, raw net.Conn) (*gossh.Client, *freezingConn) {
+	t.Helper()
+	fc := &freezingConn{Conn: raw, frozen: make(chan struct{})}
+	c, chans, reqs, err := gossh.NewClientConn(fc, b.Addr, &gossh.ClientConfig{
+		User: "demo-app", Auth: []gossh.AuthMethod{gossh.PublicKeys(loadSigner(t, b.Key))}, HostKeyCallback: gossh.FixedHostKey(knownHostKey(t, b)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := gossh.NewClient(c, chans, reqs)
+	t.Cleanup(func() { client.Close() })
+	return client, fc
+}
+
 func TestDeadClientDropped(t *testing.T) {
 	b := StartBridge(t, Options{Args: []string{"--client-alive-interval", "500ms", "--client-alive-count-max", "2"}})
 	raw, err := net.Dial("tcp", b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc := &freezingConn{Conn: raw, frozen: make(chan struct{})}
-	signer := loadSigner(t, b.Key)
-	hostKey := knownHostKey(t, b)
-	c, chans, reqs, err := gossh.NewClientConn(fc, b.Addr, &gossh.ClientConfig{
-		User: "demo-app", Auth: []gossh.AuthMethod{gossh.PublicKeys(signer)}, HostKeyCallback: gossh.FixedHostKey(hostKey),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := gossh.NewClient(c, chans, reqs)
-	defer client.Close()
+	_, fc := freezingClient(t, b, raw)
 	close(fc.frozen)
 	waitFor(t, 10*time.Second, "bridge drops the silent client", func() bool {
 		return strings.Contains(b.Log(), "connection closed: no answer to keepalives")
@@ -170,15 +177,7 @@ func TestClientThatStopsReadingDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc := &freezingConn{Conn: raw, frozen: make(chan struct{})}
-	c, chans, reqs, err := gossh.NewClientConn(fc, b.Addr, &gossh.ClientConfig{
-		User: "demo-app", Auth: []gossh.AuthMethod{gossh.PublicKeys(loadSigner(t, b.Key))}, HostKeyCallback: gossh.FixedHostKey(knownHostKey(t, b)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := gossh.NewClient(c, chans, reqs)
-	defer client.Close()
+	client, fc := freezingClient(t, b, raw)
 	// Their windows (2 MiB each, x/crypto's client) hold more than the
 	// bridge's socket can (tcp_wmem's largest, 4 MiB on Debian), so the
 	// bridge's writes block.
